@@ -1,0 +1,148 @@
+"""Forward picture from hand-made contract graphs (docs/ARCHITECTURE.md), parsed back from DOT and SVG."""
+
+import re
+
+import networkx as nx
+import pytest
+
+from export.dot_render import parse_dot, write_picture, dot_binary
+from export.viz_forward import auto_depth, forward_dot, skip_edges
+
+
+def contract_graph(name, inputs, nodes, outputs, blocks=None):
+    """nodes: list of (id, op, [(src, port)], out_shape, params, block, args, extra)."""
+    g = nx.MultiDiGraph(name=name, network="model", inputs=[n for n, _ in inputs],
+                        outputs=outputs, blocks=blocks or {})
+    for n, shape in inputs:
+        g.add_node(n, op="input", args={}, inputs=[], in_shapes=[], out_shapes={"out": shape},
+                   out_shape=shape, dtype="float32", ports=["out"], params=0, trainable_params=0,
+                   block="", block_type=None, share=None, tie=None)
+    for n, op, ins, shape, params, block, args, *extra in nodes:
+        attrs = dict(op=op, args=args, inputs=ins, in_shapes=[g.nodes[s]["out_shape"] for s, _ in ins],
+                     out_shapes={"out": shape}, out_shape=shape, dtype="float32", ports=["out"],
+                     params=params, trainable_params=params, block=block,
+                     block_type=(blocks or {}).get(block, {}).get("block"), share=None, tie=None,
+                     source=f"x.yaml:{len(g) + 1}:3")
+        attrs.update(extra[0] if extra else {})
+        g.add_node(n, **attrs)
+        for slot, (s, port) in enumerate(ins):
+            g.add_edge(s, n, port=port, slot=slot, shape=g.nodes[s]["out_shape"])
+    return g
+
+
+def tiny_resnet(repeat=2, c=16):
+    blocks = {"stage1": {"block": "basic", "repeat": repeat, "index": None, "parent": ""}}
+    nodes = [("stem", "Conv2d", [("x", "out")], ("B", c, 32, 32), 3 * c * 9 + c, "",
+              {"in_channels": 3, "out_channels": c, "kernel_size": 3, "padding": 1})]
+    prev = "stem"
+    for i in range(repeat):
+        b = f"stage1.{i}"
+        blocks[b] = {"block": "basic", "repeat": None, "index": i, "parent": "stage1"}
+        s = ("B", c, 32, 32)
+        conv = {"in_channels": c, "out_channels": c, "kernel_size": 3, "padding": 1, "bias": False}
+        nodes += [
+            (f"{b}.conv1", "Conv2d", [(prev, "out")], s, c * c * 9, b, conv),
+            (f"{b}.bn1", "BatchNorm2d", [(f"{b}.conv1", "out")], s, 2 * c, b, {"num_features": c}),
+            (f"{b}.act1", "ReLU", [(f"{b}.bn1", "out")], s, 0, b, {}),
+            (f"{b}.conv2", "Conv2d", [(f"{b}.act1", "out")], s, c * c * 9, b, conv),
+            (f"{b}.bn2", "BatchNorm2d", [(f"{b}.conv2", "out")], s, 2 * c, b, {"num_features": c}),
+            (f"{b}.sum", "add", [(f"{b}.bn2", "out"), (prev, "out")], s, 0, b, {}),
+            (f"{b}.out", "ReLU", [(f"{b}.sum", "out")], s, 0, b, {}),
+        ]
+        prev = f"{b}.out"
+    nodes += [
+        ("pool", "AdaptiveAvgPool2d", [(prev, "out")], ("B", c, 1, 1), 0, "", {"output_size": 1}),
+        ("flat", "Flatten", [("pool", "out")], ("B", c), 0, "", {}),
+        ("head", "Linear", [("flat", "out")], ("B", 10), c * 10 + 10, "",
+         {"in_features": c, "out_features": 10}),
+    ]
+    return contract_graph("tiny-resnet", [("x", ("B", 3, 32, 32))], nodes, [("head", "head", "out")],
+                          blocks)
+
+
+def tied_lm():
+    nodes = [
+        ("wte", "Embedding", [("idx", "out")], ("B", "T", 32), 100 * 32, "",
+         {"num_embeddings": 100, "embedding_dim": 32}),
+        ("enc", "Linear", [("wte", "out")], ("B", "T", 32), 32 * 32 + 32, "",
+         {"in_features": 32, "out_features": 32}),
+        ("enc2", "Linear", [("enc", "out")], ("B", "T", 32), 0, "",
+         {"in_features": 32, "out_features": 32}, {"share": "enc"}),
+        ("head", "Linear", [("enc2", "out")], ("B", "T", 100), 0, "",
+         {"in_features": 32, "out_features": 100, "bias": False}, {"tie": {"weight": "wte.weight"}}),
+    ]
+    g = contract_graph("tied-lm", [("idx", ("B", "T"))], nodes, [("logits", "head", "out")])
+    g.nodes["idx"]["dtype"] = "int64"
+    return g
+
+
+def test_nodes_labels_edges_and_clusters():
+    g = tiny_resnet()
+    p = parse_dot(forward_dot(g, depth=-1).to_dot())
+    spec_nodes = set(g.nodes)
+    assert spec_nodes <= set(p.nodes)
+    assert set(p.nodes) - spec_nodes == {"out:head"}
+    conv = p.nodes["stage1.1.conv1"]["label"].split("\n")
+    assert conv[0] == "stage1.1.conv1" and conv[1] == "Conv2d"
+    assert "16 -> 16" in conv[2] and "k=3" in conv[2] and "p=1" in conv[2]
+    assert conv[-1] == "2,304 params"
+    assert p.cluster_path("stage1.1.conv1") == ["stage1", "stage1.1"]
+    assert p.cluster_path("stem") == []
+    assert "basic x 2" in p.clusters["stage1"]["attrs"]["label"]
+    edges = {(u, v): a for u, v, a in p.edges}
+    assert edges[("x", "stem")]["label"] == "B x 3 x 32 x 32"
+    assert edges[("flat", "head")]["label"] == "B x 16"
+    assert ("head", "out:head") in edges and ("stem", "x") not in edges
+    assert p.nodes["x"]["shape"] == "oval" and p.nodes["out:head"]["fillcolor"] != p.nodes["x"]["fillcolor"]
+
+
+def test_residual_edges_are_marked():
+    p = parse_dot(forward_dot(tiny_resnet(), depth=-1).to_dot())
+    skips = {(u, v) for u, v, a in p.edges if a.get("style") == "dashed"}
+    assert skips == {("stem", "stage1.0.sum"), ("stage1.0.out", "stage1.1.sum")}
+    assert all(a["label"].startswith("skip: ") for u, v, a in p.edges if (u, v) in skips)
+
+
+def test_skip_edges_on_plain_lists():
+    assert skip_edges(list("abcd"), [("a", "b"), ("b", "c"), ("a", "c"), ("c", "d")]) == {("a", "c")}
+    assert skip_edges(list("abc"), [("a", "b"), ("a", "c")]) == set()
+
+
+def test_depth_collapses_blocks():
+    g = tiny_resnet(repeat=3)
+    p0 = parse_dot(forward_dot(g, depth=0).to_dot())
+    assert "stage1" in p0.nodes and "stage1.0.conv1" not in p0.nodes
+    lab = p0.nodes["stage1"]["label"].split("\n")
+    assert lab[:2] == ["stage1", "basic x 3"] and "21 nodes" in lab[2]
+    assert p0.nodes["stage1"]["shape"] == "box3d"
+    assert {(u, v) for u, v, _ in p0.edges} >= {("stem", "stage1"), ("stage1", "pool")}
+    p1 = parse_dot(forward_dot(g, depth=1).to_dot())
+    assert {"stage1.0", "stage1.1", "stage1.2"} <= set(p1.nodes)
+    assert p1.cluster_path("stage1.1") == ["stage1"]
+    assert ("stage1.0", "stage1.1") in {(u, v) for u, v, _ in p1.edges}
+    assert auto_depth(g, max_nodes=10) == 1 and auto_depth(g, max_nodes=100) == 2
+    assert auto_depth(g, max_nodes=2) == 0
+
+
+def test_shared_and_tied_weights_are_marked():
+    p = parse_dot(forward_dot(tied_lm()).to_dot())
+    links = {(u, v): a for u, v, a in p.edges if a.get("style") == "dotted"}
+    assert links[("enc2", "enc")]["label"] == "shares weights"
+    assert links[("head", "wte")]["label"] == "tied: weight = wte.weight"
+    assert "shares weights of enc" in p.nodes["enc2"]["label"]
+    assert "int64" in p.nodes["idx"]["label"]
+    assert p.edges[0][2]["label"] == "B x T" and "B x T x 100" in p.nodes["out:logits"]["label"]
+
+
+def test_dot_is_byte_identical():
+    assert forward_dot(tiny_resnet()).to_dot() == forward_dot(tiny_resnet()).to_dot()
+
+
+def test_svg_titles_and_clusters(tmp_path):
+    if dot_binary() is None:
+        pytest.skip("graphviz dot not installed")
+    out = write_picture(forward_dot(tiny_resnet(), depth=-1).to_dot(), tmp_path / "f.svg", "svg")
+    svg = out.read_text()
+    titles = set(re.findall(r"<title>(.*?)</title>", svg))
+    assert {"stem", "stage1.0.conv1", "cluster_stage1", "cluster_stage1.1", "x&#45;&gt;stem"} <= titles
+    assert (tmp_path / "f.dot").exists()
