@@ -1,0 +1,46 @@
+"""A declarative neural-network builder: YAML spec -> checked networkx graph -> torch module.
+
+    spec = builder.load("specs/tiny_resnet.yaml", width=32)
+    module = builder.build(spec)
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .errors import Diagnostic, SpecError, UserError
+from .spec import Network, OutputRef, Spec, TensorSpec
+from .spec import load as _load
+
+__version__ = "0.1.0"
+__all__ = ["load", "build", "build_all", "Spec", "Network", "TensorSpec", "OutputRef", "SpecError",
+           "UserError", "Diagnostic", "__version__"]
+
+
+def load(path, overrides: dict | None = None, safe: bool = False, **params) -> Spec:
+    """Load and check a spec (a path or YAML text); keyword params override the spec's params."""
+    return _load(path, overrides=overrides, safe=safe, **params)
+
+
+def build(spec_or_path, network: str | None = None, device=None, **params):
+    """The torch.fx.GraphModule of a spec's network (the only one unless `network` names one)."""
+    from .compile import compile_network
+    spec = spec_or_path if isinstance(spec_or_path, Spec) else load(spec_or_path, **params)
+    return compile_network(spec, network, device)
+
+
+def build_all(spec_or_path, device=None, **params) -> dict:
+    """Every network of a spec (a GAN's generator and discriminator), by name."""
+    from .compile import compile_network
+    spec = spec_or_path if isinstance(spec_or_path, Spec) else load(spec_or_path, **params)
+    return {name: compile_network(spec, name, device) for name in spec.networks}
+
+
+def __getattr__(name):
+    # builder.train / builder.load_weights live in modules other stages own; import on first use
+    if name == "train":
+        from .trainer import train
+        return train
+    if name == "load_weights":
+        from .weights import load_weights
+        return load_weights
+    raise AttributeError(name)

@@ -1,0 +1,86 @@
+"""Compile a network's graph into a torch.fx.GraphModule whose generated forward is readable.
+
+Every spec node becomes a submodule at its spec path (`stage1.0.conv1`), so the fx node, the state_dict
+key prefix, torch.export's module stack and the ONNX node name all carry the name the user wrote.
+"""
+from __future__ import annotations
+
+import operator
+import re
+
+import torch
+import torch.fx as fx
+from torch import nn
+
+from . import ops as ops_pkg
+from .spec import Spec
+
+
+def _set_submodule(root: nn.Module, path: str, module: nn.Module):
+    parent = root
+    parts = path.split(".")
+    for part in parts[:-1]:
+        child = parent._modules.get(part)
+        if child is None:
+            child = nn.Module()
+            parent.add_module(part, child)
+        parent = child
+    parent.add_module(parts[-1], module)
+
+
+def _class_name(name: str) -> str:
+    words = re.split(r"[^0-9A-Za-z]+", name)
+    out = "".join(w[:1].upper() + w[1:] for w in words if w) or "Net"
+    return out if out[0].isalpha() else "Net" + out
+
+
+def _fx_name(path: str) -> str:
+    return re.sub(r"\W", "_", path)
+
+
+def compile_network(spec: Spec, network: str | None = None, device=None) -> fx.GraphModule:
+    net = spec.network(network)
+    g = net.graph
+    root = nn.Module()
+    with torch.device(device or "cpu"):
+        for node, d in g.nodes(data=True):
+            if d["op"] == "input" or d.get("share"):
+                continue
+            module = ops_pkg.get(d["op"]).build(d["args"])
+            if not d.get("trainable", True):
+                module.requires_grad_(False)
+            _set_submodule(root, node, module)
+    for node, d in g.nodes(data=True):
+        for pname, target in (d.get("tie") or {}).items():
+            tnode, _, tparam = target.rpartition(".")
+            owner = root.get_submodule(node)
+            shared = root.get_submodule(tnode).get_parameter(tparam)
+            delattr(owner, pname)
+            owner.register_parameter(pname, shared)
+
+    graph = fx.Graph()
+    env = {}
+    for inp in net.inputs:
+        env[(inp.name, "out")] = graph.placeholder(inp.name)
+    for node in g.nodes:
+        d = g.nodes[node]
+        if d["op"] == "input":
+            continue
+        args = tuple(env[(src, port)] for src, port in d["inputs"])
+        call = graph.create_node("call_module", d.get("share") or node, args, {}, name=_fx_name(node))
+        ports = d["ports"]
+        if len(ports) == 1:
+            env[(node, ports[0])] = call
+        else:
+            for i, port in enumerate(ports):
+                env[(node, port)] = graph.create_node("call_function", operator.getitem, (call, i), {},
+                                                      name=_fx_name(f"{node}_{port}"))
+    outs = [env[(o.node, o.port)] for o in net.outputs]
+    graph.output(outs[0] if len(outs) == 1 else tuple(outs))
+    gm = fx.GraphModule(root, graph, class_name=_class_name(spec.name if len(spec.networks) == 1
+                                                            else f"{spec.name}_{net.name}"))
+    gm.spec_inputs = list(net.inputs)
+    gm.spec_outputs = [o.name for o in net.outputs]
+    gm.spec_name = spec.name
+    gm.network_name = net.name
+    return gm

@@ -1,0 +1,138 @@
+"""Sequence ops: recurrent layers with output ports, attention, positional encodings."""
+from __future__ import annotations
+
+from .. import shapes as S
+from ..shapes import ShapeError
+from . import modules as M
+from .registry import OpDef, register
+
+_RNN_ARGS = ("hidden_size", "num_layers", "nonlinearity", "bias", "dropout", "bidirectional", "input_size",
+             "batch_first", "proj_size")
+
+
+def _recurrent(kind):
+    def infer(ctx):
+        x = ctx.shapes[0]
+        if len(x) != 3:
+            raise ShapeError(f"{kind} expects [B, T, features], got {S.fmt(x)}")
+        if ctx.args.get("batch_first", True) is not True:
+            raise ShapeError("batch_first must be true: specs are batch-first throughout")
+        ctx.args["input_size"] = x[2]
+        ctx.args["batch_first"] = True
+        h = ctx.args["hidden_size"]
+        layers = ctx.args.get("num_layers", 1)
+        dirs = 2 if ctx.args.get("bidirectional", False) else 1
+        state = (layers * dirs, x[0], h)
+        for extra in ctx.shapes[1:]:
+            if extra != state:
+                raise ShapeError(f"initial state must be {S.fmt(state)}, got {S.fmt(extra)}")
+        out = {"output": (x[0], x[1], h * dirs), "h": state}
+        if kind == "LSTM":
+            out["c"] = state
+        return out
+
+    def macs(ctx, out):
+        gates = {"RNN": 1, "GRU": 3, "LSTM": 4}[kind]
+        b, t, f = S.concrete(ctx.shapes[0])
+        h = ctx.args["hidden_size"]
+        return b * t * gates * h * (f + h) * ctx.args.get("num_layers", 1)
+
+    args = _RNN_ARGS if kind == "RNN" else tuple(a for a in _RNN_ARGS if a != "nonlinearity")
+    register(OpDef(kind, infer, build=lambda a: M.Recurrent(kind, **a), arg_names=args,
+                   required=("hidden_size",), inferred=("input_size",),
+                   ports=("output", "h", "c") if kind == "LSTM" else ("output", "h"),
+                   arity=(1, 3 if kind == "LSTM" else 2), macs=macs, category="recurrent"))
+
+
+for _kind in ("RNN", "LSTM", "GRU"):
+    _recurrent(_kind)
+
+
+def _mha(ctx):
+    slots = ctx.slots or ["query"]
+    named = dict(zip(slots, ctx.shapes))
+    q = named["query"]
+    k = named.get("key", q)
+    v = named.get("value", k)
+    if len(q) != 3:
+        raise ShapeError(f"MultiheadAttention expects [B, T, D] inputs, got {S.fmt(q)}")
+    d = q[2]
+    ctx.args["embed_dim"] = d
+    if k[2] != d:
+        ctx.args["kdim"] = k[2]
+    if v[2] != d:
+        ctx.args["vdim"] = v[2]
+    if k[:2] != v[:2]:
+        raise ShapeError(f"key {S.fmt(k)} and value {S.fmt(v)} differ in batch or length")
+    heads = ctx.args["num_heads"]
+    if d % heads:
+        raise ShapeError(f"embed_dim {d} is not divisible by num_heads {heads}")
+    if "key_padding_mask" in named and named["key_padding_mask"] != k[:2]:
+        raise ShapeError(f"key_padding_mask must be {S.fmt(k[:2])}, got {S.fmt(named['key_padding_mask'])}")
+    ctx.args["slots"] = tuple(slots)
+    return q
+
+
+def _mha_macs(ctx, out):
+    b, t, d = S.concrete(ctx.shapes[0])
+    return b * (4 * t * d * d + 2 * t * t * d)
+
+
+register(OpDef("MultiheadAttention", _mha, build=lambda a: M.MultiheadAttention(**a),
+               arg_names=("num_heads", "dropout", "bias", "add_bias_kv", "add_zero_attn", "causal",
+                          "embed_dim", "kdim", "vdim"),
+               required=("num_heads",), inferred=("embed_dim", "kdim", "vdim"),
+               slots=("query", "key", "value", "key_padding_mask"), required_slots=("query",),
+               arity=(1, 4), in_dtype=None, macs=_mha_macs, category="attention"))
+
+
+def _attention(ctx):
+    slots = ctx.slots or ["q", "k", "v"][: len(ctx.shapes)]
+    named = dict(zip(slots, ctx.shapes))
+    q = named["q"]
+    k = named.get("k", q)
+    v = named.get("v", k)
+    for name, s in (("q", q), ("k", k), ("v", v)):
+        if len(s) != 3:
+            raise ShapeError(f"attention expects [B, T, D] for {name}, got {S.fmt(s)}")
+    heads = ctx.args.get("heads", 1)
+    if q[2] != k[2]:
+        raise ShapeError(f"query {S.fmt(q)} and key {S.fmt(k)} must have the same feature dim")
+    if k[1] != v[1]:
+        raise ShapeError(f"key {S.fmt(k)} and value {S.fmt(v)} must have the same length")
+    for name, s in (("q", q), ("v", v)):
+        if S.is_static(s[2]) and s[2] % heads:
+            raise ShapeError(f"{name} dim {s[2]} is not divisible by heads={heads}")
+    if "mask" in named and named["mask"] != (k[0], k[1]):
+        raise ShapeError(f"mask must be {S.fmt((k[0], k[1]))} (1 = attend, 0 = padding), got {S.fmt(named['mask'])}")
+    ctx.args["slots"] = tuple(slots)
+    return (q[0], q[1], v[2])
+
+
+register(OpDef("attention", _attention, build=lambda a: M.Attention(**a),
+               arg_names=("heads", "causal", "dropout", "scale"), slots=("q", "k", "v", "mask"),
+               required_slots=("q",), arity=(1, 4), in_dtype=None, category="attention",
+               aliases=("scaled_dot_product_attention",),
+               macs=lambda ctx, out: 2 * S.concrete(ctx.shapes[0])[0] * S.concrete(ctx.shapes[0])[1] ** 2
+               * S.concrete(ctx.shapes[0])[2],
+               doc="multi-head scaled dot-product attention (no projections), optional causal and padding mask"))
+
+
+def _pe(ctx):
+    x = ctx.shapes[0]
+    if len(x) != 3:
+        raise ShapeError(f"positional encodings expect [B, T, D], got {S.fmt(x)}")
+    ctx.args["dim"] = x[2]
+    t = x[1]
+    if S.is_static(t) and t > ctx.args.get("max_len", 5000):
+        raise ShapeError(f"sequence length {t} exceeds max_len {ctx.args.get('max_len', 5000)}")
+    return x
+
+
+register(OpDef("sinusoidal_pe", _pe, build=lambda a: M.SinusoidalPE(**a),
+               arg_names=("max_len", "base", "scale", "dim"), inferred=("dim",), category="position",
+               aliases=("PositionalEncoding",),
+               doc="adds the notes' sinusoidal position table P[i,2j]=sin(i/10000^(2j/d)), P[i,2j+1]=cos(...)"))
+register(OpDef("learned_pe", _pe, build=lambda a: M.LearnedPositions(**a), arg_names=("max_len", "dim"),
+               required=("max_len",), inferred=("dim",), category="position", aliases=("positions",),
+               doc="adds learned position embeddings weight[:T] (GPT-2 wpe, BERT position_embeddings)"))

@@ -1,0 +1,266 @@
+"""Tensor ops: arithmetic, joining, reshaping, slicing and reductions."""
+from __future__ import annotations
+
+from .. import shapes as S
+from ..shapes import ShapeError
+from . import modules as M
+from .registry import OpDef, register
+
+
+def tensor_op(name, infer, build, arg_names=(), required=(), arity=(1, 1), in_dtype=None, category="tensor",
+              **kw):
+    return register(OpDef(name=name, infer=infer, build=build, arg_names=arg_names, required=required,
+                          arity=arity, in_dtype=in_dtype, category=category, **kw))
+
+
+def _common_dtype(ctx):
+    kinds = set(ctx.dtypes)
+    if len(kinds) > 1:
+        raise ShapeError(f"inputs have different dtypes: {', '.join(sorted(kinds))}")
+    return ctx.dtypes[0]
+
+
+def _elementwise(verb):
+    def infer(ctx):
+        _common_dtype(ctx)
+        return S.broadcast(ctx.shapes, verb)
+    return infer
+
+
+tensor_op("add", _elementwise("add"), lambda a: M.Add(), arity=(2, None), out_dtype=_common_dtype)
+tensor_op("mul", _elementwise("multiply"), lambda a: M.Mul(), arity=(2, None), out_dtype=_common_dtype)
+tensor_op("sub", _elementwise("subtract"), lambda a: M.Sub(), arity=(2, 2), out_dtype=_common_dtype)
+tensor_op("div", _elementwise("divide"), lambda a: M.Div(), arity=(2, 2), out_dtype=lambda c: "float32")
+tensor_op("scale", lambda ctx: ctx.shapes[0], lambda a: M.Scale(a["factor"]), arg_names=("factor",),
+          required=("factor",), in_dtype="float")
+
+
+def _matmul(ctx):
+    a, b = ctx.shapes
+    if len(a) < 1 or len(b) < 1:
+        raise ShapeError("matmul needs tensors of rank >= 1")
+    ka = a[-1]
+    kb = b[-2] if len(b) > 1 else b[0]
+    if ka != kb:
+        raise ShapeError(f"cannot matmul {S.fmt(a)} and {S.fmt(b)}: inner dims {ka} and {kb} differ")
+    if len(a) == 1 and len(b) == 1:
+        return ()
+    if len(b) == 1:
+        return a[:-1]
+    if len(a) == 1:
+        return b[:-2] + b[-1:]
+    batch = S.broadcast([a[:-2], b[:-2]], "matmul batch dims of") if (a[:-2] or b[:-2]) else ()
+    return batch + (a[-2], b[-1])
+
+
+tensor_op("matmul", _matmul, lambda a: M.MatMul(), arity=(2, 2), in_dtype="float")
+
+
+def _join(stack):
+    def infer(ctx):
+        _common_dtype(ctx)
+        first = ctx.shapes[0]
+        rank = len(first) + (1 if stack else 0)
+        dim = S.norm_dim(ctx.args.get("dim", 0 if stack else -1), rank)
+        for other in ctx.shapes[1:]:
+            if len(other) != len(first) or any(
+                    x != y for i, (x, y) in enumerate(zip(first, other)) if stack or i != dim):
+                verb = "stack" if stack else f"concat along dim {dim}"
+                raise ShapeError(f"cannot {verb} {S.fmt(first)} and {S.fmt(other)}")
+        if stack:
+            return first[:dim] + (len(ctx.shapes),) + first[dim:]
+        total = 0
+        for s in ctx.shapes:
+            total = S.add(total, s[dim])
+        return first[:dim] + (total,) + first[dim + 1:]
+    return infer
+
+
+tensor_op("concat", _join(False), lambda a: M.Concat(a.get("dim", -1)), arg_names=("dim",), arity=(1, None),
+          aliases=("cat",), out_dtype=_common_dtype)
+tensor_op("stack", _join(True), lambda a: M.Stack(a.get("dim", 0)), arg_names=("dim",), arity=(1, None),
+          out_dtype=_common_dtype)
+
+
+def _reshape(ctx):
+    shape = ctx.shapes[0]
+    target = ctx.args["shape"]
+    if not isinstance(target, (list, tuple)):
+        raise ShapeError(f"shape must be a list, got {target!r}")
+    out, runtime = [], []
+    for d in target:
+        if isinstance(d, str):  # a symbolic dim of the input, kept as is
+            if d not in shape:
+                raise ShapeError(f"'{d}' is not a dim of the input {S.fmt(shape)}")
+            out.append(d)
+            runtime.append(("dim", shape.index(d)))
+        elif isinstance(d, int) and not isinstance(d, bool) and (d > 0 or d in (-1, 0)):
+            if d == 0:
+                out.append(shape[len(out)])
+                runtime.append(("dim", len(runtime)))
+            else:
+                out.append(d)
+                runtime.append(d)
+        else:
+            raise ShapeError(f"shape entries must be positive ints, -1, 0 or dim names, got {d!r}")
+    if out.count(-1) > 1:
+        raise ShapeError("at most one -1 in shape")
+    total = S.prod(shape)
+    known = S.prod(d for d in out if d != -1)
+    if -1 in out:
+        if S.is_static(total) and S.is_static(known):
+            if total % known:
+                raise ShapeError(f"cannot reshape {S.fmt(shape)} to {list(target)}")
+            out[out.index(-1)] = total // known
+        else:
+            rest = [d for d in shape if d not in out or not S.is_static(d)]
+            static_in = S.prod(d for d in shape if S.is_static(d))
+            static_out = S.prod(d for d in out if S.is_static(d) and d != -1)
+            sym_in = [d for d in shape if not S.is_static(d)]
+            sym_out = [d for d in out if not S.is_static(d)]
+            if sorted(sym_in) == sorted(sym_out) and static_out and static_in % static_out == 0:
+                out[out.index(-1)] = static_in // static_out
+            else:
+                out[out.index(-1)] = S.sym(f"{S.fmt(shape)}/{known}") if rest else -1
+    elif S.is_static(total) and S.is_static(known) and total != known:
+        raise ShapeError(f"cannot reshape {S.fmt(shape)} ({total} elements) to {list(target)} ({known})")
+    ctx.args["_runtime_shape"] = runtime
+    return tuple(out)
+
+
+tensor_op("reshape", _reshape, lambda a: M.Reshape(a["_runtime_shape"]), arg_names=("shape",),
+          required=("shape",), aliases=("view",), category="shape")
+
+
+def _permute(ctx):
+    shape = ctx.shapes[0]
+    dims = [S.norm_dim(d, len(shape)) for d in ctx.args["dims"]]
+    if sorted(dims) != list(range(len(shape))):
+        raise ShapeError(f"dims {ctx.args['dims']} is not a permutation of the {len(shape)} dims of {S.fmt(shape)}")
+    return tuple(shape[d] for d in dims)
+
+
+tensor_op("permute", _permute, lambda a: M.Permute(a["dims"]), arg_names=("dims",), required=("dims",))
+
+
+def _transpose(ctx):
+    shape = list(ctx.shapes[0])
+    a = S.norm_dim(ctx.args["dim0"], len(shape))
+    b = S.norm_dim(ctx.args["dim1"], len(shape))
+    shape[a], shape[b] = shape[b], shape[a]
+    return tuple(shape)
+
+
+tensor_op("transpose", _transpose, lambda a: M.Transpose(a["dim0"], a["dim1"]), arg_names=("dim0", "dim1"),
+          required=("dim0", "dim1"))
+
+
+def _split_sections(ctx):
+    shape = ctx.shapes[0]
+    dim = S.norm_dim(ctx.args.get("dim", -1), len(shape))
+    n = shape[dim]
+    if "sections" in ctx.args:
+        sections = list(ctx.args["sections"])
+        if S.is_static(n) and sum(sections) != n:
+            raise ShapeError(f"sections {sections} add up to {sum(sections)}, not {n} ({S.fmt(shape)} dim {dim})")
+    else:
+        chunks = ctx.args.get("chunks")
+        size = ctx.args.get("size")
+        if not S.is_static(n):
+            raise ShapeError(f"cannot split the symbolic dim {n} into fixed pieces")
+        if chunks:
+            if n % chunks:
+                raise ShapeError(f"dim {dim} of {S.fmt(shape)} ({n}) is not divisible into {chunks} chunks")
+            sections = [n // chunks] * chunks
+        elif size:
+            sections = [size] * (n // size) + ([n % size] if n % size else [])
+        else:
+            raise ShapeError("split needs `chunks`, `size` or `sections`")
+    ctx.args["_sections"], ctx.args["_dim"] = sections, dim
+    return {p: shape[:dim] + (s,) + shape[dim + 1:] for p, s in zip(_split_ports(ctx.args), sections)}
+
+
+def _split_ports(args):
+    if args.get("names"):
+        return tuple(args["names"])
+    n = args.get("chunks") or len(args.get("sections") or []) or len(args.get("_sections") or [])
+    return tuple(str(i) for i in range(n))
+
+
+tensor_op("split", _split_sections, lambda a: M.Split(a["_sections"], a["_dim"]),
+          arg_names=("chunks", "size", "sections", "dim", "names"), ports=_split_ports, aliases=("chunk",),
+          category="shape")
+
+
+def _slice(ctx):
+    shape = ctx.shapes[0]
+    dim = S.norm_dim(ctx.args["dim"], len(shape))
+    n = shape[dim]
+    start, end, step = ctx.args.get("start"), ctx.args.get("end"), ctx.args.get("step", 1)
+    if not isinstance(step, int) or step < 1:
+        raise ShapeError(f"step must be a positive int, got {step!r}")
+    if S.is_static(n):
+        size = len(range(n)[slice(start, end, step)])
+        if size == 0:
+            raise ShapeError(f"slice [{start}:{end}:{step}] of dim {dim} ({n}) is empty")
+    elif start is None and end is None and step == 1:
+        size = n
+    elif end is None and isinstance(start, int) and start < 0 and step == 1:
+        size = -start
+    elif start in (None, 0) and isinstance(end, int) and end > 0 and step == 1:
+        size = end
+    else:
+        size = S.sym(f"{n}[{start}:{end}:{step}]")
+    return shape[:dim] + (size,) + shape[dim + 1:]
+
+
+tensor_op("slice", _slice, lambda a: M.Slice(a["dim"], a.get("start"), a.get("end"), a.get("step", 1)),
+          arg_names=("dim", "start", "end", "step"), required=("dim",), category="shape")
+
+
+def _select(ctx):
+    shape = ctx.shapes[0]
+    dim = S.norm_dim(ctx.args["dim"], len(shape))
+    n, i = shape[dim], ctx.args["index"]
+    if S.is_static(n) and not -n <= i < n:
+        raise ShapeError(f"index {i} is out of range for dim {dim} of size {n}")
+    return shape[:dim] + shape[dim + 1:]
+
+
+tensor_op("select", _select, lambda a: M.Select(a["dim"], a["index"]), arg_names=("dim", "index"),
+          required=("dim", "index"), category="shape")
+
+
+def _reduce(ctx):
+    shape = ctx.shapes[0]
+    dim = ctx.args.get("dim")
+    keep = ctx.args.get("keepdim", False)
+    if dim is None:
+        return ()
+    dims = {S.norm_dim(d, len(shape)) for d in (dim if isinstance(dim, (list, tuple)) else [dim])}
+    return tuple((1 if i in dims else d) for i, d in enumerate(shape) if keep or i not in dims)
+
+
+for _kind in ("mean", "sum"):
+    tensor_op(_kind, _reduce, lambda a, k=_kind: M.Reduce(k, a.get("dim"), a.get("keepdim", False)),
+              arg_names=("dim", "keepdim"), in_dtype="float" if _kind == "mean" else None)
+
+
+def _unsqueeze(ctx):
+    shape = ctx.shapes[0]
+    dim = S.norm_dim(ctx.args["dim"], len(shape) + 1)
+    return shape[:dim] + (1,) + shape[dim:]
+
+
+def _squeeze(ctx):
+    shape = ctx.shapes[0]
+    dim = S.norm_dim(ctx.args["dim"], len(shape))
+    if shape[dim] != 1:
+        raise ShapeError(f"cannot squeeze dim {dim} of {S.fmt(shape)}: its size is not 1")
+    return shape[:dim] + shape[dim + 1:]
+
+
+tensor_op("unsqueeze", _unsqueeze, lambda a: M.Unsqueeze(a["dim"]), arg_names=("dim",), required=("dim",),
+          category="shape")
+tensor_op("squeeze", _squeeze, lambda a: M.Squeeze(a["dim"]), arg_names=("dim",), required=("dim",),
+          category="shape")
