@@ -1,0 +1,129 @@
+"""`build viz`: graphviz pictures of the forward graph, the backward (autograd) graph, or an ONNX file.
+
+    build viz SPEC [--view forward|backward|both] [-o OUT] [--format svg|png|pdf|dot] [--depth N]
+                   [--rankdir TB|LR] [--run DIR | --weights FILE] [--grads] [--full]
+    build viz MODEL.onnx [-o OUT] [--format ...]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from builder.commands.common import add_spec_args, load_spec
+from export.dot_render import FORMATS, INSTALL_HINT, MissingDot, side_by_side, write_picture
+
+VIEWS = ("forward", "backward", "both")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "viz", help="draw the forward graph, the backward (autograd) graph, or an exported ONNX model",
+        description="Draw a spec's forward graph (from its networkx graph), the autograd graph of one "
+                    "training step (leaves: parameters and inputs; root: the loss; gradients flow along "
+                    "the arrows), both side by side, or an exported .onnx model grouped by spec path.")
+    add_spec_args(p)  # SPEC may also be an exported .onnx model
+    p.add_argument("--view", choices=VIEWS, default="forward", help="which picture (default: forward)")
+    p.add_argument("-o", "--output", metavar="OUT",
+                   help="output file (default: <spec name>_<view>.<format> in the current folder)")
+    p.add_argument("--format", choices=FORMATS, default=None,
+                   help="svg, png, pdf or dot (default: from OUT's suffix, else svg); image formats also "
+                        "write the .dot beside the picture")
+    p.add_argument("--depth", type=int, default=None,
+                   help="forward view: block nesting depth shown; deeper blocks collapse to one node "
+                        "(default: the deepest that keeps the picture within 120 nodes; -1: everything)")
+    p.add_argument("--rankdir", choices=("TB", "LR", "BT", "RL"), default="TB", help="layout direction")
+    p.add_argument("--network", help="which network of a multi-network spec")
+    w = p.add_mutually_exclusive_group()
+    w.add_argument("--run", metavar="DIR", help="backward view: load weights from a run folder (best.pt or last.pt)")
+    w.add_argument("--weights", metavar="FILE", help="backward view: load weights from a checkpoint file")
+    p.add_argument("--grads", action="store_true",
+                   help="backward view: colour parameters and clusters by gradient norm and flag "
+                        "None/zero/NaN/exploding/vanishing gradients")
+    p.add_argument("--full", action="store_true",
+                   help="backward view: keep bookkeeping nodes (views, reshapes, AccumulateGrad)")
+    p.add_argument("--batch-size", type=int, default=8, help="backward view: rows in the batch (default 8)")
+    p.add_argument("--seed", type=int, default=0, help="backward view: seed for weights, dropout and random inputs")
+    p.set_defaults(func=run)
+
+
+def _output_path(args, default_stem: str) -> tuple[Path, str]:
+    out = Path(args.output) if args.output else None
+    fmt = args.format
+    if fmt is None:
+        suffix = out.suffix.lstrip(".").lower() if out else ""
+        fmt = suffix if suffix in FORMATS else "svg"
+    if out is None:
+        out = Path(f"{default_stem}.{fmt}")
+    elif out.suffix.lstrip(".").lower() != fmt:
+        known = out.suffix.lstrip(".").lower() in FORMATS
+        out = out.with_suffix(f".{fmt}") if known else out.with_name(f"{out.name}.{fmt}")
+    return out, fmt
+
+
+def _count(dot) -> int:
+    """Nodes of a picture, not counting the legend."""
+    return sum(1 for n in dot.node_attrs if not n.startswith("legend:"))
+
+
+def make_dot(args):
+    """The DotGraph asked for by `args`, and a one-line note about what it shows."""
+    from builder.errors import UserError
+
+    if args.spec.lower().endswith(".onnx"):
+        if args.view != "forward":
+            raise UserError("an .onnx file has no backward graph: use --view forward (the default)")
+        from export.viz_onnx import onnx_dot
+
+        if not Path(args.spec).is_file():
+            raise UserError(f"{args.spec}: no such ONNX file")
+        dot = onnx_dot(args.spec, rankdir=args.rankdir)
+        return dot, Path(args.spec).stem + "_onnx", f"{_count(dot)} nodes"
+
+    from export.viz_forward import forward_dot, max_depth
+
+    spec = load_spec(args)
+    net = spec.network(args.network)
+    stem = spec.name if net.name == "model" else f"{spec.name}_{net.name}"
+    forward = backward = None
+    notes = []
+    if args.view in ("forward", "both"):
+        forward = forward_dot(net.graph, depth=args.depth, rankdir=args.rankdir)
+        notes.append(f"forward: {_count(forward)} nodes ({max_depth(net.graph)} block levels)")
+    if args.view in ("backward", "both"):
+        from export.viz_backward import backward_dot
+        from export.viz_step import one_step
+
+        step = one_step(spec, args.network, args.run, args.weights, args.batch_size, args.seed)
+        backward = backward_dot(step.trace, net.graph, full=args.full, grads=args.grads,
+                                rankdir=args.rankdir, name=stem)
+        backward.graph_attrs["label"] += f"\n{step.batch_note}"
+        notes.append(f"backward: {_count(backward)} nodes, loss {step.trace.loss:.4g} on {step.batch_note}")
+    if args.view == "both":
+        dot = side_by_side(forward, backward, "forward: data flows along the arrows",
+                           "backward: gradients flow along the arrows, from the loss to the leaves",
+                           name=f"{stem}-both")
+        dot.graph_attrs["label"] = f"{stem}: forward and backward"
+        dot.graph_attrs["labelloc"] = "t"
+    else:
+        dot = forward or backward
+    return dot, f"{stem}_{args.view}", "; ".join(notes)
+
+
+def run(args) -> int:
+    dot, stem, note = make_dot(args)
+    out, fmt = _output_path(args, stem)
+    try:
+        written = write_picture(dot.to_dot(), out, fmt)
+    except MissingDot as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        from builder.errors import UserError
+        raise UserError(f"cannot write {out}: {e}") from None
+    extra = f" (source: {out.with_suffix('.dot')})" if fmt != "dot" else ""
+    print(f"wrote {written}{extra}: {note}")
+    return 0
+
+
+__all__ = ["register", "run", "make_dot", "INSTALL_HINT"]

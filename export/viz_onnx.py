@@ -1,0 +1,112 @@
+"""The picture of an exported ONNX model, with its nodes grouped by spec path.
+
+The exporter (export/naming.py) names nodes `/stage1/stage1.0/stage1.0.conv1/Conv`: one level per
+enclosing block, then the spec path, then the op, and records `builder.spec_path` in the node's metadata.
+Those levels become nested clusters named `cluster_<path>`, the same clusters as the forward and backward
+pictures. Initializers (weights) are not drawn as nodes: each op lists the shapes of the weights it reads.
+Constant nodes are folded away. Edges carry the inferred tensor shapes (symbolic dims kept).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from export.dot_render import DotGraph
+from export.viz_labels import format_count, format_shape
+
+PATH_KEY = "builder.spec_path"
+COLORS = {"input": "#d9f2d9", "output": "#ffe0b3", "op": "#f5f5f5", "weights": "#dde8f7"}
+
+
+def _dims(type_proto) -> tuple | None:
+    t = type_proto.tensor_type
+    if not t.HasField("shape"):
+        return None
+    out = []
+    for d in t.shape.dim:
+        out.append(d.dim_value if d.HasField("dim_value") else (d.dim_param or "?"))
+    return tuple(out)
+
+
+def node_levels(node) -> list[str]:
+    """Cluster levels of an ONNX node: from its '/'-separated name, else its spec-path metadata."""
+    name = node.name or ""
+    if name.startswith("/") and name.count("/") >= 2:
+        return [p for p in name.split("/")[1:-1] if p]
+    meta = {p.key: p.value for p in node.metadata_props}
+    path = meta.get(PATH_KEY)
+    if path:
+        parts = path.split(".")
+        return [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
+    return []
+
+
+def onnx_dot(model_or_path, rankdir: str = "TB", title: str | None = None) -> DotGraph:
+    import onnx
+
+    if isinstance(model_or_path, (str, Path)):
+        model = onnx.load(str(model_or_path), load_external_data=False)
+        name = Path(model_or_path).stem
+    else:
+        model, name = model_or_path, model_or_path.graph.name or "model"
+    try:
+        model = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # shape inference is a nicety for the labels; the picture does not need it
+        pass
+    g = model.graph
+    shapes = {vi.name: _dims(vi.type) for vi in list(g.input) + list(g.value_info) + list(g.output)}
+    inits = {t.name: tuple(t.dims) for t in g.initializer}
+    constants = {o for n in g.node if n.op_type == "Constant" for o in n.output}
+    meta = {p.key: p.value for p in model.metadata_props}
+
+    label = title or (f"{meta.get('builder.spec_name', name)}: exported ONNX graph "
+                      f"(opset {max((o.version for o in model.opset_import if o.domain in ('', 'ai.onnx')), default='?')},"
+                      f" {sum(1 for n in g.node if n.op_type != 'Constant')} nodes, grouped by spec path)")
+    dot = DotGraph(f"{name}-onnx", {"rankdir": rankdir, "label": label, "labelloc": "t",
+                                     "fontname": "Helvetica", "nodesep": "0.25", "ranksep": "0.35"},
+                   {"fontname": "Helvetica", "fontsize": "10"}, {"fontname": "Helvetica", "fontsize": "9"})
+    producer: dict[str, str] = {}
+    for inp in g.input:
+        if inp.name in inits:
+            continue
+        dot.add_node(f"in:{inp.name}", [], label=f"{inp.name}\ninput {format_shape(shapes.get(inp.name))}",
+                     shape="oval", style="filled", fillcolor=COLORS["input"])
+        producer[inp.name] = f"in:{inp.name}"
+
+    node_ids = []
+    for i, n in enumerate(g.node):
+        if n.op_type == "Constant":
+            continue
+        node_id = n.name or f"{n.op_type}_{i}"
+        while node_id in dot.node_attrs:
+            node_id += "'"
+        levels = node_levels(n)
+        weights = [inits[x] for x in n.input if x in inits]
+        lines = [n.op_type, levels[-1] if levels else (n.name or "")]
+        if weights:
+            count = sum(_numel(s) for s in weights)
+            lines.append(", ".join(format_shape(s) for s in weights[:3]) + (" ..." if len(weights) > 3 else ""))
+            lines.append(f"{format_count(count)} weights")
+        dot.cluster(levels)
+        dot.add_node(node_id, levels, label="\n".join(lines), shape="box", style="rounded,filled",
+                     fillcolor=COLORS["weights"] if weights else COLORS["op"])
+        node_ids.append((node_id, n))
+        for o in n.output:
+            producer[o] = node_id
+    for node_id, n in node_ids:
+        for x in n.input:
+            if x in producer and x not in constants:
+                dot.add_edge(producer[x], node_id, label=format_shape(shapes.get(x)))
+    for out in g.output:
+        dot.add_node(f"out:{out.name}", [], label=f"output {out.name}\n{format_shape(shapes.get(out.name))}",
+                     shape="box", style="filled,bold", fillcolor=COLORS["output"])
+        if out.name in producer:
+            dot.add_edge(producer[out.name], f"out:{out.name}", label=format_shape(shapes.get(out.name)))
+    return dot
+
+
+def _numel(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n

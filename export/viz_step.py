@@ -1,0 +1,140 @@
+"""One training step of a spec, for the backward picture: a batch, weights, a loss, the recorded graph.
+
+The batch comes from the spec's training data (`train.data`, first rows of the training split) and the
+loss from `train.loss`; without them the inputs are random tensors of the spec's input shapes and the loss
+is the mean square of the outputs (a stand-in that still sends a gradient to every parameter used).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from export.autograd_walk import BackwardTrace, record_backward
+
+SYMBOLIC_SIZE = 8  # size given to a symbolic dim other than the batch dim when inputs are random
+
+
+@dataclass
+class Step:
+    trace: BackwardTrace
+    batch_note: str  # where the batch came from, for the picture's title and the CLI
+
+
+def _concrete(dim, batch_size: int, first: bool) -> int:
+    if isinstance(dim, int):
+        return dim
+    return batch_size if first else SYMBOLIC_SIZE
+
+
+def random_inputs(inputs, batch_size: int, seed: int = 0) -> dict:
+    """Random tensors for the spec's TensorSpecs: B -> batch_size, other symbolic dims -> 8."""
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for t in inputs:
+        shape = tuple(_concrete(d, batch_size, i == 0) for i, d in enumerate(t.shape))
+        dtype = getattr(torch, t.dtype)
+        if dtype.is_floating_point:
+            out[t.name] = torch.randn(shape, generator=g).to(dtype)
+        elif dtype == torch.bool:
+            out[t.name] = torch.ones(shape, dtype=torch.bool)
+        else:
+            low, high = getattr(t, "value_range", None) or (0, 2)
+            out[t.name] = torch.randint(int(low), int(high), shape, generator=g, dtype=dtype)
+    return out
+
+
+def data_batch(module, cfg: dict, batch_size: int):
+    """(inputs, target or None, note) from the first rows of the training split, laid out as the
+    trainer lays them out; None when the spec has no training data."""
+    data_cfg = cfg.get("data")
+    if not data_cfg:
+        return None
+    from builder.data import load_data
+    from builder.trainer import adapt_inputs
+
+    data_cfg = {"source": data_cfg} if isinstance(data_cfg, str) else dict(data_cfg)
+    data = load_data(data_cfg)
+    adapt_inputs(module, data)
+    fields = data.train.sample(batch_size)
+    n = data.train.n_inputs
+    target = fields[n] if data.train.has_target else None
+    note = f"batch of {len(fields[0])} from {data_cfg.get('source', 'data')} (train split)"
+    return list(fields[:n]), target, note
+
+
+def load_weights(module: torch.nn.Module, run: str | None = None, weights: str | None = None) -> str | None:
+    """Load `--run DIR` (best.pt, else last.pt) or `--weights FILE` into module; returns the file used."""
+    from builder import checkpoint
+    from builder.errors import UserError
+
+    if run:
+        d = Path(run)
+        path = next((d / f for f in ("best.pt", "last.pt") if (d / f).is_file()), None)
+        if path is None:
+            raise UserError(f"{d}: no best.pt or last.pt in this run folder")
+    elif weights:
+        path = Path(weights)
+    else:
+        return None
+    obj = checkpoint.load(path)
+    state = obj.get("model", obj) if isinstance(obj, dict) else None
+    if not isinstance(state, dict):
+        raise UserError(f"{path}: not a checkpoint (expected a dict with a 'model' state_dict)")
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as e:
+        raise UserError(f"{path}: weights do not fit this spec: {str(e).splitlines()[0]}") from None
+    return str(path)
+
+
+def stand_in_loss(output):
+    outs = output if isinstance(output, (tuple, list)) else (output,)
+    terms = [o.float().pow(2).mean() for o in outs if isinstance(o, torch.Tensor) and o.requires_grad]
+    if not terms:
+        raise RuntimeError("no output of the network depends on a parameter")
+    return sum(terms)
+
+
+def one_step(spec, network: str | None = None, run: str | None = None, weights: str | None = None,
+             batch_size: int = 8, seed: int | None = None) -> Step:
+    """Build the module with the weights training starts from (or the given ones), run forward and
+    backward once on one batch, and record the autograd graph."""
+    import builder
+    from builder.initializers import apply_init
+    from builder.losses import make_loss
+    from builder.trainer import first_output, seed_of
+
+    net = spec.network(network)
+    cfg = dict(spec.train or {})
+    torch.manual_seed(seed_of(cfg) if seed is None else seed)
+    module = builder.build(spec, network=network)
+    used = load_weights(module, run, weights)
+    if used is None and cfg.get("init"):
+        apply_init(module, cfg.get("init"))
+    module.train()
+    batch = data_batch(module, cfg, batch_size) if len(spec.networks) == 1 else None
+    if batch is not None and batch[1] is not None:
+        inputs, target, note = batch
+        lm = (cfg.get("mode") == "language_model" or
+              (isinstance(cfg.get("data"), dict) and cfg["data"].get("source") == "text"))
+        loss_cfg = cfg.get("loss", "cross_entropy" if lm else "mse")
+        loss_of = make_loss(loss_cfg)
+        name = loss_cfg if isinstance(loss_cfg, str) else loss_cfg.get("type", "loss")
+
+        def loss_fn(output):
+            return loss_of(first_output(output), target)
+    else:
+        if batch is not None:
+            inputs, _, note = batch
+        else:
+            inputs = [x for x in random_inputs(net.inputs, batch_size, seed or 0).values()]
+            note = f"random inputs, batch {batch_size}"
+        loss_fn, name = stand_in_loss, "mean(output^2)"
+    if used:
+        note += f"; weights from {used}"
+    named = {t.name: x for t, x in zip(net.inputs, inputs)}
+    trace = record_backward(module, named, loss_fn, name, spec_paths=set(net.graph.nodes))
+    return Step(trace, note)
