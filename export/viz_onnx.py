@@ -55,11 +55,14 @@ def onnx_dot(model_or_path, rankdir: str = "TB", title: str | None = None) -> Do
         pass
     g = model.graph
     shapes = {vi.name: _dims(vi.type) for vi in list(g.input) + list(g.value_info) + list(g.output)}
-    inits = {t.name: tuple(t.dims) for t in g.initializer}
+    float_types = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE,
+                   onnx.TensorProto.BFLOAT16}
+    inits = {t.name: tuple(t.dims) for t in g.initializer if t.data_type in float_types}
+    small = {t.name for t in g.initializer if t.data_type not in float_types}  # axes, shapes
     constants = {o for n in g.node if n.op_type == "Constant" for o in n.output}
     meta = {p.key: p.value for p in model.metadata_props}
 
-    label = title or (f"{meta.get('builder.spec_name', name)}: exported ONNX graph "
+    label = title or (f"{meta.get('builder.spec', name)}: exported ONNX graph "
                       f"(opset {max((o.version for o in model.opset_import if o.domain in ('', 'ai.onnx')), default='?')},"
                       f" {sum(1 for n in g.node if n.op_type != 'Constant')} nodes, grouped by spec path)")
     dot = DotGraph(f"{name}-onnx", {"rankdir": rankdir, "label": label, "labelloc": "t",
@@ -67,7 +70,7 @@ def onnx_dot(model_or_path, rankdir: str = "TB", title: str | None = None) -> Do
                    {"fontname": "Helvetica", "fontsize": "10"}, {"fontname": "Helvetica", "fontsize": "9"})
     producer: dict[str, str] = {}
     for inp in g.input:
-        if inp.name in inits:
+        if inp.name in inits or inp.name in small:
             continue
         dot.add_node(f"in:{inp.name}", [], label=f"{inp.name}\ninput {format_shape(shapes.get(inp.name))}",
                      shape="oval", style="filled", fillcolor=COLORS["input"])

@@ -1,0 +1,153 @@
+"""Input files for `build predict`: .npy (one input), .npz (arrays named like the inputs), .csv (one input,
+one sample per row), checked against what the model takes, with one clear line when they do not fit."""
+from __future__ import annotations
+
+import csv
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from builder.errors import UserError
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    name: str
+    shape: tuple  # int, or str / None for a dynamic dim
+    dtype: str  # numpy dtype name: float32, int64, bool
+    value_range: tuple | None = None
+
+    def describe(self) -> str:
+        dims = ", ".join(str(d) if d is not None else "?" for d in self.shape)
+        return f"'{self.name}' {self.dtype} [{dims}]"
+
+
+def read_arrays(path, inputs: list[ModelInput]) -> dict[str, np.ndarray]:
+    """The arrays of `path`, one per model input (by name)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such input file")
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        arrays = [_load_npy(path)]
+        if len(inputs) != 1:
+            raise UserError(f"{path}: a .npy file holds one array, the model takes {len(inputs)} inputs "
+                            f"({', '.join(i.name for i in inputs)}): use an .npz with one array per input name")
+        return {inputs[0].name: arrays[0]}
+    if suffix == ".npz":
+        return _from_npz(path, inputs)
+    if suffix == ".csv":
+        if len(inputs) != 1:
+            raise UserError(f"{path}: a .csv file holds one input, the model takes {len(inputs)} "
+                            f"({', '.join(i.name for i in inputs)}): use an .npz with one array per input name")
+        return {inputs[0].name: _read_csv(path, inputs[0])}
+    raise UserError(f"{path}: expected a .npy, .npz or .csv file, got '{suffix or 'no suffix'}'")
+
+
+def _load_npy(path) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise UserError(f"{path}: not a readable .npy array ({str(e).splitlines()[0] if str(e) else 'empty'})") from None
+
+
+def _from_npz(path, inputs) -> dict:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+        raise UserError(f"{path}: not a readable .npz archive ({str(e).splitlines()[0] if str(e) else 'empty'})") from None
+    names = [i.name for i in inputs]
+    if len(inputs) == 1 and len(arrays) == 1:
+        return {names[0]: next(iter(arrays.values()))}
+    missing = [n for n in names if n not in arrays]
+    if missing:
+        raise UserError(f"{path}: no array for input(s) {', '.join(missing)} (the file has: "
+                        f"{', '.join(arrays) or 'nothing'})")
+    return {n: arrays[n] for n in names}
+
+
+def _read_csv(path, inp: ModelInput) -> np.ndarray:
+    rows = []
+    with open(path, newline="", encoding="utf-8") as f:
+        for lineno, row in enumerate(csv.reader(f), start=1):
+            if not row or all(not c.strip() for c in row):
+                continue
+            try:
+                rows.append([float(c) for c in row])
+            except ValueError:
+                if lineno == 1 and not rows:  # a header
+                    continue
+                bad = next(c for c in row if not _is_number(c))
+                raise UserError(f"{path}:{lineno}: '{bad}' is not a number") from None
+    if not rows:
+        raise UserError(f"{path}: no rows of numbers")
+    widths = {len(r) for r in rows}
+    if len(widths) != 1:
+        raise UserError(f"{path}: rows have different numbers of columns ({sorted(widths)})")
+    table = np.array(rows)
+    if np.issubdtype(np.dtype(inp.dtype), np.integer) and np.all(table == np.round(table)):
+        table = table.astype(np.int64)
+    static = inp.shape[1:]
+    if static and all(isinstance(d, int) for d in static):
+        features = int(np.prod(static))
+        if table.shape[1] != features:
+            raise UserError(f"{path}: {table.shape[1]} columns, input {inp.describe()} needs {features} per row")
+        table = table.reshape((table.shape[0],) + tuple(static))
+    return table
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+_SAFE_CASTS = {
+    "float32": ("float64", "float16", "float32"),
+    "float16": ("float32", "float64", "float16"),
+    "float64": ("float32", "float64", "float16"),
+    "int64": ("int64", "int32", "int16", "int8", "uint8", "uint16", "uint32"),
+    "int32": ("int32", "int16", "int8", "uint8", "uint16"),
+    "bool": ("bool",),
+}
+
+
+def conform(arrays: dict[str, np.ndarray], inputs: list[ModelInput], source: str) -> dict[str, np.ndarray]:
+    """Check dtypes, ranks, static dims and value ranges; cast where nothing is lost; add a batch axis
+    to a single sample. Every input must have the same number of samples."""
+    out = {}
+    for inp in inputs:
+        a = np.asarray(arrays[inp.name])
+        if a.dtype != np.dtype(inp.dtype):
+            if a.dtype.name == "bool" and inp.dtype in ("int64", "int32", "float32"):
+                a = a.astype(inp.dtype)  # masks given as booleans
+            elif a.dtype.name in _SAFE_CASTS.get(inp.dtype, ()):
+                a = a.astype(inp.dtype)
+            elif inp.dtype.startswith("int") and a.dtype.kind == "f" and a.size and np.all(a == np.round(a)):
+                a = a.astype(inp.dtype)  # whole numbers stored as floats (e.g. from a csv)
+            else:
+                raise UserError(f"{source}: input {inp.describe()} expects {inp.dtype}, got {a.dtype.name}"
+                                + (" (scale images to float first)" if a.dtype.kind in "ui" else ""))
+        if a.ndim == len(inp.shape) - 1 and _fits(a.shape, inp.shape[1:]):
+            a = a[None]  # one sample
+        if a.ndim != len(inp.shape) or not _fits(a.shape, inp.shape):
+            raise UserError(f"{source}: input {inp.describe()} got an array of shape {list(a.shape)}")
+        if inp.value_range and a.size and a.dtype.kind in "iu":
+            low, high = inp.value_range
+            if a.min() < low or a.max() >= high:
+                raise UserError(f"{source}: input '{inp.name}' has values in [{a.min()}, {a.max()}], the "
+                                f"model takes [{low}, {high})")
+        out[inp.name] = a
+    counts = {len(a) for a in out.values()}
+    if len(counts) > 1:
+        raise UserError(f"{source}: inputs have different numbers of samples: "
+                        + ", ".join(f"{n}={len(a)}" for n, a in out.items()))
+    return out
+
+
+def _fits(shape, want) -> bool:
+    return len(shape) == len(want) and all(not isinstance(w, int) or s == w for s, w in zip(shape, want))

@@ -1,0 +1,83 @@
+"""What an exported file says about where it came from (ONNX `metadata_props`, all strings).
+
+builder.spec           spec name                     builder.network   network name
+builder.spec_hash      hash of the resolved spec     builder.version   builder version
+builder.inputs         JSON [{name, shape, dtype, value_range}]   (symbolic dims as strings)
+builder.outputs        JSON [output names]
+builder.class_labels   JSON [labels], when known     builder.dynamic   JSON [symbols kept dynamic]
+builder.dim_ranges     JSON {symbol: [low, high]}, only when torch.export narrowed a dim
+"""
+from __future__ import annotations
+
+import json
+
+PREFIX = "builder."
+
+
+def builder_version() -> str:
+    try:
+        import builder
+        version = getattr(builder, "__version__", None)
+        if version:
+            return str(version)
+    except ImportError:
+        pass
+    try:
+        from importlib.metadata import version
+        return version("builder")
+    except Exception:
+        return "unknown"
+
+
+def spec_hash(spec) -> str:
+    if spec is None:
+        return ""
+    if hasattr(spec, "hash"):
+        return str(spec.hash())
+    return ""
+
+
+def class_labels(spec=None, checkpoint: dict | None = None) -> list | None:
+    """Labels from the checkpoint (what the trainer saw) or else from the spec."""
+    for key in ("class_labels", "labels", "classes"):
+        value = (checkpoint or {}).get(key)
+        if isinstance(value, (list, tuple)) and value:
+            return [str(v) for v in value]
+    labels = getattr(spec, "labels", None)
+    return [str(v) for v in labels] if labels else None
+
+
+def build_metadata(sig, *, spec=None, network: str | None = None, labels=None, dynamic=(),
+                   ranges: dict | None = None) -> dict[str, str]:
+    meta = {
+        "spec": getattr(spec, "name", "") or "",
+        "network": network or "",
+        "spec_hash": spec_hash(spec),
+        "version": builder_version(),
+        "inputs": json.dumps([{"name": i.name, "shape": list(i.shape), "dtype": i.dtype,
+                               "value_range": list(i.value_range) if i.value_range else None}
+                              for i in sig.inputs]),
+        "outputs": json.dumps(list(sig.outputs)),
+        "dynamic": json.dumps(list(dynamic)),
+    }
+    if labels:
+        meta["class_labels"] = json.dumps(list(labels))
+    if ranges:
+        meta["dim_ranges"] = json.dumps({k: [v[0], None if v[1] == float("inf") else v[1]]
+                                         for k, v in ranges.items()})
+    return {PREFIX + k: v for k, v in meta.items()}
+
+
+def read_metadata(props: dict) -> dict:
+    """`builder.*` metadata of a loaded model, JSON values decoded."""
+    out = {}
+    for key, value in props.items():
+        if not key.startswith(PREFIX):
+            continue
+        name = key[len(PREFIX):]
+        try:
+            out[name] = json.loads(value) if name in ("inputs", "outputs", "class_labels", "dynamic",
+                                                      "dim_ranges") else value
+        except json.JSONDecodeError:
+            out[name] = value
+    return out

@@ -1,0 +1,213 @@
+"""torch module -> verified ONNX file, with torch.onnx.export (the torch 2.13 dynamo exporter).
+
+    result = export_onnx(module, "model.onnx", spec=spec, network="model")
+
+The module is exported in eval mode with one fresh example tensor per input; every symbolic dim of the
+spec's inputs stays dynamic (or those named in `dynamic`), through `dynamic_shapes`. Input and output
+names come from the spec, node names and metadata carry spec paths (see naming.py), the file metadata
+says where it came from (see metadata.py). Nothing is kept unless every check of verify.py passes.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import onnx_ir as ir
+import torch
+from builder.errors import UserError
+
+from . import metadata, naming, rnn, runtime, signature, verify
+from .files import atomic_output, check_writable
+
+TWO_GB = 2 * 1024**3
+
+
+class ExportError(UserError):
+    """torch.onnx.export could not export the network, or exported something we must not keep."""
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    nodes: int
+    size_bytes: int
+    dynamic: list
+    ranges: dict
+    comparisons: list = field(default_factory=list)
+    scopes: dict = field(default_factory=dict)
+    external_data: bool = False
+
+    @property
+    def max_abs(self) -> float:
+        return max((c.max_abs for c in self.comparisons), default=0.0)
+
+    @property
+    def shapes_checked(self) -> list[dict]:
+        seen = []
+        for c in self.comparisons:
+            if c.sizes not in seen:
+                seen.append(c.sizes)
+        return seen
+
+
+def export_onnx(module: torch.nn.Module, out, *, spec=None, network: str | None = None, graph=None,
+                dynamic: list[str] | None = None, opset: int | None = None, labels=None,
+                sizes: dict | None = None, verify_shapes: bool = True) -> ExportResult:
+    """Export, check and write `out` atomically; raises ExportError / VerificationError (UserErrors)."""
+    out = check_writable(out)
+    if graph is None and spec is not None:
+        graph = spec.network(network).graph
+    export_cfg = dict(getattr(spec, "export", None) or {})
+    sig = signature.signature_of(module, graph, sizes or export_cfg.get("sizes"))
+    if dynamic is None and export_cfg.get("dynamic") is not None:
+        dynamic = list(export_cfg["dynamic"])
+    dyn = signature.resolve_dynamic(sig, dynamic)
+    opset = opset or export_cfg.get("opset")
+
+    was_training = module.training
+    module.eval()
+    try:
+        program = _torch_onnx_export(module, sig, dyn, opset)
+        ranges, problems = verify.exported_dim_ranges(program.exported_program, sig, dyn)
+        problems += verify.onnx_input_problems(program.model.graph.inputs, sig, dyn)
+        if problems:
+            raise ExportError("; ".join(problems) + " (name the dims that may vary with --dynamic, or remove "
+                              "the shape-dependent branch)")
+        model = program.model
+        blocks = graph.graph.get("blocks") if graph is not None else None
+        scopes = naming.name_nodes_by_spec_path(model, blocks)
+        cases = _reference_cases(module, sig, dyn, ranges) if verify_shapes else []
+        _declare_output_dims(model, sig, cases)
+        model.metadata_props.update(metadata.build_metadata(
+            sig, spec=spec, network=network or getattr(graph, "graph", {}).get("network"), labels=labels,
+            dynamic=dyn, ranges=ranges))
+        with atomic_output(out) as tmp:
+            external = _save(model, tmp)
+            verify.check_structure(tmp)
+            sess = runtime.session(tmp, "cpu")
+            comparisons = verify.check_parity(sess, module, cases, _output_names(sig, model))
+            size = sum(f.stat().st_size for f in tmp.parent.iterdir())
+        return ExportResult(out, len(model.graph), size, dyn, ranges, comparisons, scopes, external)
+    finally:
+        module.train(was_training)
+
+
+def _torch_onnx_export(module, sig, dyn, opset):
+    args = signature.example_inputs(sig, sig.sizes)
+    ds = signature.dynamic_shapes(sig, dyn)
+    output_names = list(sig.outputs) or None
+    try:
+        with _quiet(), rnn.rnn_export_patches():
+            return torch.onnx.export(
+                module, args, dynamo=True, input_names=[i.name for i in sig.inputs], output_names=output_names,
+                dynamic_shapes=tuple(ds[i.name] for i in sig.inputs), opset_version=opset,
+                external_data=False, custom_translation_table=rnn.translations(), verbose=False,
+                optimize=True)
+    except UserError:
+        raise
+    except Exception as e:  # torch.onnx / torch.export raise many types; report one line
+        raise ExportError(f"torch.onnx.export failed: {_summary(e)}") from None
+
+
+@contextlib.contextmanager
+def _quiet():
+    """The exporter logs warnings (optional torchvision ops) and prints progress; keep the CLI clean."""
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._export", "onnxscript")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def _summary(e: Exception) -> str:
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    for ln in lines:  # the exporter wraps the cause; its own line is the informative one
+        if "Error:" in ln and not ln.startswith("Failed to export"):
+            return ln[:400]
+    return (lines[0] if lines else type(e).__name__)[:400]
+
+
+def _reference_cases(module, sig, dyn, ranges):
+    """(sizes, inputs, torch outputs) at each verification shape; fresh tensors per case."""
+    cases = []
+    for k, sizes in enumerate(signature.verification_sizes(sig, dyn, ranges)):
+        inputs = signature.example_inputs(sig, sizes, seed=1000 + k)
+        try:
+            expected = verify.torch_outputs(module, inputs)
+        except Exception as e:
+            raise ExportError(f"torch itself fails at {sizes}: {_summary(e)}") from None
+        cases.append((sizes, inputs, expected))
+    return cases
+
+
+def _output_names(sig, model) -> list[str]:
+    return list(sig.outputs) or [v.name for v in model.graph.outputs]
+
+
+def _declare_output_dims(model, sig, cases) -> None:
+    """Make ONNX output dims that vary with the inputs symbolic.
+
+    torch 2.13 records some output dims at their example size (e.g. the sequence length of an LSTM's
+    output); onnxruntime then warns and other runtimes may trust the wrong number. A dim whose torch
+    value changes between the verification cases gets the name of the input symbol it follows."""
+    if not cases:
+        return
+    changed = False
+    for k, value in enumerate(model.graph.outputs):
+        if value.shape is None:
+            continue
+        observed = [case[2][k].shape for case in cases if k < len(case[2])]
+        dims = list(value.shape.dims)
+        for axis, declared in enumerate(dims):
+            seen = {shape[axis] for shape in observed if len(shape) == len(dims)}
+            if len(seen) <= 1 or not isinstance(declared, int):
+                continue
+            symbol = next((s for s in sig.symbols
+                           if all(case[0].get(s) == shape[axis] for case, shape in zip(cases, observed))),
+                          f"{value.name}_dim{axis}")
+            dims[axis] = ir.SymbolicDim(symbol)
+            changed = True
+        value.shape = ir.Shape(dims)
+    if changed:  # intermediate shapes may carry the same stale size: let the runtime infer them
+        for node in model.graph:
+            for v in node.outputs:
+                if not v.is_graph_output():
+                    v.shape = None
+
+
+def _initializer_bytes(model) -> int:
+    total = 0
+    for v in model.graph.initializers.values():
+        if v.const_value is not None:
+            total += v.const_value.nbytes
+    return total
+
+
+def _save(model, path: Path) -> bool:
+    """One self-contained file, unless the weights pass 2 GB (protobuf's limit): then `<name>.data`."""
+    external = _initializer_bytes(model) > TWO_GB - 64 * 1024**2
+    ir.save(model, path, external_data=f"{path.name}.data" if external else None)
+    return external
+
+
+def describe(result: ExportResult) -> str:
+    shapes = "; ".join(", ".join(f"{k}={v}" for k, v in s.items()) for s in result.shapes_checked)
+    mb = result.size_bytes / 1e6
+    dyn = ",".join(result.dynamic) or "none"
+    text = (f"wrote {result.path} ({mb:.2f} MB, {result.nodes} nodes, dynamic: {dyn}); onnxruntime matches "
+            f"torch at {len(result.shapes_checked)} shapes ({shapes}), max abs diff {result.max_abs:.2g}")
+    if result.ranges:
+        text += "; valid dim ranges: " + ", ".join(
+            f"{k} in [{lo}, {'inf' if hi == math.inf else hi}]" for k, (lo, hi) in result.ranges.items())
+    return text

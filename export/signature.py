@@ -1,0 +1,207 @@
+"""The input/output signature of a network as export sees it: names, symbolic shapes, dtypes, value ranges.
+
+It is read from the module's `spec_inputs` / `spec_outputs` (the contract of builder.build), and from the
+network's graph when one is given (value ranges of token ids come from the embedding that reads them).
+From it come the example inputs for torch.export, the `dynamic_shapes` argument, and the input shapes
+at which an export is verified.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from builder.errors import UserError
+
+BATCH_NAMES = ("B", "N", "batch")
+IMAGE_NAMES = ("H", "W", "D")
+
+TORCH_DTYPES = {
+    "float32": torch.float32, "float": torch.float32, "float64": torch.float64, "float16": torch.float16,
+    "bfloat16": torch.bfloat16, "int64": torch.int64, "long": torch.int64, "int32": torch.int32,
+    "int": torch.int64, "int8": torch.int8, "uint8": torch.uint8, "bool": torch.bool,
+}
+
+
+@dataclass(frozen=True)
+class InputSig:
+    name: str
+    shape: tuple  # int (static) or str (symbolic)
+    dtype: str = "float32"
+    value_range: tuple | None = None  # [low, high) for integer inputs
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        if self.dtype not in TORCH_DTYPES:
+            raise UserError(f"input '{self.name}': dtype '{self.dtype}' cannot be exported")
+        return TORCH_DTYPES[self.dtype]
+
+    @property
+    def is_mask(self) -> bool:
+        return "mask" in self.name.lower()
+
+
+@dataclass
+class Signature:
+    inputs: list[InputSig]
+    outputs: list[str]
+    sizes: dict = field(default_factory=dict)  # symbol -> example size used for export
+
+    @property
+    def symbols(self) -> list[str]:
+        seen = []
+        for sig in self.inputs:
+            for d in sig.shape:
+                if isinstance(d, str) and d not in seen:
+                    seen.append(d)
+        return seen
+
+    def batch_symbol(self) -> str | None:
+        """The symbol of the batch: a conventional name, else the leading dim shared by the inputs."""
+        syms = self.symbols
+        for name in BATCH_NAMES:
+            if name in syms:
+                return name
+        leading = {sig.shape[0] for sig in self.inputs if sig.shape and isinstance(sig.shape[0], str)}
+        return next(iter(leading)) if len(leading) == 1 else None
+
+    def shapes(self, sizes: dict) -> dict[str, tuple[int, ...]]:
+        return {sig.name: tuple(sizes[d] if isinstance(d, str) else int(d) for d in sig.shape)
+                for sig in self.inputs}
+
+
+def signature_of(module, graph=None, sizes: dict | None = None) -> Signature:
+    """The signature of a module built by builder.build (or a hand-written one with the same attributes)."""
+    spec_inputs = getattr(module, "spec_inputs", None)
+    if not spec_inputs:
+        raise UserError("the module has no spec_inputs: build it with builder.build")
+    outputs = [getattr(o, "name", o) for o in getattr(module, "spec_outputs", None) or []]
+    inputs = []
+    for ts in spec_inputs:
+        value_range = getattr(ts, "value_range", None) or _range_from_graph(graph, ts.name)
+        inputs.append(InputSig(ts.name, tuple(ts.shape), getattr(ts, "dtype", "float32") or "float32",
+                               tuple(value_range) if value_range else None))
+    sig = Signature(inputs, outputs)
+    sig.sizes = default_sizes(sig, sizes or {})
+    return sig
+
+
+def _range_from_graph(graph, name: str):
+    """[0, vocab) for an integer input read by an embedding: the smallest table among its readers."""
+    if graph is None or name not in graph:
+        return None
+    highs = []
+    for _, reader in graph.out_edges(name):
+        args = graph.nodes[reader].get("args", {}) or {}
+        for key in ("num_embeddings", "vocab_size", "vocab", "num_classes"):
+            if isinstance(args.get(key), int):
+                highs.append(args[key])
+    return (0, min(highs)) if highs else None
+
+
+def default_sizes(sig: Signature, given: dict) -> dict:
+    """Example sizes for each symbol: batch 2, spatial 32, others 8; distinct values for distinct symbols
+    so that torch.export cannot merge two dims that only happen to be equal."""
+    sizes, used = {}, set()
+    batch = sig.batch_symbol()
+    for sym in sig.symbols:
+        if sym in given:
+            size = int(given[sym])
+        else:
+            size = 2 if sym == batch else 32 if sym in IMAGE_NAMES else 8
+            while size in used or size in _static_dims(sig):
+                size += 1
+        sizes[sym] = size
+        used.add(size)
+    return sizes
+
+
+def _static_dims(sig: Signature) -> set:
+    return {d for s in sig.inputs for d in s.shape if isinstance(d, int)}
+
+
+def example_inputs(sig: Signature, sizes: dict, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    """One fresh tensor per input (never one tensor for two inputs: torch.export would merge them)."""
+    gen = torch.Generator().manual_seed(seed)
+    shapes = sig.shapes(sizes)
+    return tuple(_make(inp, shapes[inp.name], gen) for inp in sig.inputs)
+
+
+def _make(inp: InputSig, shape, gen) -> torch.Tensor:
+    dtype = inp.torch_dtype
+    if inp.is_mask:
+        return _padding_mask(shape, dtype, gen)
+    if dtype == torch.bool:
+        return torch.randint(0, 2, shape, generator=gen).bool()
+    if not dtype.is_floating_point:
+        low, high = inp.value_range or (0, 2)
+        return torch.randint(int(low), int(high), shape, generator=gen, dtype=dtype)
+    if inp.value_range:
+        low, high = inp.value_range
+        return (torch.rand(shape, generator=gen) * (high - low) + low).to(dtype)
+    return torch.randn(shape, generator=gen).to(dtype)
+
+
+def _padding_mask(shape, dtype, gen) -> torch.Tensor:
+    """1 for tokens, 0 for padding at the end of a row; the first row is unpadded, no row is all padding."""
+    mask = torch.ones(shape)
+    if len(shape) >= 2 and shape[-1] > 1:
+        for row in range(1, shape[0]):
+            keep = int(torch.randint(1, shape[-1] + 1, (1,), generator=gen))
+            mask[row, ..., keep:] = 0
+    return mask.to(dtype)
+
+
+def dynamic_shapes(sig: Signature, dynamic: list[str] | None):
+    """The `dynamic_shapes` argument of torch.export: one torch.export.Dim per dynamic symbol, shared
+    by every input dim that carries it. Symbols not dynamic are fixed at their example size."""
+    dims = {sym: torch.export.Dim(_dim_name(sym), min=1) for sym in (dynamic or [])}
+    spec = {}
+    for inp in sig.inputs:
+        spec[inp.name] = {i: dims[d] for i, d in enumerate(inp.shape) if isinstance(d, str) and d in dims} or None
+    return spec
+
+
+def _dim_name(sym: str) -> str:
+    """torch.export.Dim names must be identifiers; spec symbols normally are."""
+    name = "".join(c if c.isalnum() or c == "_" else "_" for c in sym)
+    return name if name and not name[0].isdigit() else f"d_{name}"
+
+
+def resolve_dynamic(sig: Signature, requested: list[str] | None) -> list[str]:
+    """The symbols kept dynamic: all of the spec's by default, else the requested ones (checked)."""
+    if requested is None:
+        return sig.symbols
+    unknown = [d for d in requested if d not in sig.symbols]
+    if unknown:
+        have = ", ".join(sig.symbols) or "none"
+        raise UserError(f"--dynamic {','.join(unknown)}: not a symbolic dim of the inputs (they have: {have})")
+    return list(requested)
+
+
+def verification_sizes(sig: Signature, dynamic: list[str], ranges: dict | None = None) -> list[dict]:
+    """Input sizes at which ONNX and torch are compared: batch 1, an odd batch, and another length for
+    every other dynamic symbol (inside the range torch.export allowed, if it narrowed one)."""
+    base = dict(sig.sizes)
+    batch = sig.batch_symbol() if sig.batch_symbol() in dynamic else None
+    others = [s for s in dynamic if s != batch]
+    ranges = ranges or {}
+
+    def clamp(sym, value):
+        low, high = ranges.get(sym, (1, math.inf))
+        return int(min(max(value, low), high))
+
+    cases = [dict(base)]
+    if batch:
+        cases.append({**base, batch: clamp(batch, 1)})
+        odd = 3 if base[batch] != 3 else 5
+        cases.append({**base, batch: clamp(batch, odd)})
+    if others:
+        cases.append({**base, **{s: clamp(s, base[s] + 3) for s in others}})
+        cases.append({**base, **({batch: clamp(batch, 3)} if batch else {}),
+                      **{s: clamp(s, max(1, base[s] - 3)) for s in others}})
+    unique = []
+    for case in cases:
+        if case not in unique:
+            unique.append(case)
+    return unique
