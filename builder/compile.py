@@ -13,7 +13,7 @@ import torch.fx as fx
 from torch import nn
 
 from . import ops as ops_pkg
-from .spec import Spec
+from .spec import Spec, gc_paused
 
 
 def _set_submodule(root: nn.Module, path: str, module: nn.Module):
@@ -39,6 +39,11 @@ def _fx_name(path: str) -> str:
 
 
 def compile_network(spec: Spec, network: str | None = None, device=None) -> fx.GraphModule:
+    with gc_paused():
+        return _compile(spec, network, device)
+
+
+def _compile(spec: Spec, network, device) -> fx.GraphModule:
     net = spec.network(network)
     g = net.graph
     root = nn.Module()

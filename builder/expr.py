@@ -7,6 +7,7 @@ bounded, so `${10**10**10}` fails at once instead of hanging.
 from __future__ import annotations
 
 import ast
+import functools
 import math
 import operator
 import re
@@ -47,14 +48,19 @@ def _pow(a, b):
     return a ** b
 
 
+@functools.lru_cache(maxsize=4096)
+def _parse(expr: str):
+    try:
+        return ast.parse(expr, mode="eval")
+    except SyntaxError:
+        raise ExprError(f"invalid expression '{expr}'") from None
+
+
 def evaluate(expr: str, names: dict):
     """Evaluate one expression (the text inside `${...}`) over `names`."""
     if len(expr) > MAX_EXPR_LEN:
         raise ExprError(f"expression longer than {MAX_EXPR_LEN} characters")
-    try:
-        tree = ast.parse(expr.strip(), mode="eval")
-    except SyntaxError:
-        raise ExprError(f"invalid expression '{expr.strip()}'") from None
+    tree = _parse(expr.strip())
 
     def ev(n):
         if isinstance(n, ast.Expression):

@@ -110,6 +110,8 @@ def concrete(shape, sizes: dict | None = None, default: int = 1):
             out.append(d)
         elif d in sizes:
             out.append(sizes[d])
+        elif d.isidentifier():
+            out.append(default)
         else:
             try:
                 from .expr import evaluate

@@ -53,8 +53,10 @@ class OpDef:
         if self.arg_names is not None:
             return tuple(self.arg_names)
         if self.torch_class is not None:
-            params = inspect.signature(self.torch_class.__init__).parameters
-            return tuple(p for p in params if p not in ("self", "device", "dtype", "args", "kwargs"))
+            if "_signature" not in self.__dict__:
+                params = inspect.signature(self.torch_class.__init__).parameters
+                self._signature = tuple(p for p in params if p not in ("self", "device", "dtype", "args", "kwargs"))
+            return self._signature
         return ()
 
 

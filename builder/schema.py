@@ -1,0 +1,83 @@
+"""A JSON Schema of the spec language, generated from the op registry, for editor completion.
+
+Editors that read `# yaml-language-server: $schema=...` then complete op names and each op's
+arguments and flag unknown keys. The builder's own checks stay the authority (shapes, references).
+"""
+from __future__ import annotations
+
+from . import ops as ops_pkg
+from .graph import BLOCK_KEYS, INPUT_KEYS, NODE_KEYS
+from .spec import DTYPES, TOP_KEYS
+
+_EXPR = {"type": "string", "pattern": r"\$\{.*\}"}
+_SCALAR = {"anyOf": [{"type": ["number", "boolean", "string", "null"]}, {"type": "array"}, {"type": "object"}]}
+_REF = {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}},
+                  {"type": "object", "additionalProperties": {"type": "string"}}]}
+
+
+def _node_schema() -> dict:
+    common = {
+        "in": {**_REF, "description": "input node(s): a name, a list, `node.port`, or {slot: name}"},
+        "repeat": {"anyOf": [{"type": "integer", "minimum": 1}, _EXPR], "description": "chain N copies of a block"},
+        "share": {"type": "string", "description": "reuse the module of another node (spec path)"},
+        "tie": {"type": "object", "additionalProperties": {"type": "string"},
+                "description": "tie a parameter to another node's parameter, e.g. {weight: wte.weight}"},
+        "init": {"description": "initialiser for this node's parameters"},
+        "trainable": {"anyOf": [{"type": "boolean"}, _EXPR]},
+        "when": {"anyOf": [{"type": "boolean"}, _EXPR],
+                 "description": "inside blocks: skip this node (pass its input through) when false"},
+        "doc": {"type": "string"},
+    }
+    op_names = sorted(ops_pkg.names())
+    branches = []
+    for name in op_names:
+        op = ops_pkg.get(name)
+        props = {k: {**_SCALAR, "description": "inferred from the input" if k in op.inferred else name + " argument"}
+                 for k in op.allowed_args()}
+        branches.append({
+            "if": {"properties": {"op": {"const": name}}, "required": ["op"]},
+            "then": {"properties": {**common, "op": {"const": name}, **props},
+                     "required": ["op", *op.required], "additionalProperties": False,
+                     "description": op.doc or (op.torch_class.__doc__ or "").strip().split("\n")[0]},
+        })
+    return {
+        "type": "object",
+        "properties": {"op": {"enum": op_names}, "block": {"type": "string"}, **common},
+        "oneOf": [{"required": ["op"]}, {"required": ["block"]}],
+        "allOf": branches,
+    }
+
+
+def spec_schema() -> dict:
+    node = {"$ref": "#/$defs/node"}
+    nodes = {"type": "object", "additionalProperties": node, "minProperties": 1}
+    inputs = {"type": "object", "additionalProperties": {
+        "type": "object", "required": ["shape"], "additionalProperties": False,
+        "properties": {"shape": {"type": "array", "items": {"type": ["integer", "string"]}},
+                       "dtype": {"enum": list(DTYPES)}, "range": {"type": "array"}, "doc": {"type": "string"}}}}
+    assert set(INPUT_KEYS) == {"shape", "dtype", "range", "doc"}
+    outputs = {"anyOf": [{"type": "array", "items": {"type": "string"}},
+                         {"type": "object", "additionalProperties": {"type": "string"}}]}
+    network = {"type": "object", "required": ["inputs", "nodes"], "additionalProperties": False,
+               "properties": {"inputs": inputs, "nodes": nodes, "outputs": outputs, "description": {"type": "string"}}}
+    block = {"type": "object", "required": ["nodes"], "additionalProperties": False,
+             "properties": {"params": {"type": "object"}, "inputs": {"type": "array", "items": {"type": "string"}},
+                            "nodes": nodes, "outputs": outputs, "description": {"type": "string"}}}
+    assert set(BLOCK_KEYS) == set(block["properties"]) and "op" in NODE_KEYS
+    props = {
+        "spec": {"const": 1}, "name": {"type": "string"}, "description": {"type": "string"},
+        "params": {"type": "object"}, "inputs": inputs, "blocks": {"type": "object", "additionalProperties": block},
+        "nodes": nodes, "outputs": outputs, "networks": {"type": "object", "additionalProperties": network},
+        "use": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+        "train": {"type": "object"}, "export": {"type": "object"}, "labels": {"type": "array"},
+    }
+    assert set(props) == set(TOP_KEYS)
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://nn-spec-builder/spec.schema.json",
+        "title": "nn-spec-builder spec",
+        "type": "object",
+        "properties": props,
+        "additionalProperties": False,
+        "$defs": {"node": _node_schema()},
+    }
