@@ -1,0 +1,43 @@
+"""`build schema`: the JSON Schema accepts the zoo and rejects misspelt keys, so editors can help."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from builder.schema import spec_schema
+from builder.yaml_loader import load_yaml
+
+SPECS = sorted(p for p in Path("specs").rglob("*.yaml") if not p.name.endswith("-map.yaml")
+               and "map" not in p.stem.split(".")[-1])
+
+
+def _doc(path):
+    return json.loads(json.dumps(load_yaml(Path(path).read_text(), str(path))))
+
+
+def test_schema_command_prints_valid_json_schema():
+    out = subprocess.run([sys.executable, "-m", "builder.cli", "schema"], capture_output=True, text=True, check=True)
+    schema = json.loads(out.stdout)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    assert "Linear" in schema["$defs"]["node"]["properties"]["op"]["enum"]
+
+
+@pytest.mark.parametrize("path", SPECS, ids=lambda p: str(p))
+def test_zoo_specs_validate(path):
+    jsonschema.validate(_doc(path), spec_schema())
+
+
+def test_misspelt_argument_and_unknown_op_are_rejected():
+    schema = spec_schema()
+    doc = {"spec": 1, "inputs": {"x": {"shape": ["B", 4]}},
+           "nodes": {"fc": {"op": "Linear", "out_feature": 3}}}
+    with pytest.raises(jsonschema.ValidationError, match="out_feature"):
+        jsonschema.validate(doc, schema)
+    doc["nodes"]["fc"] = {"op": "Linaer", "out_features": 3}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(doc, schema)
+    doc["nodes"]["fc"] = {"op": "Linear", "out_features": 3}
+    jsonschema.validate(doc, schema)
