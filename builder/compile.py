@@ -63,6 +63,11 @@ def _compile(spec: Spec, network, device) -> fx.GraphModule:
             delattr(owner, pname)
             owner.register_parameter(pname, shared)
 
+    node_inits = {node: d["init"] for node, d in g.nodes(data=True) if d.get("init") is not None}
+    if node_inits:
+        from .initializers import apply_node_inits
+        apply_node_inits(root, node_inits)
+
     graph = fx.Graph()
     env = {}
     for inp in net.inputs:
@@ -88,4 +93,5 @@ def _compile(spec: Spec, network, device) -> fx.GraphModule:
     gm.spec_outputs = [o.name for o in net.outputs]
     gm.spec_name = spec.name
     gm.network_name = net.name
+    gm.node_inits = node_inits
     return gm
