@@ -14,8 +14,10 @@ SCOPES_KEY = "pkg.torch.onnx.name_scopes"
 PATH_KEY = "builder.spec_path"
 
 
-def spec_path_of(node) -> str | None:
-    """The spec path recorded for an onnx_ir node ('' at top level), None when nothing is recorded."""
+def spec_path_of(node, known: set | None = None) -> str | None:
+    """The spec path recorded for an onnx_ir node ('' at top level), None when nothing is recorded.
+    With `known` (the graph's node ids and block paths), the innermost scope that is a spec path wins:
+    an op's module may hold its own torch submodules (`rnn.rnn` inside the spec node `rnn`)."""
     raw = node.metadata_props.get(SCOPES_KEY)
     if not raw:
         return None
@@ -24,6 +26,8 @@ def spec_path_of(node) -> str | None:
     except (ValueError, SyntaxError):
         return None
     modules = [s for s in scopes[:-1] if s and not s.startswith("_empty_nn_module_stack")]
+    if known:
+        modules = [s for s in modules if s in known] or modules
     return modules[-1] if modules else ""
 
 
@@ -39,14 +43,15 @@ def scope_levels(path: str, blocks: dict | None = None) -> list[str]:
     return prefixes + [path]
 
 
-def name_nodes_by_spec_path(model, blocks: dict | None = None) -> dict[str, int]:
-    """Rename every node of an onnx_ir model (subgraphs too); returns the node count per spec path."""
+def name_nodes_by_spec_path(model, blocks: dict | None = None, known: set | None = None) -> dict[str, int]:
+    """Rename every node of an onnx_ir model (subgraphs too); returns the node count per spec path.
+    `blocks` is the graph's block table, `known` the set of spec paths (node ids and blocks)."""
     counts: dict[str, int] = {}
     taken: set[str] = set()
     for node in model.graph.all_nodes():
-        path = spec_path_of(node)
+        path = spec_path_of(node, known)
         if path is None:
-            path = _inherited_path(node)
+            path = _inherited_path(node, known)
         if path:
             node.metadata_props[PATH_KEY] = path
         counts[path or ""] = counts.get(path or "", 0) + 1
@@ -60,11 +65,11 @@ def name_nodes_by_spec_path(model, blocks: dict | None = None) -> dict[str, int]
     return counts
 
 
-def _inherited_path(node) -> str | None:
+def _inherited_path(node, known=None) -> str | None:
     """A node the optimiser made without metadata takes the path of the node that consumes it."""
     for out in node.outputs:
         for user, _ in out.uses():
-            path = user.metadata_props.get(PATH_KEY) or spec_path_of(user)
+            path = user.metadata_props.get(PATH_KEY) or spec_path_of(user, known)
             if path:
                 return path
     return None

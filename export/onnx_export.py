@@ -80,7 +80,8 @@ def export_onnx(module: torch.nn.Module, out, *, spec=None, network: str | None 
                               "the shape-dependent branch)")
         model = program.model
         blocks = graph.graph.get("blocks") if graph is not None else None
-        scopes = naming.name_nodes_by_spec_path(model, blocks)
+        known = set(graph.nodes) | set(blocks or {}) if graph is not None else None
+        scopes = naming.name_nodes_by_spec_path(model, blocks, known)
         cases = _reference_cases(module, sig, dyn, ranges) if verify_shapes else []
         _declare_output_dims(model, sig, cases)
         model.metadata_props.update(metadata.build_metadata(

@@ -36,7 +36,7 @@ class OnnxRunner:
         self.session = runtime.session(path, provider, threads)
         self.device = runtime.provider_of(self.session)
         ranges = {i["name"]: i.get("value_range") for i in self.meta.get("inputs", []) if isinstance(i, dict)}
-        self.inputs = [ModelInput(i.name, tuple(d if isinstance(d, int) else None for d in i.shape),
+        self.inputs = [ModelInput(i.name, tuple(d if isinstance(d, int) else (d or None) for d in i.shape),
                                   _ORT_TYPES.get(i.type, "float32"),
                                   tuple(ranges[i.name]) if ranges.get(i.name) else None)
                        for i in self.session.get_inputs()]

@@ -1,0 +1,64 @@
+"""`build predict MODEL.onnx --input FILE` (onnxruntime), or `build predict SPEC --run DIR --input FILE`
+(torch, for comparison): labels of a classifier, or arrays written with -o."""
+from __future__ import annotations
+
+import sys
+
+from ..errors import UserError
+
+
+def register(sub):
+    p = sub.add_parser("predict", help="run an exported ONNX file (or a spec, in torch) on an input file")
+    p.add_argument("model", metavar="MODEL", help="an .onnx file, or a spec YAML (then --run or --weights)")
+    p.add_argument("--input", required=True, metavar="FILE", help=".npy, .npz (arrays named like the inputs) or .csv")
+    p.add_argument("-o", "--output", metavar="OUT", help="write the outputs: .npy (first), .npz (all) or .csv")
+    p.add_argument("--provider", default="auto", choices=["cpu", "cuda", "auto"],
+                   help="execution provider (auto: CUDA when onnxruntime-gpu and a GPU are present)")
+    p.add_argument("--batch-size", type=int, default=64, metavar="N", help="samples per run (default 64)")
+    p.add_argument("--top-k", type=int, default=1, metavar="K", help="labels printed per sample (default 1)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="with a spec: override a param")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--run", metavar="DIR", help="with a spec: a training run folder")
+    src.add_argument("--weights", metavar="FILE", help="with a spec: a checkpoint or state_dict file")
+    p.add_argument("--network", metavar="NAME", help="with a spec: which network")
+    p.set_defaults(func=run)
+
+
+def _runner(args):
+    from export import metadata, predict, weights
+    if args.model.lower().endswith(".onnx"):
+        if args.run or args.weights or args.overrides or args.network:
+            raise UserError("--run/--weights/--set/--network go with a spec, not with an .onnx file")
+        return predict.OnnxRunner(args.model, provider=args.provider), "onnxruntime"
+    if not args.model.lower().endswith((".yaml", ".yml")):
+        raise UserError(f"{args.model}: expected an .onnx file or a spec .yaml")
+    if not (args.run or args.weights):
+        raise UserError("predicting with a spec needs trained weights: --run DIR or --weights FILE")
+    import builder
+    from ..spec import parse_override
+    spec = builder.load(args.model, overrides=dict(parse_override(x) for x in args.overrides))
+    net = spec.network(args.network)
+    module = builder.build(spec, network=net.name)
+    checkpoint = weights.load_weights(module, run=args.run, weights=args.weights, network=net.name)
+    labels = metadata.class_labels(spec, checkpoint)
+    device = {"cpu": "cpu", "cuda": "cuda", "auto": "auto"}[args.provider]
+    return predict.TorchRunner(module, labels=labels, device=device), "torch"
+
+
+def run(args):
+    from export import inputs, predict
+    runner, engine = _runner(args)
+    arrays = inputs.conform(inputs.read_arrays(args.input, runner.inputs), runner.inputs, args.input)
+    note = "" if "CUDA" in str(runner.device).upper() else " (no CUDA: onnxruntime-gpu or a GPU is missing)" \
+        if args.provider == "auto" else ""
+    n = len(next(iter(arrays.values())))
+    print(f"{engine} on {runner.device}{note}: {n} samples", file=sys.stderr)
+    outputs = predict.predict(runner, arrays, batch_size=args.batch_size)
+    if args.output:
+        path = predict.write_outputs(outputs, args.output)
+        shapes = ", ".join(f"{k} {list(v.shape)}" for k, v in outputs.items())
+        print(f"wrote {path} ({shapes})")
+    else:
+        print(predict.format_predictions(outputs, runner.labels, args.top_k))
+    return 0
