@@ -1,0 +1,96 @@
+"""`build train SPEC`: train a spec by its `train:` section and leave a run folder (see builder.runlog).
+
+With `--nproc-per-node N` the command re-launches itself through torch.distributed.run; the workers run
+this module (`python -m builder.commands.train ...`) with the remaining arguments.
+"""
+from __future__ import annotations
+
+import sys
+
+
+def add_arguments(p):
+    p.add_argument("spec", metavar="SPEC", nargs="?", help="path to a spec YAML file (omit with --resume)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a param (hidden=64) or a train key (train.optimizer.lr=0.01)")
+    p.add_argument("--safe", action="store_true", help="confine `use:` imports to the spec's folder")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last.pt")
+    p.add_argument("--run-dir", metavar="DIR", help="run folder (default runs/<spec name>)")
+    p.add_argument("--epochs", type=int, help="train for this many epochs in total (overrides train.epochs)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    p.add_argument("--compile", action="store_true", help="run the network through torch.compile")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    p.add_argument("--log-json", action="store_true", help="print one JSON line of metrics per epoch")
+    p.add_argument("--tensorboard", action="store_true", help="also write TensorBoard event files")
+    p.add_argument("--nproc-per-node", type=int, default=1, metavar="N",
+                   help="train on N processes per machine (DistributedDataParallel via torchrun)")
+    p.add_argument("--nnodes", default="1", help="machines taking part (torchrun's --nnodes)")
+    p.add_argument("--rdzv-endpoint", metavar="HOST:PORT", help="rendezvous address for several machines")
+
+
+def register(sub):
+    p = sub.add_parser("train", help="train a spec on its data; writes runs/<name>/")
+    add_arguments(p)
+    p.set_defaults(func=run)
+
+
+def run(args):
+    from ..distributed import launch, launched_by_torchrun
+    from ..errors import UserError
+
+    if not args.spec and not args.resume:
+        raise UserError("build train: give a SPEC, or --resume RUN_DIR")
+    if (args.nproc_per_node > 1 or str(args.nnodes) != "1") and not launched_by_torchrun():
+        return launch(_worker_argv(args), args.nproc_per_node, args.nnodes, args.rdzv_endpoint)
+
+    from ..spec import parse_override
+    from ..trainer import train
+
+    sets = dict(parse_override(item) for item in args.overrides)
+    epochs = {} if args.epochs is None else {"epochs": args.epochs}
+    options = dict(run_dir=args.run_dir, device=args.device, quiet=args.quiet, log_json=args.log_json,
+                   compile=args.compile, tensorboard=args.tensorboard)
+    if args.resume:
+        train_sets = {k: v for k, v in sets.items() if k.startswith("train.")}
+        _, history, run_dir = train(resume=args.resume, **options, **train_sets, **epochs)
+    else:
+        import builder
+        spec = builder.load(args.spec, overrides=sets, safe=args.safe)
+        _, history, run_dir = train(spec, **options, **epochs)
+    if not args.quiet and not args.log_json:
+        print(f"run folder: {run_dir}")
+    return 0
+
+
+def _worker_argv(args):
+    """The command line each torchrun worker runs: this one, without the launcher's options."""
+    argv = [args.spec] if args.spec else []
+    for item in args.overrides:
+        argv += ["--set", item]
+    for flag, value in (("--resume", args.resume), ("--run-dir", args.run_dir), ("--epochs", args.epochs),
+                        ("--device", args.device)):
+        if value is not None:
+            argv += [flag, str(value)]
+    for flag in ("safe", "compile", "quiet", "log_json", "tensorboard"):
+        if getattr(args, flag):
+            argv.append("--" + flag.replace("_", "-"))
+    return argv
+
+
+def main(argv=None):
+    """Entry point of each torchrun worker."""
+    import argparse
+
+    from ..errors import UserError
+
+    parser = argparse.ArgumentParser(prog="build train")
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except UserError as e:
+        print(str(e), file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,199 @@
+"""`train.data`: read a source, split it, standardise from training statistics, batch it.
+
+    data: {source: digits, split: [0.8, 0.1, 0.1], batch_size: 64, shuffle: true, seed: 0,
+           standardize: true, transform: {resize: [28, 28], normalize: true}}
+
+Sources: toy_linear, xor, sine, tril, digits, text (built in); csv, npz, npy, idx (files). Either `split`
+(fractions of one source) or `files: {train: ..., val: ..., test: ...}` (one file, or one dict of reader
+arguments, per split). Any other key is an argument of the source (`n`, `noise`, `path`, `target`, ...).
+"""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import UserError, did_you_mean
+from . import files, sources
+from .dataset import Dataset, split_rows
+
+READERS = {
+    **sources.BUILTIN,
+    "csv": files.read_csv,
+    "npz": files.read_npz,
+    "npy": files.read_npy,
+    "idx": files.read_idx_pair,
+}
+COMMON_KEYS = {
+    "source", "split", "files", "batch_size", "eval_batch_size", "shuffle", "seed", "drop_last",
+    "standardize", "standardize_target", "transform", "stream", "split_shuffle",
+}
+STREAM_BYTES = 512 * 2**20  # memmapped data larger than this is streamed by default
+
+
+@dataclass
+class Data:
+    """The three splits (val and test may be None) and what the source reported about itself."""
+    train: Dataset
+    val: Dataset | None
+    test: Dataset | None
+    info: dict = field(default_factory=dict)
+
+
+def load_data(cfg: dict) -> Data:
+    """Build the splits that `cfg` (the spec's `train.data` section) describes."""
+    cfg = dict(cfg or {})
+    name = cfg.get("source")
+    if name not in READERS:
+        hint = did_you_mean(name, READERS) if name else None
+        raise UserError(f"train.data.source: unknown source {name!r}" + (f" ({hint})" if hint else "")
+                        + f"; known: {', '.join(READERS)}")
+    reader = READERS[name]
+    args = {k: v for k, v in cfg.items() if k not in COMMON_KEYS}
+    _check_args(name, reader, args)
+    if name in sources.BUILTIN:
+        args.setdefault("seed", cfg.get("seed", 0))
+
+    if "files" in cfg:
+        raws, info = _read_per_split(name, reader, args, cfg["files"])
+    else:
+        fields, n_inputs, info = reader(**args)
+        fractions = cfg.get("split", [0.8, 0.1, 0.1])
+        rows = split_rows(len(fields[0]), fractions, cfg.get("seed", 0), cfg.get("split_shuffle", True))
+        raws = [(fields, n_inputs, r) for r in rows] + [None] * (3 - len(rows))
+
+    stream = cfg.get("stream", "auto")
+    if stream == "auto":
+        stream = all(isinstance(f, np.memmap) for f in raws[0][0]) and \
+            sum(f.nbytes for f in raws[0][0]) > STREAM_BYTES
+    prep = Preparation(cfg)
+    prep.fit(raws[0], stream)
+    splits = [None if r is None else prep.dataset(r, stream) for r in raws]
+    if name == "text":
+        info["unigram_perplexity"] = sources.unigram_perplexity(
+            _rows(raws[0][0][1], raws[0][2]), info["vocab_size"])
+    return Data(*splits, info=info)
+
+
+def _check_args(name, reader, args):
+    known = set(inspect.signature(reader).parameters) - {"seed", "columns"}
+    for key in args:
+        if key not in known:
+            hint = did_you_mean(key, known | COMMON_KEYS)
+            raise UserError(f"train.data: source {name!r} takes no key {key!r}"
+                            + (f" ({hint})" if hint else f"; it takes {', '.join(sorted(known)) or 'none'}"))
+
+
+def _read_per_split(name, reader, args, per_split):
+    """`files: {train: a.csv, test: b.csv}`: one reader call per split; CSV categories come from train."""
+    if not isinstance(per_split, dict) or "train" not in per_split:
+        raise UserError("train.data.files must map train (and optionally val, test) to a file or reader args")
+    unknown = set(per_split) - {"train", "val", "test"}
+    if unknown:
+        raise UserError(f"train.data.files: unknown split(s) {sorted(unknown)}; use train, val, test")
+    raws, info = [], {}
+    for split in ("train", "val", "test"):
+        spec = per_split.get(split)
+        if spec is None:
+            raws.append(None)
+            continue
+        call = dict(args, **(spec if isinstance(spec, dict) else {_first_path_arg(reader): spec}))
+        if name == "csv" and split != "train":
+            call["columns"] = info.get("columns")
+        fields, n_inputs, got = reader(**call)
+        info = info or got
+        raws.append((fields, n_inputs, None))
+    return raws, info
+
+
+def _first_path_arg(reader):
+    return next(iter(inspect.signature(reader).parameters))
+
+
+def _rows(array, rows):
+    return array if rows is None else array[np.sort(rows)]
+
+
+class Preparation:
+    """Turns raw numpy rows into model-ready tensors: dtype, resize, standardise/normalise.
+
+    Statistics come from the training split only, so validation and test see the same transform."""
+
+    def __init__(self, cfg):
+        transform = dict(cfg.get("transform") or {})
+        unknown = set(transform) - {"resize", "normalize"}
+        if unknown:
+            raise UserError(f"train.data.transform: unknown key(s) {sorted(unknown)}; known: resize, normalize")
+        self.resize = transform.get("resize")
+        if isinstance(self.resize, int):
+            self.resize = [self.resize, self.resize]
+        self.normalize = transform.get("normalize", False)
+        self.standardize = cfg.get("standardize", False)
+        self.standardize_target = cfg.get("standardize_target", False)
+        self.stats = {}  # field index -> (mean, std)
+
+    def fit(self, raw, stream):
+        fields, n_inputs, rows = raw
+        wanted = {}
+        for i in range(len(fields)):
+            if i < n_inputs and self.standardize:
+                wanted[i] = "feature"
+            elif i < n_inputs and self.normalize is True:
+                wanted[i] = "scalar"
+            elif i >= n_inputs and self.standardize_target:
+                wanted[i] = "feature"
+        if isinstance(self.normalize, (list, tuple)):
+            for i in range(n_inputs):
+                self.stats[i] = (torch.tensor(float(self.normalize[0])), torch.tensor(float(self.normalize[1])))
+        for i, kind in wanted.items():
+            self.stats[i] = self._moments(fields, n_inputs, rows, i, kind, stream)
+
+    def _moments(self, fields, n_inputs, rows, i, kind, stream):
+        """Mean and std of field i over the training rows, in chunks when the data is streamed."""
+        rows = np.arange(len(fields[i])) if rows is None else np.sort(rows)
+        chunk = 65536 if stream else len(rows)
+        total, total_sq, count = 0.0, 0.0, 0
+        for s in range(0, len(rows), chunk):
+            t = self.tensors([np.asarray(f[rows[s:s + chunk]]) for f in fields], n_inputs, raw=True)[i].double()
+            dims = (0,) if kind == "feature" else tuple(range(t.dim()))
+            total = total + t.sum(dims)
+            total_sq = total_sq + (t * t).sum(dims)
+            count += t.numel() // (t[0].numel() if kind == "feature" else 1)
+        mean = total / count
+        std = (total_sq / count - mean * mean).clamp_min(0).sqrt()
+        std = torch.where(std < 1e-6, torch.ones_like(std), std)  # a constant pixel stays as it is
+        return mean.float(), std.float()
+
+    def tensors(self, arrays, n_inputs, raw=False):
+        out = []
+        for i, a in enumerate(arrays):
+            t = _to_tensor(a)
+            if i < n_inputs and self.resize and t.dim() == 4 and t.is_floating_point():
+                t = F.interpolate(t, size=tuple(self.resize), mode="bilinear", align_corners=False)
+            if not raw and i in self.stats:
+                mean, std = self.stats[i]
+                t = (t - mean) / std
+            out.append(t)
+        return out
+
+    def dataset(self, raw, stream) -> Dataset:
+        fields, n_inputs, rows = raw
+        if stream:
+            rows = np.arange(len(fields[0])) if rows is None else rows
+            return Dataset(fields, n_inputs, rows=rows, prepare=lambda arrays: self.tensors(arrays, n_inputs))
+        return Dataset(self.tensors([_rows(f, rows) for f in fields], n_inputs), n_inputs)
+
+
+def _to_tensor(a) -> torch.Tensor:
+    a = np.asarray(a)
+    if a.dtype == np.uint8:
+        return torch.from_numpy(np.ascontiguousarray(a, dtype=np.uint8)).float().div_(255)
+    if np.issubdtype(a.dtype, np.floating):
+        return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+    return torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64))
+
+
+__all__ = ["Data", "Dataset", "load_data", "split_rows"]

@@ -1,0 +1,96 @@
+"""Built-in data sources: the notes' toy data generated from a seed, and scikit-learn's real digits.
+
+Each source returns `(fields, n_inputs, info)`: numpy arrays with one row per sample (inputs first, then
+the target, if any) and a dict of facts the trainer or user may want (classes, vocabulary, ...).
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+DATA_FILES = Path(__file__).resolve().parent.parent / "data_files"
+DEFAULT_CORPUS = DATA_FILES / "corpus.txt"
+
+
+def _gen(seed):
+    return torch.Generator().manual_seed(int(seed))
+
+
+def toy_linear(seed=0, n=1000, weights=(3.0, 4.0), bias=0.0, noise=3.0, low=5.0, high=15.0):
+    """The notes' regression toy: y = 3*x1 + 4*x2 + noise, x ~ U(5, 15), noise ~ N(0, 3)."""
+    g = _gen(seed)
+    w = torch.tensor(weights, dtype=torch.float32)
+    x = torch.rand(n, len(w), generator=g) * (high - low) + low
+    y = x @ w + bias + torch.randn(n, generator=g) * noise
+    return [x.numpy(), y.reshape(n, 1).numpy()], 1, {"true_weights": list(map(float, w)), "true_bias": bias}
+
+
+def xor(seed=0, n=400, noise=0.0, target="class"):
+    """The four XOR corners, repeated n/4 times (optionally jittered); label = x1 xor x2."""
+    g = _gen(seed)
+    corners = torch.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+    x = corners.repeat(math.ceil(n / 4), 1)[:n]
+    y = (x[:, 0] != x[:, 1]).long()
+    x = x + torch.randn(x.shape, generator=g) * noise
+    y = y.float().reshape(-1, 1) if target == "float" else y
+    return [x.numpy(), y.numpy()], 1, {"num_classes": 2}
+
+
+def sine(seed=0, n=1000, tau=4, noise=0.2, step=0.01):
+    """The notes' noisy sine x_t = sin(0.01 t) + N(0, 0.2): windows of tau values predict the next one."""
+    g = _gen(seed)
+    t = torch.arange(1, n + 1, dtype=torch.float32)
+    x = torch.sin(step * t) + torch.randn(n, generator=g) * noise
+    windows = torch.stack([x[i:n - tau + i] for i in range(tau)], dim=1)
+    return [windows.numpy(), x[tau:].reshape(-1, 1).numpy()], 1, {"tau": tau}
+
+
+def tril(seed=0, n=1000, size=4, low=1.0, high=5.0):
+    """The notes' GAN data: lower-triangular size x size matrices with U(1, 5) entries, flattened."""
+    g = _gen(seed)
+    m = torch.tril(torch.rand(n, size, size, generator=g) * (high - low) + low)
+    return [m.reshape(n, size * size).numpy()], 1, {"mean": m.mean(0).reshape(-1).tolist()}
+
+
+def digits(seed=0):
+    """scikit-learn's 1,797 real 8x8 handwritten digits (values 0..16), shipped with the library."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    images = d.images.astype(np.float32).reshape(-1, 1, 8, 8)
+    return [images, d.target.astype(np.int64)], 1, {"num_classes": 10}
+
+
+def text(seed=0, path=None, seq_len=32, stride=None, encoding="utf-8"):
+    """Character windows of a UTF-8 text: input chars[i:i+T], target chars[i+1:i+T+1] (next character)."""
+    from ..errors import UserError
+
+    path = Path(path) if path else DEFAULT_CORPUS
+    try:
+        chars = path.read_text(encoding=encoding)
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"text data: cannot read {path}: {e}") from None
+    vocab = sorted(set(chars))
+    lookup = {c: i for i, c in enumerate(vocab)}
+    ids = np.fromiter((lookup[c] for c in chars), dtype=np.int64, count=len(chars))
+    stride = int(stride or seq_len)
+    starts = np.arange(0, len(ids) - seq_len - 1, stride)
+    if len(starts) == 0:
+        raise UserError(f"text data: {path} has {len(ids)} characters, fewer than seq_len + 1 = {seq_len + 1}")
+    window = np.arange(seq_len)
+    x = ids[starts[:, None] + window]
+    y = ids[starts[:, None] + window + 1]
+    return [x, y], 1, {"vocab": vocab, "vocab_size": len(vocab), "path": str(path)}
+
+
+BUILTIN = {"toy_linear": toy_linear, "xor": xor, "sine": sine, "tril": tril, "digits": digits, "text": text}
+
+
+def unigram_perplexity(tokens: np.ndarray, vocab_size: int) -> float:
+    """exp(entropy) of the token frequencies: the perplexity of a model that ignores all context."""
+    counts = np.bincount(np.asarray(tokens).reshape(-1), minlength=vocab_size).astype(np.float64)
+    p = counts[counts > 0] / counts.sum()
+    return float(np.exp(-(p * np.log(p)).sum()))

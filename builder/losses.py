@@ -1,0 +1,74 @@
+"""`train.loss`: a name (or {type: name, ...options}) -> loss(prediction, target) -> scalar tensor.
+
+Targets are brought to the prediction's layout here, once, so specs need not care whether a regression
+target is [B] or [B, 1], or whether a language model's logits are [B, T, V].
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .errors import UserError, did_you_mean
+
+
+def _class_logits(pred, target):
+    """Cross-entropy wants classes in dim 1: [B, T, V] logits with [B, T] targets become [B*T, V]."""
+    if pred.dim() == target.dim() + 1 and pred.dim() > 2:
+        return pred.reshape(-1, pred.shape[-1]), target.reshape(-1)
+    return pred, target
+
+
+def _same_shape(pred, target):
+    return pred, target.reshape(pred.shape).to(pred.dtype)
+
+
+def cross_entropy(label_smoothing=0.0, ignore_index=-100):
+    def loss(pred, target):
+        return F.cross_entropy(*_class_logits(pred, target), label_smoothing=label_smoothing,
+                               ignore_index=ignore_index)
+    return loss
+
+
+def nll(ignore_index=-100):
+    return lambda pred, target: F.nll_loss(*_class_logits(pred, target), ignore_index=ignore_index)
+
+
+def mse():
+    return lambda pred, target: F.mse_loss(*_same_shape(pred, target))
+
+
+def l1():
+    return lambda pred, target: F.l1_loss(*_same_shape(pred, target))
+
+
+def huber(delta=1.0):
+    return lambda pred, target: F.huber_loss(*_same_shape(pred, target), delta=delta)
+
+
+def bce():
+    return lambda pred, target: F.binary_cross_entropy(*_same_shape(pred, target))
+
+
+def bce_with_logits(pos_weight=None):
+    pw = None if pos_weight is None else torch.tensor(pos_weight)
+    return lambda pred, target: F.binary_cross_entropy_with_logits(*_same_shape(pred, target), pos_weight=pw)
+
+
+LOSSES = {
+    "cross_entropy": cross_entropy, "token_cross_entropy": cross_entropy, "nll": nll, "mse": mse,
+    "l1": l1, "huber": huber, "bce": bce, "bce_with_logits": bce_with_logits,
+}
+
+
+def make_loss(cfg):
+    """`mse`, or `{type: cross_entropy, label_smoothing: 0.1}`."""
+    cfg = {"type": cfg} if isinstance(cfg, str) else dict(cfg or {})
+    name = cfg.pop("type", None)
+    if name not in LOSSES:
+        hint = did_you_mean(name, LOSSES) if name else None
+        raise UserError(f"train.loss: unknown loss {name!r}" + (f" ({hint})" if hint else "")
+                        + f"; known: {', '.join(LOSSES)}")
+    try:
+        return LOSSES[name](**cfg)
+    except TypeError:
+        raise UserError(f"train.loss: {name} takes no option(s) {sorted(cfg)}") from None
