@@ -1,0 +1,142 @@
+"""`build predict`: onnxruntime on an exported file, torch on a spec, the same answers; clear input errors."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+import builder
+from builder.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+LABELS = [f"digit{i}" for i in range(10)]
+
+TWO_INPUTS = """
+spec: 1
+name: two-inputs
+inputs:
+  tokens: {shape: [B, T], dtype: int64}
+  x: {shape: [B, 4]}
+nodes:
+  emb: {op: Embedding, in: tokens, num_embeddings: 10, embedding_dim: 4}
+  pooled: {op: mean, in: emb, dim: 1}
+  both: {op: concat, in: [pooled, x], dim: 1}
+  head: {op: Linear, out_features: 3}
+outputs: [head]
+"""
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    """A run folder for the digits MLP (random weights, labels in the checkpoint) and its export."""
+    folder = tmp_path_factory.mktemp("digits")
+    spec = builder.load(ROOT / "specs" / "mlp_digits.yaml", hidden=8)
+    torch.manual_seed(0)
+    module = builder.build(spec)
+    (folder / "run").mkdir()
+    torch.save({"model": module.state_dict(), "class_labels": LABELS}, folder / "run" / "best.pt")
+    onnx_path = folder / "digits.onnx"
+    argv = ["export", str(ROOT / "specs" / "mlp_digits.yaml"), "--set", "hidden=8", "--run", str(folder / "run"),
+            "-o", str(onnx_path)]
+    assert main(argv) == 0
+    x = np.random.default_rng(0).standard_normal((9, 64)).astype(np.float32)
+    np.save(folder / "x.npy", x)
+    return folder, onnx_path, x
+
+
+def run_cli(argv, capsys):
+    code = main(argv)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_labels_from_onnxruntime_and_torch_agree(digits, capsys):
+    folder, onnx_path, x = digits
+    code, out, err = run_cli(["predict", str(onnx_path), "--input", str(folder / "x.npy"), "--top-k", "2"], capsys)
+    assert code == 0 and "CPUExecutionProvider" in err
+    rows = out.strip().splitlines()
+    assert len(rows) == 9 and rows[0].startswith("0: digit") and rows[0].count("digit") == 2
+    spec_argv = ["predict", str(ROOT / "specs" / "mlp_digits.yaml"), "--set", "hidden=8", "--run",
+                 str(folder / "run"), "--input", str(folder / "x.npy"), "--top-k", "2", "--provider", "cpu"]
+    code, torch_out, err = run_cli(spec_argv, capsys)
+    assert code == 0 and "torch on cpu" in err
+    assert [r.split(" (")[0] for r in torch_out.strip().splitlines()] == [r.split(" (")[0] for r in rows]
+
+
+def test_arrays_written_match_and_batching_changes_nothing(digits, tmp_path, capsys):
+    folder, onnx_path, x = digits
+    outs = {}
+    for bs in ("64", "2"):
+        path = tmp_path / f"out{bs}.npy"
+        assert main(["predict", str(onnx_path), "--input", str(folder / "x.npy"), "--batch-size", bs, "-o", str(path)]) == 0
+        outs[bs] = np.load(path)
+    np.testing.assert_array_equal(outs["64"], outs["2"])
+    direct = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    np.testing.assert_allclose(outs["64"], direct, rtol=1e-6, atol=1e-7)
+    # a csv with a header row gives the same answers; -o .csv writes one row per sample
+    csv_in = tmp_path / "x.csv"
+    csv_in.write_text(",".join(f"p{i}" for i in range(64)) + "\n"
+                      + "\n".join(",".join(repr(float(v)) for v in row) for row in x) + "\n")
+    assert main(["predict", str(onnx_path), "--input", str(csv_in), "-o", str(tmp_path / "y.csv")]) == 0
+    table = np.loadtxt(tmp_path / "y.csv", delimiter=",")
+    assert table.shape == (9, 10)
+    np.testing.assert_allclose(table, direct, rtol=1e-5, atol=1e-6)
+    # one sample without its batch axis
+    capsys.readouterr()
+    np.save(tmp_path / "one.npy", x[0])
+    code, out, _ = run_cli(["predict", str(onnx_path), "--input", str(tmp_path / "one.npy")], capsys)
+    assert code == 0 and len(out.strip().splitlines()) == 1
+
+
+def test_bad_inputs_say_what_was_expected(digits, tmp_path, capsys):
+    folder, onnx_path, x = digits
+    np.save(tmp_path / "u8.npy", (x * 10).astype(np.uint8))
+    np.save(tmp_path / "wide.npy", np.zeros((3, 65), np.float32))
+    (tmp_path / "x.txt").write_text("1,2\n")
+    (tmp_path / "broken.npy").write_bytes(b"not numpy")
+    (tmp_path / "words.csv").write_text("1,2\n3,oops\n")
+    np.savez(tmp_path / "two.npz", a=x, b=x)
+    cases = [
+        ("u8.npy", "expects float32, got uint8"),
+        ("wide.npy", "'x' float32 [B, 64] got an array of shape [3, 65]"),
+        ("x.txt", "expected a .npy, .npz or .csv file"),
+        ("broken.npy", "not a readable .npy array"),
+        ("words.csv", "words.csv:2: 'oops' is not a number"),
+        ("two.npz", "no array for input(s) x"),
+        ("missing.npy", "no such input file"),
+    ]
+    for name, words in cases:
+        code, out, err = run_cli(["predict", str(onnx_path), "--input", str(tmp_path / name)], capsys)
+        assert code == 2, name
+        assert words in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    code, _, err = run_cli(["predict", str(onnx_path), "--input", str(folder / "x.npy"), "-o", str(tmp_path / "o.txt")], capsys)
+    assert code == 2 and "-o" in err and not (tmp_path / "o.txt").exists()
+
+
+@pytest.mark.skipif("CUDAExecutionProvider" in ort.get_available_providers(), reason="a GPU build is installed")
+def test_cuda_provider_without_a_gpu_is_a_clear_error(digits, capsys):
+    folder, onnx_path, _ = digits
+    code, _, err = run_cli(["predict", str(onnx_path), "--input", str(folder / "x.npy"), "--provider", "cuda"], capsys)
+    assert code == 2 and "onnxruntime-gpu" in err and "--provider cpu" in err
+
+
+def test_two_inputs_from_npz_with_token_range_checked(tmp_path, capsys):
+    spec = tmp_path / "two.yaml"
+    spec.write_text(TWO_INPUTS)
+    model = tmp_path / "two.onnx"
+    assert main(["export", str(spec), "--random", "-o", str(model)]) == 0
+    rng = np.random.default_rng(1)
+    tokens, x = rng.integers(0, 10, (5, 13)), rng.standard_normal((5, 4)).astype(np.float32)
+    np.savez(tmp_path / "in.npz", tokens=tokens, x=x)
+    assert main(["predict", str(model), "--input", str(tmp_path / "in.npz"), "-o", str(tmp_path / "o.npz")]) == 0
+    with np.load(tmp_path / "o.npz") as out:
+        assert out["head"].shape == (5, 3)
+    np.savez(tmp_path / "bad.npz", tokens=tokens + 5, x=x)
+    code, _, err = run_cli(["predict", str(model), "--input", str(tmp_path / "bad.npz")], capsys)
+    assert code == 2 and "'tokens' has values in [5, 14], the model takes [0, 10)" in err
+    np.save(tmp_path / "one.npy", x)
+    code, _, err = run_cli(["predict", str(model), "--input", str(tmp_path / "one.npy")], capsys)
+    assert code == 2 and "use an .npz with one array per input name" in err
