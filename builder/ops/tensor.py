@@ -124,6 +124,13 @@ def _reshape(ctx):
                 out[out.index(-1)] = S.sym(f"{S.fmt(shape)}/{known}") if rest else -1
     elif S.is_static(total) and S.is_static(known) and total != known:
         raise ShapeError(f"cannot reshape {S.fmt(shape)} ({total} elements) to {list(target)} ({known})")
+    elif sorted(d for d in shape if not S.is_static(d)) == sorted(d for d in out if not S.is_static(d)):
+        static_in = S.prod(d for d in shape if S.is_static(d))
+        static_out = S.prod(d for d in out if S.is_static(d))
+        if static_in != static_out:  # same symbolic dims on both sides: the static parts must agree
+            per = "*".join(str(d) for d in shape if not S.is_static(d))
+            raise ShapeError(f"cannot reshape {S.fmt(shape)} to {S.fmt(out)}: {static_in} and {static_out} "
+                             f"elements per {per}")
     ctx.args["_runtime_shape"] = runtime
     return tuple(out)
 
