@@ -7,6 +7,9 @@ arguments, dtypes and sizes and counting parameters and MACs on the meta device 
 """
 from __future__ import annotations
 
+import functools
+import types
+import typing
 from dataclasses import dataclass, field
 
 import networkx as nx
@@ -65,6 +68,7 @@ class Scope:
     file: str
     env: dict
     table: dict = field(default_factory=dict)   # local name -> (kind, ...)
+    declared: set = field(default_factory=set)  # every name written in this scope, even a failed one
 
 
 @dataclass
@@ -86,9 +90,10 @@ class Record:
 
 
 class RefError(Exception):
-    def __init__(self, message, loc, file, hint=None):
+    def __init__(self, message, loc, file, hint=None, undeclared=False):
         super().__init__(message)
         self.loc, self.file, self.hint = loc, file, hint
+        self.undeclared = undeclared  # names something never written in its scope (not a follow-on error)
 
 
 def _plain(v):
@@ -201,6 +206,7 @@ class GraphBuilder:
             self.err(f"the network expands to {len(self.records)} nodes (limit {MAX_NODES})", loc)
             return None
         if self.reader.errors.items:
+            self.report_dangling(out_targets)
             return None
         self.resolve_edges()
         if self.reader.errors.items:
@@ -270,6 +276,7 @@ class GraphBuilder:
         for local, entry in nodes.items():
             loc = nodes.loc_of(local)
             file = scope.file
+            scope.declared.add(local)
             path = scope.prefix + str(local)
             if not isinstance(local, str) or not local.replace("_", "a").replace("-", "a").isalnum() or \
                     local[0].isdigit():
@@ -340,6 +347,9 @@ class GraphBuilder:
                      file=file)
             trainable = True
         block = scope.prefix[:-1]
+        for k in ("share", "tie"):  # so share/tie errors point at the key the user wrote
+            if k in entry:
+                arg_locs[k] = entry.loc_of(k)
         self.records[path] = Record(path, op.name, dict(args), arg_locs, targets, slots, loc, file, block,
                                     block_type, share, _plain(tie) if tie else None,
                                     _plain(self.ev(entry.get("init"), scope.env, loc, path, file)),
@@ -489,7 +499,8 @@ class GraphBuilder:
         entry = scope.table.get(name)
         if entry is None:
             raise RefError(f"unknown node '{name}'" + (f" (in {scope.prefix[:-1]})" if scope.prefix else ""),
-                           target.loc, target.file, hint=did_you_mean(name, scope.table))
+                           target.loc, target.file, hint=did_you_mean(name, scope.declared | set(scope.table)),
+                           undeclared=name not in scope.declared)
         kind = entry[0]
         if kind == "input":
             if port is not None:
@@ -509,6 +520,21 @@ class GraphBuilder:
             raise RefError(f"'{name}' ({rec.op if rec else '?'}) has no output port '{port}'", target.loc,
                            target.file, hint=did_you_mean(port, ports) or f"its ports are: {', '.join(ports)}")
         return path, port
+
+    def report_dangling(self, out_targets):
+        """After errors in pass 1, still report references to names never written (more errors per run);
+        references into nodes that failed are follow-on errors and stay quiet."""
+        targets = [(t, rec) for rec in self.records.values() for t in rec.inputs]
+        targets += [(t, None) for _, t in out_targets]
+        for t, rec in targets:
+            try:
+                self.resolve(t)
+            except RefError as e:
+                if e.undeclared:
+                    self.err(str(e), e.loc or (rec.loc if rec else None), node=rec.path if rec else None,
+                             hint=e.hint, file=e.file or (rec.file if rec else None))
+            except Exception:
+                pass
 
     def resolve_edges(self):
         for path, rec in self.records.items():
@@ -580,10 +606,23 @@ class GraphBuilder:
                          hint=did_you_mean(k, allowed) or (f"its arguments are: {', '.join(allowed)}"
                                                            if allowed else f"{rec.op} takes no arguments"))
                 ok = False
+        misspelt = {did_you_mean(k, allowed) for k in rec.args if k not in allowed}
         for k in op.required:
-            if k not in rec.args:
+            if k not in rec.args and f"did you mean '{k}'?" not in misspelt:
                 node_err(f"{rec.op} needs argument '{k}'")
                 ok = False
+            elif k not in rec.args:
+                ok = False
+        if op.torch_class is not None:
+            hints = _arg_hints(op.torch_class)
+            for k, v in list(rec.args.items()):
+                if k in hints:
+                    fits, v = _conform(v, hints[k])
+                    if not fits:
+                        node_err(f"{rec.op} argument {k} must be {_describe_hint(hints[k])}, got {v!r}",
+                                 rec.arg_locs.get(k))
+                        ok = False
+                    rec.args[k] = v
         if not ok:
             return False
         shapes, dtypes = [], []
@@ -609,13 +648,16 @@ class GraphBuilder:
         except ShapeError as e:
             node_err(str(e))
             return False
-        except (KeyError, TypeError, ValueError, IndexError, ZeroDivisionError) as e:
-            node_err(f"invalid arguments for {rec.op}: {e}")
+        except Exception as e:  # an op's shape rule tripping over a value of the wrong kind
+            node_err(f"invalid arguments for {rec.op}: {_exc_text(e)}")
             return False
         for port, shape in out.items():
             for d in shape:
                 if S.is_static(d) and d <= 0:
-                    node_err(f"output {S.fmt(shape)} has a non-positive size")
+                    culprits = [f"{k}={v}" for k, v in rec.args.items() if v == d and _is_int(v)]
+                    node_err(f"output {S.fmt(shape)} has a non-positive size" +
+                             (f" ({', '.join(culprits)})" if culprits else ""),
+                             rec.arg_locs.get(culprits[0].split("=")[0]) if culprits else None)
                     return False
             elements = 1
             for d in S.concrete(shape):
@@ -624,14 +666,16 @@ class GraphBuilder:
                 node_err(f"output {S.fmt(shape)} has {elements:.3g} elements per example: absurd size")
                 return False
         try:
-            with torch.device("meta"):
-                module = op.build(ctx.args) if op.build else None
+            param_shapes = self.param_shapes(op, ctx.args)
         except Exception as e:  # torch's own argument checks
-            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-            node_err(f"invalid arguments for {rec.op}: {msg}")
+            node_err(f"invalid arguments for {rec.op}: {_exc_text(e)}")
             return False
-        param_shapes = {k: tuple(p.shape) for k, p in module.named_parameters()} if module is not None else {}
-        params = sum(p.numel() for p in module.parameters()) if module is not None else 0
+        params = 0
+        for shape in param_shapes.values():
+            n = 1
+            for d in shape:
+                n *= d
+            params += n
         if params > MAX_PARAMS:
             node_err(f"{params:.3g} parameters in one node: absurd size")
             return False
@@ -651,43 +695,61 @@ class GraphBuilder:
             data["shape"] = self.g.nodes[u]["out_shapes"][data["port"]]
         return True
 
+    _shape_cache: dict = {}
+
+    def param_shapes(self, op, args) -> dict:
+        """Build the op's module on the meta device (no memory) to let torch check the arguments and to
+        read its parameter shapes; cached per (op, args) since repeated blocks repeat the same layers."""
+        key = (op.name, repr(sorted(args.items(), key=lambda kv: kv[0])))
+        cached = self._shape_cache.get(key)
+        if cached is None:
+            with torch.device("meta"):
+                module = op.build(args) if op.build else None
+            cached = {k: tuple(p.shape) for k, p in module.named_parameters()} if module is not None else {}
+            if len(self._shape_cache) > 4096:
+                self._shape_cache.clear()
+            self._shape_cache[key] = cached
+        return dict(cached)
+
     def check_shares(self):
         for path, rec in self.records.items():
             node = self.g.nodes[path]
+            share_loc = rec.arg_locs.get("share", rec.loc)
+            tie_loc = rec.arg_locs.get("tie", rec.loc)
             if rec.share:
                 other = self.g.nodes.get(rec.share) if rec.share in self.records else None
                 if other is None:
-                    self.err(f"share: no node '{rec.share}'", rec.loc, node=path, file=rec.file,
-                             hint=did_you_mean(rec.share, self.records))
+                    self.err(f"share: no node '{rec.share}'", share_loc, node=path, file=rec.file,
+                             hint=did_you_mean(rec.share, [p for p in self.records if p != path]))
                     continue
                 if other.get("share"):
                     self.err(f"share: '{rec.share}' itself shares another node's module; share that one",
-                             rec.loc, node=path, file=rec.file)
+                             share_loc, node=path, file=rec.file)
                     continue
                 if other["op"] != node["op"] or _public(other["args"]) != _public(node["args"]):
                     self.err(f"cannot share {rec.share} ({other['op']} {_public(other['args'])}) with a "
-                             f"{node['op']} {_public(node['args'])}", rec.loc, node=path, file=rec.file)
+                             f"{node['op']} {_public(node['args'])}", share_loc, node=path, file=rec.file)
                     continue
                 node["params"] = node["trainable_params"] = 0
             if rec.tie:
                 for pname, target in rec.tie.items():
                     tnode, _, tparam = target.rpartition(".")
                     if pname not in node["param_shapes"]:
-                        self.err(f"tie: {node['op']} has no parameter '{pname}'", rec.loc, node=path, file=rec.file,
+                        self.err(f"tie: {node['op']} has no parameter '{pname}'", tie_loc, node=path, file=rec.file,
                                  hint=did_you_mean(pname, node["param_shapes"]))
                         continue
                     if tnode not in self.records:
-                        self.err(f"tie: no node '{tnode}'", rec.loc, node=path, file=rec.file,
-                                 hint=did_you_mean(tnode, self.records))
+                        self.err(f"tie: no node '{tnode}'", tie_loc, node=path, file=rec.file,
+                                 hint=did_you_mean(tnode, [p for p in self.records if p != path]))
                         continue
                     tshapes = self.g.nodes[tnode]["param_shapes"]
                     if tparam not in tshapes:
-                        self.err(f"tie: '{tnode}' has no parameter '{tparam}'", rec.loc, node=path, file=rec.file,
+                        self.err(f"tie: '{tnode}' has no parameter '{tparam}'", tie_loc, node=path, file=rec.file,
                                  hint=did_you_mean(tparam, tshapes))
                         continue
                     if tshapes[tparam] != node["param_shapes"][pname]:
                         self.err(f"tie: cannot tie {pname} {S.fmt(node['param_shapes'][pname])} to {target} "
-                                 f"{S.fmt(tshapes[tparam])}", rec.loc, node=path, file=rec.file)
+                                 f"{S.fmt(tshapes[tparam])}", tie_loc, node=path, file=rec.file)
                         continue
                     n = 1
                     for d in tshapes[tparam]:
@@ -697,5 +759,104 @@ class GraphBuilder:
                         node["trainable_params"] -= n
 
 
+def _exc_text(e: Exception) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
 def _public(args):
     return {k: v for k, v in args.items() if not k.startswith("_")}
+
+
+# ---- argument types from the torch class's own annotations ------------------------------------------
+
+@functools.lru_cache(maxsize=None)
+def _arg_hints(cls) -> dict:
+    try:
+        return {k: v for k, v in typing.get_type_hints(cls.__init__).items() if k != "return"}
+    except Exception:  # unresolvable annotations: torch's own checks still run when the module is built
+        return {}
+
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _conform(value, hint):
+    """Does `value` (plain YAML data) fit the annotation `hint`? Returns (ok, value to use).
+
+    Accepted: lists stand for tuples, an int for a float, and a string that YAML 1.1 left
+    unparsed ("1e-5") for a float. Annotations this checker does not understand accept anything.
+    """
+    origin = typing.get_origin(hint)
+    if hint is typing.Any:
+        return True, value
+    if hint is type(None):
+        return value is None, value
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(hint):
+            ok, v = _conform(value, option)
+            if ok:
+                return True, v
+        return False, value
+    if origin is typing.Literal:
+        return value in typing.get_args(hint), value
+    if hint is bool:
+        return isinstance(value, bool), value
+    if hint is int:
+        return _is_int(value), value
+    if hint is float:
+        if _is_int(value) or isinstance(value, float):
+            return True, float(value) if _is_int(value) else value
+        if isinstance(value, str):
+            try:
+                return True, float(value)
+            except ValueError:
+                return False, value
+        return False, value
+    if hint is str:
+        return isinstance(value, str), value
+    if origin in (tuple, list) or hint is torch.Size:
+        if not isinstance(value, (list, tuple)):
+            return False, value
+        items = typing.get_args(hint) if origin is not None else (int, ...)
+        if origin is list:
+            items = (items[0] if items else typing.Any, ...)
+        if len(items) == 2 and items[1] is Ellipsis:
+            kinds = [items[0]] * len(value)
+        elif items:
+            if len(value) != len(items):
+                return False, value
+            kinds = list(items)
+        else:
+            kinds = [typing.Any] * len(value)
+        out = []
+        for v, k in zip(value, kinds):
+            ok, v = _conform(v, k)
+            if not ok:
+                return False, value
+            out.append(v)
+        return True, out
+    if hint is torch.Tensor or (isinstance(hint, type) and issubclass(hint, torch.nn.Module)):
+        return False, value  # cannot be written in a spec
+    return True, value
+
+
+def _describe_hint(hint) -> str:
+    origin = typing.get_origin(hint)
+    if hint is type(None):
+        return "null"
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe_hint(h) for h in typing.get_args(hint))
+    if origin is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(hint))
+    if origin in (tuple, list) or hint is torch.Size:
+        items = typing.get_args(hint)
+        if origin is list or not items:
+            return f"a list of {_describe_hint(items[0]) if items else 'int'}s"
+        if len(items) == 2 and items[1] is Ellipsis:
+            return f"a list of {_describe_hint(items[0])}s"
+        return "[" + ", ".join(_describe_hint(h) for h in items) + "]"
+    if hint is torch.Tensor:
+        return "a tensor (which a spec cannot hold)"
+    return getattr(hint, "__name__", str(hint))

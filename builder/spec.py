@@ -258,8 +258,9 @@ class SpecReader:
 
         doc = load_yaml(self.text, self.file)
         if not isinstance(doc, dict):
+            where = getattr(doc, "loc", None) or (1, 1)
             raise SpecError(Diagnostic("a spec must be a YAML mapping (spec: 1, name, inputs, nodes, ...)",
-                                       self.file, 1, 1))
+                                       self.file, *where))
         for key in doc:
             if key not in TOP_KEYS:
                 self.err(f"unknown top-level key '{key}'", doc.loc_of(key), hint=did_you_mean(key, TOP_KEYS))

@@ -46,7 +46,11 @@ def _pos(node):
     return (node.start_mark.line + 1, node.start_mark.column + 1)
 
 
-class _Loader(yaml.SafeLoader):
+# libyaml's C parser when present (10x faster on big specs); the constructors below are ours either way
+_Base = getattr(yaml, "CSafeLoader", None) if getattr(yaml, "__with_libyaml__", False) else None
+
+
+class _Loader(_Base or yaml.SafeLoader):
     pass
 
 
@@ -147,6 +151,11 @@ def _restore(value, originals):
     return value
 
 
+def _char_at(text: str, line: int, col: int) -> str:
+    lines = text.split("\n")
+    return lines[line][col:col + 1] if 0 <= line < len(lines) else ""
+
+
 def load_yaml(text: str, name: str = "<spec>"):
     """Parse YAML text safely; returns LocDict/LocList/scalars or raises SpecError with a position."""
     if len(text.encode("utf-8", "replace")) > MAX_FILE_BYTES:
@@ -172,7 +181,14 @@ def load_yaml(text: str, name: str = "<spec>"):
                                    mark.column + 1 if mark else None)) from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
-        msg = " ".join(filter(None, [e.context, e.problem])) or "invalid YAML"
+        msg = (e.problem or e.context or "invalid YAML").strip()
+        if e.context and e.problem:
+            ctx = e.context.strip()
+            if e.context_mark and e.problem_mark and e.context_mark.line != e.problem_mark.line:
+                ctx += f" that starts at line {e.context_mark.line + 1}"
+            msg += f" ({ctx})"
+        if e.problem_mark and _char_at(text, e.problem_mark.line, e.problem_mark.column) == "\t":
+            msg = "a tab character: YAML indents with spaces, never tabs"
         raise SpecError(Diagnostic(f"invalid YAML: {msg}", name, mark.line + 1 if mark else None,
                                    mark.column + 1 if mark else None)) from None
     except yaml.YAMLError as e:
