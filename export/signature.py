@@ -29,6 +29,7 @@ class InputSig:
     shape: tuple  # int (static) or str (symbolic)
     dtype: str = "float32"
     value_range: tuple | None = None  # [low, high) for integer inputs
+    pad_value: int | None = None  # for a padding mask: the value that marks padding (1 for key_padding_mask)
 
     @property
     def torch_dtype(self) -> torch.dtype:
@@ -38,7 +39,7 @@ class InputSig:
 
     @property
     def is_mask(self) -> bool:
-        return "mask" in self.name.lower()
+        return self.pad_value is not None or "mask" in self.name.lower()
 
 
 @dataclass
@@ -80,7 +81,7 @@ def signature_of(module, graph=None, sizes: dict | None = None) -> Signature:
     for ts in spec_inputs:
         value_range = getattr(ts, "value_range", None) or _range_from_graph(graph, ts.name)
         inputs.append(InputSig(ts.name, tuple(ts.shape), getattr(ts, "dtype", "float32") or "float32",
-                               tuple(value_range) if value_range else None))
+                               tuple(value_range) if value_range else None, _pad_value(graph, ts.name)))
     sig = Signature(inputs, outputs)
     sig.sizes = default_sizes(sig, sizes or {})
     return sig
@@ -97,6 +98,21 @@ def _range_from_graph(graph, name: str):
             if isinstance(args.get(key), int):
                 highs.append(args[key])
     return (0, min(highs)) if highs else None
+
+
+def _pad_value(graph, name: str) -> int | None:
+    """Padding is marked 1 in a `key_padding_mask` slot (nn.MultiheadAttention), 0 in a `mask` slot."""
+    if graph is None or name not in graph:
+        return None
+    for _, reader, data in graph.out_edges(name, data=True):
+        slots = graph.nodes[reader].get("input_names") or []
+        slot = data.get("slot")
+        if isinstance(slot, int) and slot < len(slots):
+            if slots[slot] == "key_padding_mask":
+                return 1
+            if "mask" in str(slots[slot]):
+                return 0
+    return None
 
 
 def default_sizes(sig: Signature, given: dict) -> dict:
@@ -130,7 +146,7 @@ def example_inputs(sig: Signature, sizes: dict, seed: int = 0) -> tuple[torch.Te
 def _make(inp: InputSig, shape, gen) -> torch.Tensor:
     dtype = inp.torch_dtype
     if inp.is_mask:
-        return _padding_mask(shape, dtype, gen)
+        return _padding_mask(shape, dtype, gen, inp.pad_value or 0)
     if dtype == torch.bool:
         return torch.randint(0, 2, shape, generator=gen).bool()
     if not dtype.is_floating_point:
@@ -142,13 +158,14 @@ def _make(inp: InputSig, shape, gen) -> torch.Tensor:
     return torch.randn(shape, generator=gen).to(dtype)
 
 
-def _padding_mask(shape, dtype, gen) -> torch.Tensor:
-    """1 for tokens, 0 for padding at the end of a row; the first row is unpadded, no row is all padding."""
-    mask = torch.ones(shape)
+def _padding_mask(shape, dtype, gen, pad_value: int = 0) -> torch.Tensor:
+    """Padding at the end of each row (marked `pad_value`); the first row is unpadded, no row is all padding."""
+    padded = torch.zeros(shape, dtype=torch.bool)
     if len(shape) >= 2 and shape[-1] > 1:
         for row in range(1, shape[0]):
             keep = int(torch.randint(1, shape[-1] + 1, (1,), generator=gen))
-            mask[row, ..., keep:] = 0
+            padded[row, ..., keep:] = True
+    mask = padded if pad_value else ~padded
     return mask.to(dtype)
 
 

@@ -199,3 +199,60 @@ def test_a_dim_narrowed_by_a_branch_is_refused(tmp_path):
     with pytest.raises(ExportError, match=r"dim 1 \('T'\) was narrowed to \[5, inf\]"):
         export_onnx(Narrows(), tmp_path / "n.onnx")
     assert list(tmp_path.iterdir()) == []
+
+
+GPT = """
+spec: 1
+name: tiny-gpt
+inputs:
+  tokens: {shape: [B, T], dtype: int64}
+nodes:
+  wte: {op: Embedding, num_embeddings: 20, embedding_dim: 16}
+  wpe: {op: learned_pe, max_len: 32}
+  qkv: {op: Linear, out_features: 48}
+  split: {op: chunk, in: qkv, chunks: 3, dim: 2, names: [q, k, v]}
+  attn: {op: attention, in: {q: split.q, k: split.k, v: split.v}, heads: 2, causal: true}
+  res: {op: add, in: [attn, wpe]}
+  head: {op: Linear, out_features: 20, bias: false}
+outputs: [head]
+"""
+
+BERT = """
+spec: 1
+name: tiny-bert
+inputs:
+  tokens: {shape: [B, T], dtype: int64}
+  mask: {shape: [B, T], dtype: int64}
+  pad: {shape: [B, T], dtype: bool}
+nodes:
+  emb: {op: Embedding, in: tokens, num_embeddings: 20, embedding_dim: 16}
+  pe: {op: sinusoidal_pe, max_len: 64}
+  attn: {op: attention, in: {q: pe, k: pe, v: pe, mask: mask}, heads: 2}
+  ln: {op: LayerNorm}
+  mha: {op: MultiheadAttention, in: {query: ln, key_padding_mask: pad}, num_heads: 2}
+  head: {op: Linear, in: mha, out_features: 3}
+outputs: [head]
+"""
+
+
+def test_causal_and_padding_masked_attention(tmp_path):
+    rng = np.random.default_rng(0)
+    for text in (GPT, BERT):
+        spec = builder.load(text)
+        module = builder.build(spec)
+        result = export_onnx(module, tmp_path / "a.onnx", spec=spec)
+        assert result.dynamic == ["B", "T"]
+        sess = ort.InferenceSession(str(tmp_path / "a.onnx"), providers=["CPUExecutionProvider"])
+        assert [i.shape for i in sess.get_inputs()] == [["B", "T"]] * len(module.spec_inputs)
+        # a longer sequence than any verified, with padding in the second row (1 = token for `mask`,
+        # True = padding for MultiheadAttention's key_padding_mask)
+        b, t = 2, 17
+        feed = {"tokens": rng.integers(0, 20, (b, t))}
+        if text is BERT:
+            keep = np.ones((b, t), np.int64)
+            keep[1, 9:] = 0
+            feed["mask"], feed["pad"] = keep, keep == 0
+        got = sess.run(None, feed)[0]
+        with torch.inference_mode():
+            want = module(*[torch.from_numpy(v) for v in feed.values()])
+        np.testing.assert_allclose(got, want.numpy(), rtol=1e-4, atol=1e-5)
