@@ -15,6 +15,17 @@ import torch
 from export.autograd_walk import BackwardTrace, record_backward
 
 SYMBOLIC_SIZE = 8  # size given to a symbolic dim other than the batch dim when inputs are random
+LARGE_MODEL = 20_000_000  # above this many parameters one step uses a smaller batch (see below)
+
+
+def default_batch_size(net) -> int:
+    """Rows in the batch: 8, or 2 for models above LARGE_MODEL parameters."""
+    return 2 if net.total_params > LARGE_MODEL else 8
+
+
+def max_seq(net) -> int:
+    """Data sequences are cut to this many steps (32, or 16 for large models): one cheap step suffices."""
+    return 16 if net.total_params > LARGE_MODEL else 32
 
 
 @dataclass
@@ -46,7 +57,7 @@ def random_inputs(inputs, batch_size: int, seed: int = 0) -> dict:
     return out
 
 
-def data_batch(module, cfg: dict, batch_size: int):
+def data_batch(module, cfg: dict, batch_size: int, seq_cap: int = 32):
     """(inputs, target or None, note) from the first rows of the training split, laid out as the
     trainer lays them out; None when the spec has no training data."""
     data_cfg = cfg.get("data")
@@ -60,9 +71,20 @@ def data_batch(module, cfg: dict, batch_size: int):
     adapt_inputs(module, data)
     fields = data.train.sample(batch_size)
     n = data.train.n_inputs
-    target = fields[n] if data.train.has_target else None
+    inputs, target = list(fields[:n]), fields[n] if data.train.has_target else None
+    specs = getattr(module, "spec_inputs", None) or []
     note = f"batch of {len(fields[0])} from {data_cfg.get('source', 'data')} (train split)"
-    return list(fields[:n]), target, note
+    cut = None
+    for i, t in enumerate(specs[:n]):
+        if len(t.shape) > 1 and isinstance(t.shape[1], str) and inputs[i].dim() > 1 \
+                and inputs[i].shape[1] > seq_cap:
+            cut = inputs[i].shape[1]
+            inputs[i] = inputs[i][:, :seq_cap]
+    if cut is not None:
+        if target is not None and target.dim() > 1 and target.shape[1] == cut:
+            target = target[:, :seq_cap]
+        note += f", sequences cut from {cut} to {seq_cap} steps"
+    return inputs, target, note
 
 
 def load_weights(module: torch.nn.Module, run: str | None = None, weights: str | None = None) -> str | None:
@@ -99,15 +121,17 @@ def stand_in_loss(output):
 
 
 def one_step(spec, network: str | None = None, run: str | None = None, weights: str | None = None,
-             batch_size: int = 8, seed: int | None = None) -> Step:
+             batch_size: int | None = None, seed: int | None = None) -> Step:
     """Build the module with the weights training starts from (or the given ones), run forward and
     backward once on one batch, and record the autograd graph."""
     import builder
+    from builder.errors import UserError
     from builder.initializers import apply_init
     from builder.losses import make_loss
     from builder.trainer import first_output, seed_of
 
     net = spec.network(network)
+    batch_size = batch_size or default_batch_size(net)
     cfg = dict(spec.train or {})
     torch.manual_seed(seed_of(cfg) if seed is None else seed)
     module = builder.build(spec, network=network)
@@ -115,7 +139,12 @@ def one_step(spec, network: str | None = None, run: str | None = None, weights: 
     if used is None and cfg.get("init"):
         apply_init(module, cfg.get("init"))
     module.train()
-    batch = data_batch(module, cfg, batch_size) if len(spec.networks) == 1 else None
+    batch, misfit = None, None
+    if len(spec.networks) == 1:
+        try:
+            batch = data_batch(module, cfg, batch_size, max_seq(net))
+        except UserError as e:  # data that does not fit the inputs: still draw, on random inputs
+            misfit = str(e).splitlines()[0]
     if batch is not None and batch[1] is not None:
         inputs, target, note = batch
         lm = (cfg.get("mode") == "language_model" or
@@ -132,6 +161,8 @@ def one_step(spec, network: str | None = None, run: str | None = None, weights: 
         else:
             inputs = [x for x in random_inputs(net.inputs, batch_size, seed or 0).values()]
             note = f"random inputs, batch {batch_size}"
+            if misfit:
+                note += f" (the training data does not fit: {misfit})"
         loss_fn, name = stand_in_loss, "mean(output^2)"
     if used:
         note += f"; weights from {used}"

@@ -42,7 +42,9 @@ def register(subparsers) -> None:
                         "None/zero/NaN/exploding/vanishing gradients")
     p.add_argument("--full", action="store_true",
                    help="backward view: keep bookkeeping nodes (views, reshapes, AccumulateGrad)")
-    p.add_argument("--batch-size", type=int, default=8, help="backward view: rows in the batch (default 8)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="backward view: rows in the batch (default 8, or 2 above 20M parameters); "
+                        "data sequences are cut to 32 steps (16 above 20M parameters)")
     p.add_argument("--seed", type=int, default=0, help="backward view: seed for weights, dropout and random inputs")
     p.set_defaults(func=run)
 
