@@ -112,15 +112,24 @@ class DotGraph:
 def side_by_side(left: DotGraph, right: DotGraph, left_title: str, right_title: str,
                  name: str = "both") -> DotGraph:
     """One picture with `left` and `right` as two top-level clusters; node ids get 'fwd:'/'bwd:' prefixes."""
-    both = DotGraph(name, dict(left.graph_attrs), dict(left.node_defaults), dict(left.edge_defaults))
+    return combine([("fwd:", left, left_title), ("bwd:", right, right_title)], name)
+
+
+def combine(parts: list[tuple[str, DotGraph, str]], name: str) -> DotGraph:
+    """One picture holding each (prefix, graph, title) as a top-level cluster named `<prefix>view`;
+    node and cluster ids get the prefix. Graph-wide attributes come from the first part."""
+    first = parts[0][1]
+    both = DotGraph(name, dict(first.graph_attrs), dict(first.node_defaults), dict(first.edge_defaults))
     both.graph_attrs.pop("label", None)
     both.graph_attrs["newrank"] = "true"
-    for prefix, g, title in (("fwd:", left, left_title), ("bwd:", right, right_title)):
+    for prefix, g, title in parts:
         top = Cluster(prefix + "view", title, {"style": "rounded", "color": "gray40", "fontsize": "16"})
         both.root.children[top.name] = top
         _copy_cluster(g.root, top, prefix, g, both)
         for src, dst, attrs in g.edges:
-            both.add_edge(prefix + src, prefix + dst, **attrs)
+            edge = dict(g.edge_defaults)
+            edge.update(attrs)
+            both.add_edge(prefix + src, prefix + dst, **edge)
     return both
 
 
@@ -144,7 +153,7 @@ class MissingDot(RuntimeError):
     """The `dot` binary is not on PATH; the .dot text was written next to the requested output."""
 
 
-def write_picture(dot_text: str, out: Path, fmt: str, timeout: float = 300.0) -> Path:
+def write_picture(dot_text: str, out: Path, fmt: str, timeout: float = 300.0, dpi: int | None = None) -> Path:
     """Write `dot_text` as `out` in `fmt` (svg, png, pdf or dot); returns the path written.
 
     For image formats the .dot file is always written too (beside `out`), so a missing or failing `dot`
@@ -161,8 +170,10 @@ def write_picture(dot_text: str, out: Path, fmt: str, timeout: float = 300.0) ->
     exe = dot_binary()
     if exe is None:
         raise MissingDot(f"wrote {dot_path}, but {INSTALL_HINT}")
-    proc = subprocess.run([exe, f"-T{fmt}", "-o", str(out), str(dot_path)], capture_output=True,
-                          text=True, timeout=timeout)
+    cmd = [exe, f"-T{fmt}", "-o", str(out), str(dot_path)]
+    if dpi:
+        cmd.insert(1, f"-Gdpi={int(dpi)}")
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         raise RuntimeError(f"dot failed on {dot_path}: {proc.stderr.strip()}")
     return out

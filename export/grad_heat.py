@@ -77,7 +77,7 @@ def heat_style(norm: float | None, flag: str | None) -> dict:
 
 
 def add_legend(dot: DotGraph, prefix: str = "legend") -> None:
-    """A column of swatches, one per decade, then one per flag, in a cluster named `legend`."""
+    """Swatches, one per decade (hot to cold), then one per flag, in a cluster named `legend`."""
     path = [prefix]
     dot.cluster(path, {prefix: "gradient norm |grad| (log scale)"},
                 {prefix: {"style": "rounded", "color": "gray60", "fontsize": "10"}})
@@ -95,5 +95,8 @@ def add_legend(dot: DotGraph, prefix: str = "legend") -> None:
         attrs.update(FLAG_STYLE[flag])
         dot.add_node(nid, path, label=text, shape="box", width="1.6", height="0.25", fontsize="9", **attrs)
         ids.append(nid)
-    for a, b in zip(ids, ids[1:]):
-        dot.add_edge(a, b, style="invis")
+    rows = 5  # three columns of five: hot half, cold half, flags
+    for col in range(0, len(ids), rows):
+        column = ids[col:col + rows]
+        for a, b in zip(column, column[1:]):
+            dot.add_edge(a, b, style="invis")

@@ -216,7 +216,8 @@ def _color_clusters(dot: DotGraph, trace: BackwardTrace, graph) -> None:
     while stack:
         c = stack.pop()
         stack.extend(c.children.values())
-        if c.name not in sq and c.name not in bad:
+        if c.name not in sq and c.name not in bad:  # no parameters: say so, not the parent's colour
+            c.attrs.update(style="rounded,filled", fillcolor="white", color="gray50", penwidth="1")
             continue
         if bad.get(c.name) == "nan":
             c.attrs.update(style="rounded,filled,bold", fillcolor="#ff00ff40", color="#ff00ff")

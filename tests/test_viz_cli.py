@@ -162,3 +162,33 @@ def test_user_errors_exit_2(resnet_spec, tmp_path, capsys):
     assert viz(tmp_path / "nope.onnx") == 2
     (tmp_path / "m.onnx").write_bytes(b"")
     assert viz(tmp_path / "m.onnx", "--view", "backward") == 2
+
+
+GAN = """\
+spec: 1
+name: tiny-gan
+networks:
+  generator:
+    inputs: {z: {shape: [B, 4]}}
+    nodes:
+      fc: {op: Linear, out_features: 8}
+      act: {op: Tanh}
+    outputs: [act]
+  discriminator:
+    inputs: {x: {shape: [B, 8]}}
+    nodes:
+      fc: {op: Linear, out_features: 1}
+    outputs: [fc]
+"""
+
+
+def test_every_network_of_a_spec_in_one_forward_picture(tmp_path):
+    spec = tmp_path / "gan.yaml"
+    spec.write_text(GAN)
+    assert viz(spec, "-o", tmp_path / "g.dot") == 0
+    p = parse_dot((tmp_path / "g.dot").read_text())
+    assert p.cluster_path("generator:fc") == ["generator:view"]
+    assert p.cluster_path("discriminator:fc") == ["discriminator:view"]
+    assert viz(spec, "--view", "backward", "-o", tmp_path / "b.dot") == 2  # which network?
+    assert viz(spec, "--view", "backward", "--network", "discriminator", "-o", tmp_path / "b.dot") == 0
+    assert "fc.weight" in parse_dot((tmp_path / "b.dot").read_text()).nodes

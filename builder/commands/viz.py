@@ -29,6 +29,7 @@ def register(subparsers) -> None:
     p.add_argument("--format", choices=FORMATS, default=None,
                    help="svg, png, pdf or dot (default: from OUT's suffix, else svg); image formats also "
                         "write the .dot beside the picture")
+    p.add_argument("--dpi", type=int, default=None, help="resolution of png pictures (graphviz default 96)")
     p.add_argument("--depth", type=int, default=None,
                    help="forward view: block nesting depth shown; deeper blocks collapse to one node "
                         "(default: the deepest that keeps the picture within 120 nodes; -1: everything)")
@@ -85,6 +86,8 @@ def make_dot(args):
     from export.viz_forward import forward_dot, max_depth
 
     spec = load_spec(args)
+    if args.network is None and len(spec.networks) > 1 and args.view == "forward":
+        return _all_networks(spec, args)
     net = spec.network(args.network)
     stem = spec.name if net.name == "model" else f"{spec.name}_{net.name}"
     forward = backward = None
@@ -112,11 +115,25 @@ def make_dot(args):
     return dot, f"{stem}_{args.view}", "; ".join(notes)
 
 
+def _all_networks(spec, args):
+    """The forward pictures of every network of a spec (a GAN's generator and discriminator) in one."""
+    from export.dot_render import combine
+    from export.viz_forward import forward_dot
+
+    parts = [(f"{name}:", forward_dot(net.graph, depth=args.depth, rankdir=args.rankdir), f"network {name}")
+             for name, net in spec.networks.items()]
+    dot = combine(parts, f"{spec.name}-forward")
+    dot.graph_attrs.update(label=f"{spec.name}: forward graphs of networks {', '.join(spec.networks)}",
+                           labelloc="t")
+    counts = ", ".join(f"{name} {_count(g)} nodes" for name, (_, g, _) in zip(spec.networks, parts))
+    return dot, f"{spec.name}_forward", f"forward: {counts}"
+
+
 def run(args) -> int:
     dot, stem, note = make_dot(args)
     out, fmt = _output_path(args, stem)
     try:
-        written = write_picture(dot.to_dot(), out, fmt)
+        written = write_picture(dot.to_dot(), out, fmt, dpi=args.dpi)
     except MissingDot as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
