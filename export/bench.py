@@ -53,7 +53,7 @@ def bench_network(name: str, module: torch.nn.Module, onnx_path, batches=(1, 32)
     batch_sym = sig.batch_symbol()
     sess = runtime.session(onnx_path, "cpu", threads or torch.get_num_threads())
     names = [i.name for i in sess.get_inputs()]
-    compiled = torch.compile(module) if use_compile else None
+    compiled = torch.compile(module, dynamic=False) if use_compile else None
     rows = []
     for batch in batches:
         run_sizes = dict(sig.sizes)
