@@ -1,0 +1,42 @@
+"""Every kind of zoo network exports to one verified ONNX file (small variants, to stay fast)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx
+import pytest
+
+import builder
+from export.onnx_export import export_onnx
+
+SPECS = Path(__file__).resolve().parents[1] / "specs"
+
+CASES = [  # spec, overrides, network, dims that must stay dynamic
+    ("lenet5", {}, None, ["B"]),
+    ("char_lstm", {"vocab": 16, "embed": 8, "hidden": 16, "layers": 2}, None, ["B", "T"]),
+    ("rnn_sine", {}, None, ["B"]),
+    ("gan_tril", {}, "generator", ["B"]),
+    ("resnet18", {"size": 32, "width": 8, "classes": 10}, None, ["B"]),
+    ("transformer_encoder", {"d_model": 16, "heads": 2, "ffn": 32, "layers": 1}, None, ["B", "T"]),
+    ("bert_base", {"hidden": 16, "layers": 1, "heads": 2, "intermediate": 32, "vocab": 50,
+                   "max_positions": 32}, None, ["B", "T"]),
+    ("gpt2", {"d_model": 16, "layers": 1, "heads": 2, "vocab": 50, "ctx": 32}, None, ["B", "T"]),
+]
+
+
+@pytest.mark.parametrize("name,overrides,network,dynamic", CASES, ids=[c[0] for c in CASES])
+def test_zoo_spec_exports_and_verifies(tmp_path, name, overrides, network, dynamic):
+    spec = builder.load(SPECS / f"{name}.yaml", **overrides)
+    module = builder.build(spec, network=network)
+    result = export_onnx(module, tmp_path / "m.onnx", spec=spec, network=network)
+    assert result.dynamic == dynamic and len(result.shapes_checked) >= 3
+    assert result.max_abs < 1e-3 and not result.external_data
+    model = onnx.load(str(tmp_path / "m.onnx"))
+    for inp, ts in zip(model.graph.input, module.spec_inputs):
+        assert inp.name == ts.name
+        got = [d.dim_param or d.dim_value for d in inp.type.tensor_type.shape.dim]
+        assert got == [d if isinstance(d, int) else d for d in ts.shape]
+    graph_nodes = set(spec.network(network).graph.nodes)
+    named = {n.name.rsplit("/", 2)[-2] for n in model.graph.node if n.name.count("/") >= 2}
+    assert named and named <= graph_nodes  # every named group is a spec path of the network
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
