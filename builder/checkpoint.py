@@ -39,3 +39,9 @@ def load(path, map_location="cpu"):
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # a truncated or foreign file: say which, in one line
         raise UserError(f"cannot load checkpoint {path}: {str(e).splitlines()[0]}") from None
+
+
+def remove_temporaries(folder) -> None:
+    """Delete what killed writes left behind (`.last.pt.*.tmp`); call only while no write is running."""
+    for tmp in Path(folder).glob(".*.pt.*.tmp"):
+        tmp.unlink(missing_ok=True)

@@ -4,6 +4,9 @@
     init: {type: normal, std: 0.01}
     init: [xavier_uniform, {params: "head.*", type: zeros}, {params: "*.bias", type: constant, value: 0.1}]
 
+A node's own `init:` in the spec (applied when the network is compiled, see `apply_node_inits`) wins: the
+train section's rules leave that node's parameters alone.
+
 A rule without `params` touches weights with two or more dimensions (linear, conv, embedding, rnn) and the
 biases next to them; norm layers keep their ones and zeros. A rule with `params` (glob patterns of
 parameter names or module paths) touches exactly what it matches; fan-based rules (xavier, kaiming) set
@@ -57,40 +60,47 @@ def _init_fn(rule):
 
 
 @torch.no_grad()
-def apply_init(model: nn.Module, cfg) -> None:
-    """Re-initialise `model`'s parameters in place by the `init:` rules (uses the global torch RNG)."""
+def apply_init(model: nn.Module, cfg, skip=()) -> None:
+    """Re-initialise `model`'s parameters in place by the `init:` rules (uses the global torch RNG);
+    parameters of the modules named in `skip` (nodes with their own init) are left alone."""
     if not cfg:
         return
-    params = dict(model.named_parameters())
+    params = {n: p for n, p in model.named_parameters() if not _under(n, skip)}
     for rule in _rules(cfg):
         name, fn = _init_fn(rule)
         if "params" in rule:
             chosen = [n for n in params if _matches(n, rule["params"])]
-            if not chosen:
+            if not chosen and not any(_matches(n, rule["params"]) for n, _ in model.named_parameters()):
                 raise UserError(f"train.init: no parameter matches {rule['params']!r}")
         else:
-            chosen = _default_targets(model)
+            chosen = [n for n in _default_targets(model) if n in params]
         for n in chosen:
-            p = params[n]
-            if p.dim() < 2 and name in FAN_BASED:
-                nn.init.zeros_(p)
-            else:
-                fn(p)
-    # a node's own `init:` in the spec is more specific than the recipe's, so it is applied last
-    apply_node_inits(model, getattr(model, "node_inits", None) or {})
+            _init_one(params[n], name, fn)
 
 
+@torch.no_grad()
 def apply_node_inits(root: nn.Module, node_inits: dict) -> None:
-    """Apply the per-node `init:` of a spec (node path -> init rule(s)) to those nodes' parameters."""
-    for path, cfg in node_inits.items():
-        try:
-            module = root.get_submodule(path)
-        except AttributeError:
-            continue  # a node sharing another node's module has no submodule of its own
-        try:
-            apply_init(module, cfg)
-        except UserError as e:
-            raise UserError(f"{path}: init: {str(e).removeprefix('train.init: ')}") from None
+    """A spec node's `init:` (a rule as above, without `params`) applied to that node's module: its
+    weight matrices/kernels and their biases, or every parameter when it has no weight matrix (a norm)."""
+    for node, cfg in node_inits.items():
+        module = root.get_submodule(node)
+        targets = _default_targets(module) or [n for n, _ in module.named_parameters()]
+        params = dict(module.named_parameters())
+        for rule in _rules(cfg):
+            name, fn = _init_fn(rule)
+            for n in targets:
+                _init_one(params[n], name, fn)
+
+
+def _init_one(p, name, fn):
+    if p.dim() < 2 and name in FAN_BASED:
+        nn.init.zeros_(p)
+    else:
+        fn(p)
+
+
+def _under(name, paths):
+    return any(name.startswith(path + ".") for path in paths)
 
 
 def _default_targets(model):

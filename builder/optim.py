@@ -107,7 +107,7 @@ class Schedule:
         if self.type == "noam" and "d_model" not in cfg:
             raise UserError("train.schedule: noam needs d_model (lr = d_model^-0.5 * min(s^-0.5, s*warmup^-1.5))")
         self.optimizer = optimizer
-        self.base = [g["lr"] for g in optimizer.param_groups]
+        self.base = [g.setdefault("initial_lr", g["lr"]) for g in optimizer.param_groups]
         self.steps = 0
         self.epochs = 0
         self.plateau = {"scale": 1.0, "best": None, "bad": 0}

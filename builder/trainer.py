@@ -103,11 +103,13 @@ def fit(networks, cfg, *, name="model", run_dir=None, resume=False, device="auto
         data = load_data(_data_cfg(cfg))
         for net in networks.values():
             net.to(device)
-            apply_init(net, cfg.get("init"))
+            apply_init(net, cfg.get("init"), skip=getattr(net, "node_inits", {}) or {})
         mode = mode_of(cfg, networks, data)
         loop = train_gan if mode == "gan" else train_supervised
         book = Book(cfg, run, console, world, seed, resume, callback, tensorboard)
         result = loop(networks, data, cfg, book, device, world, compile)
+        for net in networks.values():
+            net.eval()  # handed back for inference: dropout off, norms on their running statistics
         return result, book.history, run.path
     finally:
         leave(world)
@@ -365,6 +367,8 @@ class Book:
         if not self.resume:
             return
         state = checkpoint.load(self.run / "last.pt")
+        if self.world.is_main:
+            checkpoint.remove_temporaries(self.run.path)
         for kind in ("networks", "optimizers", "schedules"):
             for name, obj in parts[kind].items():
                 obj.load_state_dict(state[kind][name])

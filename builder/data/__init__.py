@@ -182,7 +182,7 @@ class Preparation:
     def dataset(self, raw, stream) -> Dataset:
         fields, n_inputs, rows = raw
         if stream:
-            rows = np.arange(len(fields[0])) if rows is None else rows
+            rows = np.arange(len(fields[0])) if rows is None else np.sort(rows)  # as `_rows` orders them
             return Dataset(fields, n_inputs, rows=rows, prepare=lambda arrays: self.tensors(arrays, n_inputs))
         return Dataset(self.tensors([_rows(f, rows) for f in fields], n_inputs), n_inputs)
 

@@ -78,8 +78,11 @@ class Dataset:
             if self.fields[0].device != idx.device:
                 idx = idx.to(self.fields[0].device)
             return tuple(f[idx] for f in self.fields)
-        rows = np.sort(self.rows[idx.numpy()])  # sorted rows read the memmap front to back
-        tensors = self.prepare([np.asarray(f[rows]) for f in self.fields])
+        rows = self.rows[idx.cpu().numpy()]
+        ahead = np.argsort(rows, kind="stable")  # read the memmap front to back, then restore the order
+        back = np.empty_like(ahead)
+        back[ahead] = np.arange(len(ahead))
+        tensors = self.prepare([np.asarray(f[rows[ahead]])[back] for f in self.fields])
         return tuple((t if s is None else t.reshape(len(t), *s)).to(self.device, non_blocking=True)
                      for t, s in zip(tensors, self.sample_shapes))
 
