@@ -15,17 +15,21 @@ import torch
 from export.autograd_walk import BackwardTrace, record_backward
 
 SYMBOLIC_SIZE = 8  # size given to a symbolic dim other than the batch dim when inputs are random
-LARGE_MODEL = 20_000_000  # above this many parameters one step uses a smaller batch (see below)
-
-
-def default_batch_size(net) -> int:
-    """Rows in the batch: 8, or 2 for models above LARGE_MODEL parameters."""
-    return 2 if net.total_params > LARGE_MODEL else 8
+LARGE_MODEL = 20_000_000  # above this many parameters data sequences are cut shorter (see max_seq)
+MAC_BUDGET = 2e9  # the default batch keeps one forward pass near this many multiply-accumulates
 
 
 def max_seq(net) -> int:
     """Data sequences are cut to this many steps (32, or 16 for large models): one cheap step suffices."""
     return 16 if net.total_params > LARGE_MODEL else 32
+
+
+def default_batch_size(net) -> int:
+    """Rows in the batch: 8, fewer (down to 2) when one example costs much (ResNet-50 at 224x224)."""
+    macs = sum(int(d.get("macs") or 0) for _, d in net.graph.nodes(data=True))
+    sequence = any(len(t.shape) > 1 and isinstance(t.shape[1], str) for t in net.inputs)
+    work = max(macs * (max_seq(net) if sequence else 1), 1)
+    return int(min(8, max(2, MAC_BUDGET // work)))
 
 
 @dataclass
@@ -87,28 +91,27 @@ def data_batch(module, cfg: dict, batch_size: int, seq_cap: int = 32):
     return inputs, target, note
 
 
-def load_weights(module: torch.nn.Module, run: str | None = None, weights: str | None = None) -> str | None:
-    """Load `--run DIR` (best.pt, else last.pt) or `--weights FILE` into module; returns the file used."""
-    from builder import checkpoint
-    from builder.errors import UserError
+def load_weights(module: torch.nn.Module, run: str | None = None, weights: str | None = None,
+                 network: str = "model") -> str | None:
+    """Load `--run DIR` (best.pt, else last.pt) or `--weights FILE` into module; returns the file used.
 
-    if run:
-        d = Path(run)
-        path = next((d / f for f in ("best.pt", "last.pt") if (d / f).is_file()), None)
-        if path is None:
-            raise UserError(f"{d}: no best.pt or last.pt in this run folder")
-    elif weights:
-        path = Path(weights)
-    else:
+    Reads the trainer's checkpoints ({'networks': {name: state_dict}}), {'model': state_dict} ones and
+    bare state_dicts, always with torch.load(weights_only=True)."""
+    from builder.errors import UserError
+    from export.weights import checkpoint_in, load_into, read_checkpoint, state_dict_of
+
+    if not run and not weights:
         return None
-    obj = checkpoint.load(path)
-    state = obj.get("model", obj) if isinstance(obj, dict) else None
-    if not isinstance(state, dict):
-        raise UserError(f"{path}: not a checkpoint (expected a dict with a 'model' state_dict)")
-    try:
-        module.load_state_dict(state)
-    except RuntimeError as e:
-        raise UserError(f"{path}: weights do not fit this spec: {str(e).splitlines()[0]}") from None
+    path = checkpoint_in(run) if run else Path(weights)
+    ckpt = read_checkpoint(path)
+    nets = ckpt.get("networks")
+    if isinstance(nets, dict) and nets and all(isinstance(v, dict) for v in nets.values()):
+        state = nets.get(network) or (next(iter(nets.values())) if len(nets) == 1 else None)
+        if state is None:
+            raise UserError(f"{path}: holds networks {', '.join(nets)}, not {network}")
+    else:
+        state = state_dict_of(ckpt, network)
+    load_into(module, state, str(path))
     return str(path)
 
 
@@ -135,7 +138,7 @@ def one_step(spec, network: str | None = None, run: str | None = None, weights: 
     cfg = dict(spec.train or {})
     torch.manual_seed(seed_of(cfg) if seed is None else seed)
     module = builder.build(spec, network=network)
-    used = load_weights(module, run, weights)
+    used = load_weights(module, run, weights, net.name)
     if used is None and cfg.get("init"):
         apply_init(module, cfg.get("init"))
     module.train()

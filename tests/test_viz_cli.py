@@ -192,3 +192,12 @@ def test_every_network_of_a_spec_in_one_forward_picture(tmp_path):
     assert viz(spec, "--view", "backward", "-o", tmp_path / "b.dot") == 2  # which network?
     assert viz(spec, "--view", "backward", "--network", "discriminator", "-o", tmp_path / "b.dot") == 0
     assert "fc.weight" in parse_dot((tmp_path / "b.dot").read_text()).nodes
+
+
+def test_trainer_checkpoint_layout_is_read(tmp_path):
+    spec, _ = deep_picture(tmp_path, "ReLU")
+    module = builder.build(builder.load(spec))
+    state = {k: torch.zeros_like(v) if k == "head.weight" else v for k, v in module.state_dict().items()}
+    torch.save({"epoch": 1, "networks": {"model": state}}, tmp_path / "best.pt")
+    _, p = deep_picture(tmp_path, "ReLU", "--weights", tmp_path / "best.pt")
+    assert "ZERO GRADIENT" in p.nodes["layers.0.fc.weight"]["label"]

@@ -44,7 +44,7 @@ def register(subparsers) -> None:
     p.add_argument("--full", action="store_true",
                    help="backward view: keep bookkeeping nodes (views, reshapes, AccumulateGrad)")
     p.add_argument("--batch-size", type=int, default=None,
-                   help="backward view: rows in the batch (default 8, or 2 above 20M parameters); "
+                   help="backward view: rows in the batch (default 8, down to 2 for costly models); "
                         "data sequences are cut to 32 steps (16 above 20M parameters)")
     p.add_argument("--seed", type=int, default=0, help="backward view: seed for weights, dropout and random inputs")
     p.set_defaults(func=run)
