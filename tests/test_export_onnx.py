@@ -256,3 +256,15 @@ def test_causal_and_padding_masked_attention(tmp_path):
         with torch.inference_mode():
             want = module(*[torch.from_numpy(v) for v in feed.values()])
         np.testing.assert_allclose(got, want.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_weights_over_the_limit_go_to_one_data_file_beside(tmp_path, monkeypatch):
+    import export.onnx_export as ox
+    monkeypatch.setattr(ox, "TWO_GB", 0)  # pretend the weights exceed protobuf's 2 GB limit
+    spec = builder.load(ROOT / "specs" / "mlp_digits.yaml", hidden=8)
+    result = export_onnx(builder.build(spec), tmp_path / "big.onnx", spec=spec, opset=18)
+    assert result.external_data
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.onnx", "big.onnx.data"]
+    sess = ort.InferenceSession(str(tmp_path / "big.onnx"), providers=["CPUExecutionProvider"])
+    assert sess.run(None, {"x": np.zeros((2, 64), np.float32)})[0].shape == (2, 10)
+    assert onnx.load(str(tmp_path / "big.onnx")).opset_import[0].version == 18
