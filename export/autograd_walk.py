@@ -37,6 +37,14 @@ class GradStat:
 
 
 @dataclass
+class ValueStat:
+    """The forward value a submodule produced: shape, mean and standard deviation."""
+    shape: tuple
+    mean: float
+    std: float
+
+
+@dataclass
 class OpNode:
     id: str
     kind: str  # autograd class name, e.g. AddmmBackward0
@@ -68,6 +76,7 @@ class BackwardTrace:
     edges: list  # (from id, to id) in the direction gradients flow
     leaves: dict  # id -> Leaf (parameters in module order, then inputs)
     module_types: dict = field(default_factory=dict)  # submodule name -> class name
+    values: dict = field(default_factory=dict)  # submodule name -> ValueStat of its (first) output
 
 
 def _tensors(obj):
@@ -92,6 +101,7 @@ class _CreatorHooks:
 
     def __init__(self, module: torch.nn.Module):
         self.owner: dict = {}  # autograd node -> submodule name
+        self.values: dict = {}  # submodule name -> ValueStat of its first call's first float output
         self.stack: list = []  # boundary sets of the calls in progress
         self.handles = []
         for name, sub in module.named_modules():
@@ -105,6 +115,12 @@ class _CreatorHooks:
     def _make_post(self, name):
         def post(mod, args, kwargs, output):
             boundary = self.stack.pop() if self.stack else set()
+            if name not in self.values:
+                first = next((t for t in _tensors(output) if t.is_floating_point() and t.numel()), None)
+                if first is not None:
+                    v = first.detach().float()
+                    std = float(v.std()) if v.numel() > 1 else 0.0
+                    self.values[name] = ValueStat(tuple(v.shape), float(v.mean()), std)
             todo = [t.grad_fn for t in _tensors(output) if t.grad_fn is not None]
             while todo:
                 fn = todo.pop()
@@ -208,7 +224,8 @@ def record_backward(module: torch.nn.Module, inputs: dict, loss_fn: Callable, lo
     for name, x in inputs.items():
         leaves[name].grad = grad_stat(x.grad) if x.requires_grad else None
     types = {name: type(m).__name__ for name, m in module.named_modules() if name}
-    return BackwardTrace(float(loss.detach()), loss_name, fn_id[loss.grad_fn], ops, edges, leaves, types)
+    return BackwardTrace(float(loss.detach()), loss_name, fn_id[loss.grad_fn], ops, edges, leaves, types,
+                         hooks.values)
 
 
 def _make_prehook(node: OpNode):

@@ -107,6 +107,9 @@ def _cluster_labels(trace: BackwardTrace, graph: nx.MultiDiGraph | None) -> dict
             labels[path] = f"{path}  ({kind})"
     for path in blocks:
         labels.setdefault(path, _cluster_label(blocks, path))
+    for path, v in trace.values.items():  # micrograd's lesson: the forward value beside the gradient
+        if path in labels:
+            labels[path] += f"\nvalue {format_shape(v.shape)}: mean {v.mean:.3g}, std {v.std:.3g}"
     return labels
 
 

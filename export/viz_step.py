@@ -140,7 +140,7 @@ def one_step(spec, network: str | None = None, run: str | None = None, weights: 
     module = builder.build(spec, network=network)
     used = load_weights(module, run, weights, net.name)
     if used is None and cfg.get("init"):
-        apply_init(module, cfg.get("init"))
+        apply_init(module, cfg.get("init"), skip=getattr(module, "node_inits", {}) or {})  # as the trainer
     module.train()
     batch, misfit = None, None
     if len(spec.networks) == 1:

@@ -80,6 +80,10 @@ def test_leaves_root_clusters_and_direction():
     assert "value 4 x 4 x 8 x 8" in p.nodes[conv]["label"]
     assert p.nodes["head:AddmmBackward0"]["label"].startswith("Linear (addmm) backward")
     assert p.cluster_path("cross_entropy:NllLossBackward0") == ["loss"]
+    # micrograd's lesson: each spec node shows its forward value beside the gradients
+    assert "value 4 x 4 x 8 x 8: mean" in p.clusters["stage1.1.act1"]["attrs"]["label"]
+    mean = float(p.clusters["stage1.1.act1"]["attrs"]["label"].split("mean ")[1].split(",")[0])
+    assert mean > 0  # a ReLU output
     # gradients flow from the loss to the leaves: head before stem, op -> its parameters
     edges = {(u, v) for u, v, _ in p.edges}
     assert ("head:AddmmBackward0", "head.weight") in edges
