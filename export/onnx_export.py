@@ -57,7 +57,7 @@ class ExportResult:
 
 def export_onnx(module: torch.nn.Module, out, *, spec=None, network: str | None = None, graph=None,
                 dynamic: list[str] | None = None, opset: int | None = None, labels=None,
-                sizes: dict | None = None, verify_shapes: bool = True) -> ExportResult:
+                sizes: dict | None = None) -> ExportResult:
     """Export, check and write `out` atomically; raises ExportError / VerificationError (UserErrors)."""
     out = check_writable(out)
     if graph is None and spec is not None:
@@ -82,7 +82,7 @@ def export_onnx(module: torch.nn.Module, out, *, spec=None, network: str | None 
         blocks = graph.graph.get("blocks") if graph is not None else None
         known = set(graph.nodes) | set(blocks or {}) if graph is not None else None
         scopes = naming.name_nodes_by_spec_path(model, blocks, known)
-        cases = _reference_cases(module, sig, dyn, ranges) if verify_shapes else []
+        cases = _reference_cases(module, sig, dyn, ranges)
         _declare_output_dims(model, sig, cases)
         model.metadata_props.update(metadata.build_metadata(
             sig, spec=spec, network=network or getattr(graph, "graph", {}).get("network"), labels=labels,

@@ -34,18 +34,21 @@ def read_checkpoint(path) -> dict:
 
 
 def state_dict_of(checkpoint: dict, network: str | None = None) -> dict:
-    """The state_dict inside a checkpoint: 'model', or the network's entry of a multi-network one."""
+    """The state_dict inside a checkpoint: the trainer's {'networks': {name: state_dict}}, a {'model':
+    state_dict}, or a bare state_dict."""
+    for key in ("networks", "models"):
+        if isinstance(checkpoint.get(key), dict):
+            models = checkpoint[key]
+            if network and network in models:
+                return models[network]
+            if len(models) == 1:
+                return next(iter(models.values()))
+            raise UserError(f"the checkpoint holds networks {', '.join(models)}, not '{network}': "
+                            "name one with --network")
     if "model" in checkpoint and isinstance(checkpoint["model"], dict):
         sd = checkpoint["model"]
         nested = network and isinstance(sd.get(network), dict)
         return sd[network] if nested else sd
-    if "models" in checkpoint and isinstance(checkpoint["models"], dict):
-        models = checkpoint["models"]
-        if network and network in models:
-            return models[network]
-        if len(models) == 1:
-            return next(iter(models.values()))
-        raise UserError(f"the checkpoint holds networks {', '.join(models)}: name one with --network")
     if network and isinstance(checkpoint.get(network), dict):
         return checkpoint[network]
     return checkpoint

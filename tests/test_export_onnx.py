@@ -129,7 +129,9 @@ def test_gan_generator_and_run_checkpoint_with_labels(tmp_path, capsys):
     torch.nn.init.constant_(gen.get_submodule("out").bias, 0.5)
     run = tmp_path / "run"
     run.mkdir()
-    torch.save({"model": gen.state_dict(), "class_labels": ["a", "b", "c", "d"]}, run / "best.pt")
+    disc = builder.build(spec, network="discriminator")  # the trainer's layout: one state_dict per network
+    torch.save({"epoch": 3, "networks": {"generator": gen.state_dict(), "discriminator": disc.state_dict()},
+                "class_labels": ["a", "b", "c", "d"]}, run / "best.pt")
     out = tmp_path / "gen.onnx"
     assert main(["export", str(spec_file), "--network", "generator", "--run", str(run), "-o", str(out)]) == 0
     model = onnx.load(str(out))
