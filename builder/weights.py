@@ -205,6 +205,7 @@ def convert_state_dict(source: dict, mapping, module: torch.nn.Module) -> dict:
     out: dict[str, torch.Tensor] = {}
     origin: dict[str, str] = {}
     unexpected, mis_shaped, other = [], [], []
+    wrong: set[str] = set()  # targets given with the wrong shape: reported as mis-shaped, not missing
     for key, tensor in source.items():
         if not isinstance(tensor, torch.Tensor):
             other.append(f"{key}: not a tensor ({type(tensor).__name__})")
@@ -224,7 +225,8 @@ def convert_state_dict(source: dict, mapping, module: torch.nn.Module) -> dict:
             continue
         for target, value in produced:
             if target not in shapes:
-                unexpected.append(f"{key} -> {target} (the spec has no such parameter or buffer)")
+                unexpected.append(key if target == key else
+                                  f"{key} -> {target} (the spec has no such parameter or buffer)")
                 continue
             if target in out:
                 other.append(f"{target} is filled twice: from {origin[target]} and from {key}")
@@ -233,6 +235,7 @@ def convert_state_dict(source: dict, mapping, module: torch.nn.Module) -> dict:
             if tuple(value.shape) != want:
                 via = f" -> {target}" if target != key else ""
                 mis_shaped.append(f"{key}{via}: source {list(value.shape)}, spec wants {list(want)}")
+                wrong.add(target)
                 continue
             out[target] = value.to(dtype) if value.is_floating_point() and dtype.is_floating_point else value
             origin[target] = key
@@ -243,7 +246,7 @@ def convert_state_dict(source: dict, mapping, module: torch.nn.Module) -> dict:
                          f"(from {origin[key]} and {origin[first]}); ignore one of them in the map")
     missing = []
     for key in shapes:
-        if key in out:
+        if key in out or key in wrong:
             continue
         partner = tied.get(key)
         if partner is None:  # maybe this key is the first of a tie whose other name was filled

@@ -96,7 +96,7 @@ def test_errors_list_missing_unexpected_and_misshaped_at_once(module):
     with pytest.raises(WeightsError) as info:
         load_weights(module, sd, bad_map)
     e = info.value
-    assert e.missing == ["norm.bias", "stage1.proj.weight"]
+    assert e.missing == ["norm.bias"]                             # stage1.proj.weight is mis-shaped, not missing
     assert "extra.thing" in e.unexpected and "blocks.0.mask" in e.unexpected and "blocks.1.mask" in e.unexpected
     assert e.mis_shaped == ["blocks.0.out.weight -> stage1.proj.weight: source [5, 4], spec wants [4, 4]"]
     text = str(e)
