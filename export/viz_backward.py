@@ -165,8 +165,9 @@ def backward_dot(trace: BackwardTrace, graph: nx.MultiDiGraph | None = None, ful
             attrs = {"shape": "oval", "style": "filled", "fillcolor": COLORS["input"]}
             chain = []
         norm = leaf.grad.norm if leaf.grad is not None else None
+        value = f"|w| {format_norm(leaf.norm)}  " if leaf.kind == "param" else ""
         if leaf.requires_grad:
-            lines.append(f"|grad| {format_norm(norm)}")
+            lines.append(f"{value}|grad| {format_norm(norm)}")
         else:
             lines.append("no gradient (not differentiable)" if leaf.kind == "input" else "no gradient")
         if grads and leaf.kind == "param":

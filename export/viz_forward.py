@@ -208,6 +208,10 @@ def forward_dot(g: nx.MultiDiGraph, depth: int | None = None, rankdir: str = "TB
         text = format_shape(data.get("shape", g.nodes[u].get("out_shape")))
         if port and ports and port != ports[0]:
             text = f"{port}: {text}"
+        slots = g.nodes[v].get("input_names") or []
+        slot = data.get("slot")
+        if isinstance(slot, int) and slot < len(slots) and len(slots) > 1:
+            text = f"{text} -> {slots[slot]}"
         drawn.setdefault((ru, rv, text), {"label": text})
     skips = skip_edges(shown, [(u, v) for u, v, _ in drawn])
     for (u, v, text), attrs in drawn.items():

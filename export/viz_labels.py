@@ -6,7 +6,7 @@ import inspect
 from functools import lru_cache
 
 # Arguments never worth a label line (structural or inferred plumbing).
-_HIDDEN_ARGS = {"device", "dtype", "batch_first", "bias", "inplace", "_weight", "_freeze"}
+_HIDDEN_ARGS = {"device", "dtype", "batch_first", "bias", "inplace", "_weight", "_freeze", "slots"}
 # Short names for common constructor arguments.
 _ABBREV = {
     "kernel_size": "k", "stride": "s", "padding": "p", "dilation": "d", "groups": "g",

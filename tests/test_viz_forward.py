@@ -134,6 +134,23 @@ def test_shared_and_tied_weights_are_marked():
     assert p.edges[0][2]["label"] == "B x T" and "B x T x 100" in p.nodes["out:logits"]["label"]
 
 
+def test_ports_and_named_slots_on_edges():
+    nodes = [
+        ("lstm", "LSTM", [("x", "out")], ("B", "T", 8), 100, "", {"hidden_size": 8}),
+        ("attn", "attention", [("lstm", "out"), ("lstm", "out"), ("lstm", "h")], ("B", "T", 8), 0, "",
+         {"heads": 2, "slots": ("q", "k", "v")}, {"input_names": ["q", "k", "v"]}),
+    ]
+    g = contract_graph("ports", [("x", ("B", "T", 4))], nodes, [("attn", "attn", "out")])
+    g.nodes["lstm"].update(ports=["out", "h"], out_shapes={"out": ("B", "T", 8), "h": (1, "B", 8)})
+    for u, v, k, d in g.edges(keys=True, data=True):
+        if d["port"] == "h":
+            d["shape"] = (1, "B", 8)
+    p = parse_dot(forward_dot(g).to_dot())
+    labels = sorted(a["label"] for u, v, a in p.edges if v == "attn")
+    assert labels == ["B x T x 8 -> k", "B x T x 8 -> q", "h: 1 x B x 8 -> v"]
+    assert "slots" not in p.nodes["attn"]["label"] and "heads=2" in p.nodes["attn"]["label"]
+
+
 def test_dot_is_byte_identical():
     assert forward_dot(tiny_resnet()).to_dot() == forward_dot(tiny_resnet()).to_dot()
 
