@@ -22,7 +22,10 @@ def register(subparsers) -> None:
         description="Draw a spec's forward graph (from its networkx graph), the autograd graph of one "
                     "training step (leaves: parameters and inputs; root: the loss; gradients flow along "
                     "the arrows), both side by side, or an exported .onnx model grouped by spec path.")
-    add_spec_args(p)  # SPEC may also be an exported .onnx model
+    add_spec_args(p)
+    for action in p._actions:
+        if action.dest == "spec":
+            action.help = "path to a spec YAML file, or to an exported .onnx model"
     p.add_argument("--view", choices=VIEWS, default="forward", help="which picture (default: forward)")
     p.add_argument("-o", "--output", metavar="OUT",
                    help="output file (default: <spec name>_<view>.<format> in the current folder)")
