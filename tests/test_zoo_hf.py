@@ -180,3 +180,22 @@ def test_bert_base_full_size_map_covers_every_parameter():
         ours = builder.build(SPECS / "bert_base.yaml", device="meta")
     converted = convert_state_dict(ref.state_dict(), SPECS / "bert_base.hf-map.yaml", ours)
     assert set(converted) == set(ours.state_dict())
+
+
+def test_bert_map_reads_original_checkpoint_names(bert_pair):
+    """`bert.` prefix, LayerNorm.gamma/beta, position_ids buffer and cls.* heads, as in bert-base-uncased."""
+    ref, _ = bert_pair
+    legacy = {}
+    for k, v in ref.state_dict().items():
+        if "LayerNorm" in k:
+            k = k.replace(".weight", ".gamma").replace(".bias", ".beta")
+        legacy[f"bert.{k}"] = v
+    legacy["bert.embeddings.position_ids"] = torch.arange(40).unsqueeze(0)
+    legacy["cls.predictions.bias"] = torch.zeros(100)
+    legacy["cls.seq_relationship.weight"] = torch.zeros(2, 32)
+    ours = builder.build(SPECS / "bert_base.yaml", **BERT_SIZES)
+    builder.load_weights(ours, legacy, SPECS / "bert_base.hf-map.yaml").eval()
+    ids = torch.randint(0, 100, (2, 6))
+    with torch.no_grad():
+        assert max_diff(ref(input_ids=ids, token_type_ids=torch.zeros_like(ids)).last_hidden_state,
+                        ours(ids, torch.zeros_like(ids), torch.ones_like(ids))[0]) <= TOL
