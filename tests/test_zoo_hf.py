@@ -199,3 +199,18 @@ def test_bert_map_reads_original_checkpoint_names(bert_pair):
     with torch.no_grad():
         assert max_diff(ref(input_ids=ids, token_type_ids=torch.zeros_like(ids)).last_hidden_state,
                         ours(ids, torch.zeros_like(ids), torch.ones_like(ids))[0]) <= TOL
+
+
+def test_gpt2_map_reads_the_hub_layout(gpt2_pair):
+    """The published gpt2 checkpoint: GPT2Model keys (no `transformer.`), no lm_head (tied), and the
+    causal-mask buffers attn.bias / attn.masked_bias of older files."""
+    ref, _ = gpt2_pair
+    hub = {k.removeprefix("transformer."): v for k, v in ref.state_dict().items() if k != "lm_head.weight"}
+    for n in range(2):
+        hub[f"h.{n}.attn.bias"] = torch.tril(torch.ones(32, 32)).view(1, 1, 32, 32)
+        hub[f"h.{n}.attn.masked_bias"] = torch.tensor(-1e4)
+    ours = builder.build(SPECS / "gpt2.yaml", **GPT_SIZES)
+    builder.load_weights(ours, hub, SPECS / "gpt2.hf-map.yaml").eval()
+    idx = torch.randint(0, 97, (2, 11), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        assert max_diff(ref(idx).logits, ours(idx)) <= TOL
