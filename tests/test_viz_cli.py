@@ -87,6 +87,13 @@ def test_dot_is_byte_identical_across_runs(resnet_spec, tmp_path):
     assert a.read_bytes() == b.read_bytes()
 
 
+def test_backward_dot_is_byte_identical_across_runs(resnet_spec, tmp_path):
+    a, b = tmp_path / "a.dot", tmp_path / "b.dot"
+    assert viz(resnet_spec, "--view", "backward", "--grads", "-o", a) == 0
+    assert viz(resnet_spec, "--view", "backward", "--grads", "-o", b) == 0
+    assert a.read_bytes() == b.read_bytes()
+
+
 def test_backward_same_names_and_clusters_as_forward(resnet_spec, tmp_path):
     assert viz(resnet_spec, "--view", "backward", "--format", "dot", "-o", tmp_path / "b.dot") == 0
     assert viz(resnet_spec, "--depth", "-1", "--format", "dot", "-o", tmp_path / "f.dot") == 0
