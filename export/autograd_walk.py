@@ -99,8 +99,10 @@ def grad_stat(g: torch.Tensor | None) -> GradStat:
 class _CreatorHooks:
     """Forward hooks that record which submodule created each autograd node."""
 
-    def __init__(self, module: torch.nn.Module):
-        self.owner: dict = {}  # autograd node -> submodule name
+    def __init__(self, module: torch.nn.Module, callers: dict | None = None):
+        self.callers = callers or {}  # shared submodule name -> spec paths that call it, in call order
+        self.calls: dict = {}
+        self.owner: dict = {}  # autograd node -> submodule name (or the spec path that called it)
         self.values: dict = {}  # submodule name -> ValueStat of its first call's first float output
         self.stack: list = []  # boundary sets of the calls in progress
         self.handles = []
@@ -115,18 +117,23 @@ class _CreatorHooks:
     def _make_post(self, name):
         def post(mod, args, kwargs, output):
             boundary = self.stack.pop() if self.stack else set()
-            if name not in self.values:
+            who = name
+            if name in self.callers:  # a module shared by several spec nodes: credit the k-th caller
+                k = self.calls.get(name, 0)
+                self.calls[name] = k + 1
+                who = self.callers[name][k] if k < len(self.callers[name]) else name
+            if who not in self.values:
                 first = next((t for t in _tensors(output) if t.is_floating_point() and t.numel()), None)
                 if first is not None:
                     v = first.detach().float()
                     std = float(v.std()) if v.numel() > 1 else 0.0
-                    self.values[name] = ValueStat(tuple(v.shape), float(v.mean()), std)
+                    self.values[who] = ValueStat(tuple(v.shape), float(v.mean()), std)
             todo = [t.grad_fn for t in _tensors(output) if t.grad_fn is not None]
             while todo:
                 fn = todo.pop()
                 if fn in self.owner or fn in boundary or type(fn).__name__ == "AccumulateGrad":
                     continue
-                self.owner[fn] = name
+                self.owner[fn] = who
                 todo.extend(f for f, _ in fn.next_functions if f is not None)
         return post
 
@@ -146,14 +153,16 @@ def _prepare_inputs(inputs: dict) -> dict:
 
 
 def record_backward(module: torch.nn.Module, inputs: dict, loss_fn: Callable, loss_name: str = "loss",
-                    spec_paths: set | None = None) -> BackwardTrace:
+                    spec_paths: set | None = None, callers: dict | None = None) -> BackwardTrace:
     """Run `loss_fn(module(*inputs.values()))`, backward it once, and return the recorded graph.
 
     inputs: name -> tensor, in the module's argument order. spec_paths: names of the submodules that are
     spec nodes; an autograd node made inside a deeper submodule is credited to its nearest spec node.
+    callers: for a submodule several spec nodes call (`share:`), those spec paths in call order, so each
+    call's autograd nodes go to the spec node that made the call.
     """
     inputs = _prepare_inputs(inputs)
-    hooks = _CreatorHooks(module)
+    hooks = _CreatorHooks(module, callers)
     try:
         output = module(*inputs.values())
     finally:

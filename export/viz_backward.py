@@ -107,6 +107,10 @@ def _cluster_labels(trace: BackwardTrace, graph: nx.MultiDiGraph | None) -> dict
             labels[path] = f"{path}  ({kind})"
     for path in blocks:
         labels.setdefault(path, _cluster_label(blocks, path))
+    if graph is not None:
+        for path, d in graph.nodes(data=True):
+            if d.get("share"):
+                labels[path] = f"{path}  ({d.get('op')}, shares {d['share']})"
     for path, v in trace.values.items():  # micrograd's lesson: the forward value beside the gradient
         if path in labels:
             labels[path] += f"\nvalue {format_shape(v.shape)}: mean {v.mean:.3g}, std {v.std:.3g}"

@@ -115,6 +115,15 @@ def load_weights(module: torch.nn.Module, run: str | None = None, weights: str |
     return str(path)
 
 
+def shared_callers(graph) -> dict:
+    """Module name -> the spec nodes that call it, in graph order, for modules reused with `share:`."""
+    callers: dict[str, list[str]] = {}
+    for n, d in graph.nodes(data=True):
+        if d.get("op") != "input":
+            callers.setdefault(d.get("share") or n, []).append(n)
+    return {m: paths for m, paths in callers.items() if len(paths) > 1}
+
+
 def stand_in_loss(output):
     outs = output if isinstance(output, (tuple, list)) else (output,)
     terms = [o.float().pow(2).mean() for o in outs if isinstance(o, torch.Tensor) and o.requires_grad]
@@ -170,5 +179,6 @@ def one_step(spec, network: str | None = None, run: str | None = None, weights: 
     if used:
         note += f"; weights from {used}"
     named = {t.name: x for t, x in zip(net.inputs, inputs)}
-    trace = record_backward(module, named, loss_fn, name, spec_paths=set(net.graph.nodes))
+    trace = record_backward(module, named, loss_fn, name, spec_paths=set(net.graph.nodes),
+                            callers=shared_callers(net.graph))
     return Step(trace, note)

@@ -208,3 +208,29 @@ def test_trainer_checkpoint_layout_is_read(tmp_path):
     torch.save({"epoch": 1, "networks": {"model": state}}, tmp_path / "best.pt")
     _, p = deep_picture(tmp_path, "ReLU", "--weights", tmp_path / "best.pt")
     assert "ZERO GRADIENT" in p.nodes["layers.0.fc.weight"]["label"]
+
+
+SHARED = """\
+spec: 1
+name: shared
+inputs:
+  x: {shape: [B, 8]}
+nodes:
+  enc: {op: Linear, out_features: 8}
+  act: {op: Tanh}
+  enc2: {op: Linear, out_features: 8, share: enc}
+  head: {op: Linear, out_features: 2}
+outputs: [head]
+"""
+
+
+def test_shared_module_calls_go_to_the_calling_spec_node(tmp_path):
+    spec = tmp_path / "shared.yaml"
+    spec.write_text(SHARED)
+    assert viz(spec, "--view", "backward", "-o", tmp_path / "b.dot") == 0
+    p = parse_dot((tmp_path / "b.dot").read_text())
+    assert p.cluster_path("enc2:AddmmBackward0") == ["enc2"] and p.cluster_path("enc:AddmmBackward0") == ["enc"]
+    assert "shares enc" in p.clusters["enc2"]["attrs"]["label"]
+    edges = {(u, v) for u, v, _ in p.edges}
+    assert {("enc2:AddmmBackward0", "enc.weight"), ("enc:AddmmBackward0", "enc.weight")} <= edges
+    assert ("enc2:AddmmBackward0", "act:TanhBackward0") in edges
