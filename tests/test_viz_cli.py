@@ -234,3 +234,10 @@ def test_shared_module_calls_go_to_the_calling_spec_node(tmp_path):
     edges = {(u, v) for u, v, _ in p.edges}
     assert {("enc2:AddmmBackward0", "enc.weight"), ("enc:AddmmBackward0", "enc.weight")} <= edges
     assert ("enc2:AddmmBackward0", "act:TanhBackward0") in edges
+
+
+def test_draw_function(resnet_spec, tmp_path):
+    from builder.commands.viz import draw
+
+    path = draw(resnet_spec, "backward", tmp_path / "b.svg", grads=True)
+    assert path == tmp_path / "b.svg" and path.exists() and (tmp_path / "b.dot").exists()

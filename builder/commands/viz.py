@@ -49,7 +49,9 @@ def register(subparsers) -> None:
     p.add_argument("--batch-size", type=int, default=None,
                    help="backward view: rows in the batch (default 8, down to 2 for costly models); "
                         "data sequences are cut to 32 steps (16 above 20M parameters)")
-    p.add_argument("--seed", type=int, default=0, help="backward view: seed for weights, dropout and random inputs")
+    p.add_argument("--seed", type=int, default=None,
+                   help="backward view: seed for initial weights, dropout and random inputs "
+                        "(default: the trainer's seed from train:, else 0)")
     p.set_defaults(func=run)
 
 
@@ -148,4 +150,21 @@ def run(args) -> int:
     return 0
 
 
-__all__ = ["register", "run", "make_dot", "INSTALL_HINT"]
+def draw(spec, view: str = "forward", out=None, fmt: str | None = None, *, grads: bool = False,
+         full: bool = False, run: str | None = None, weights: str | None = None, depth: int | None = None,
+         network: str | None = None, overrides: list[str] = (), dpi: int | None = None) -> Path:
+    """`build viz` as a function (for the demo and scripts): returns the path written.
+
+    Raises MissingDot (the .dot is written) when an image format is asked for and graphviz is missing."""
+    import argparse
+
+    args = argparse.Namespace(spec=str(spec), view=view, output=str(out) if out else None, format=fmt,
+                              dpi=dpi, depth=depth, rankdir="TB", network=network,
+                              overrides=list(overrides), safe=False, run=run, weights=weights, grads=grads,
+                              full=full, batch_size=None, seed=None)
+    dot, stem, _ = make_dot(args)
+    path, fmt = _output_path(args, stem)
+    return write_picture(dot.to_dot(), path, fmt, dpi=dpi)
+
+
+__all__ = ["register", "run", "make_dot", "draw", "INSTALL_HINT"]
