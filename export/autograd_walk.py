@@ -9,7 +9,6 @@ operation nodes, edges in the direction gradients flow, leaves (parameters and i
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable
@@ -23,17 +22,6 @@ from export.grad_fn_names import plain_name
 class GradStat:
     norm: float | None  # None when the gradient is None
     numel: int = 0
-
-    @property
-    def flag(self) -> str | None:
-        """'none', 'nan' (NaN/Inf), 'zero' or None; exploding/vanishing are judged by grad_heat."""
-        if self.norm is None:
-            return "none"
-        if not math.isfinite(self.norm):
-            return "nan"
-        if self.norm == 0.0:
-            return "zero"
-        return None
 
 
 @dataclass

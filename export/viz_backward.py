@@ -43,7 +43,7 @@ def drawn_ops(trace: BackwardTrace, full: bool) -> set[str]:
             if op.kind != "AccumulateGrad" and (not is_bookkeeping(op.kind) or op.path not in real_paths)}
 
 
-def folded_edges(trace: BackwardTrace, drawn: set[str], full: bool) -> list[tuple[str, str]]:
+def folded_edges(trace: BackwardTrace, drawn: set[str]) -> list[tuple[str, str]]:
     """Edges between drawn nodes and leaves, with folded nodes contracted away (order kept, no repeats)."""
     succ: dict[str, list[str]] = {i: [] for i in trace.ops}
     for u, v in trace.edges:
@@ -121,7 +121,7 @@ def backward_dot(trace: BackwardTrace, graph: nx.MultiDiGraph | None = None, ful
                  grads: bool = False, rankdir: str = "TB", title: str | None = None,
                  name: str = "network") -> DotGraph:
     drawn = drawn_ops(trace, full)
-    edges = folded_edges(trace, drawn, full)
+    edges = folded_edges(trace, drawn)
     labels = _cluster_labels(trace, graph)
     n_folded = len(trace.ops) - len(drawn)
     head = title or (f"{name}: backward graph of one step (loss {trace.loss:.4g}); gradients flow along "
