@@ -74,7 +74,7 @@ def row_for(name, overrides, network, tmp: Path, seconds: float) -> tuple[str, b
         return f"| {label(name, overrides, network)} | failed: {str(e)[:160]} | | | | | |", False
     export_s = time.perf_counter() - t0
     rows = bench.bench_network(name, module, path, batches=(1,), use_compile=False, seconds=seconds,
-                               min_runs=5)
+                               min_runs=5, threads=torch.get_num_threads())
     r = rows[0]
     dyn = ", ".join(result.dynamic) or "-"
     size = f"{result.size_bytes / 1e6:.2f} MB"
@@ -90,13 +90,13 @@ def main(argv=None) -> int:
     ap.add_argument("--full", action="store_true", help="add the full-size BERT-base, GPT-2 and ResNet-50")
     ap.add_argument("--only", help="comma-separated spec names")
     ap.add_argument("--seconds", type=float, default=1.0, help="latency budget per spec")
-    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="threads for torch and onnxruntime (default 1: stable on a shared machine)")
     args = ap.parse_args(argv)
 
     import onnxruntime
     import torch
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
     entries = ZOO + (FULL if args.full else [])
     if args.only:
         wanted = set(args.only.split(","))

@@ -208,6 +208,11 @@ def describe(result: ExportResult) -> str:
     dyn = ",".join(result.dynamic) or "none"
     text = (f"wrote {result.path} ({mb:.2f} MB, {result.nodes} nodes, dynamic: {dyn}); onnxruntime matches "
             f"torch at {len(result.shapes_checked)} shapes ({shapes}), max abs diff {result.max_abs:.2g}")
+    arbitrated = [c for c in result.comparisons if c.ort_err64 is not None]
+    if arbitrated:
+        worst = max(arbitrated, key=lambda c: c.ort_err64 / max(c.torch_err64, 1e-30))
+        text += (f"; {len(arbitrated)} comparisons within float32 rounding only (against float64: "
+                 f"onnxruntime {worst.ort_err64:.2g}, torch float32 {worst.torch_err64:.2g})")
     if result.ranges:
         text += "; valid dim ranges: " + ", ".join(
             f"{k} in [{lo}, {'inf' if hi == math.inf else hi}]" for k, (lo, hi) in result.ranges.items())

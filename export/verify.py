@@ -3,10 +3,14 @@
 1. `onnx.checker.check_model(full_check=True)` and strict shape inference;
 2. every dim meant to be dynamic is dynamic: in the exported program (not specialised to the example
    size, not narrowed to a range) and in the ONNX inputs (a `dim_param`, not a number);
-3. onnxruntime agrees with torch at several input shapes, at rtol 1e-4 / atol 1e-5.
+3. onnxruntime agrees with torch at several input shapes, at rtol 1e-4 / atol 1e-5 elementwise. Where
+   float32 rounding alone breaks that (deep networks with large outputs: GPT-2's logits reach |600| and
+   torch float32 itself is 1.5e-4 away from float64 there), the module is run in float64 and the file is
+   accepted only if onnxruntime is within 4x torch float32's own error of it; the message says so.
 """
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -105,11 +109,18 @@ class Comparison:
     max_abs: float
     max_rel: float
     ok: bool
+    # when the elementwise tolerance fails: the errors of torch float32 and of onnxruntime against a
+    # float64 run of the same module (onnxruntime is accepted when it is as accurate as torch itself)
+    torch_err64: float | None = None
+    ort_err64: float | None = None
 
     def describe(self) -> str:
-        sizes = ", ".join(f"{k}={v}" for k, v in self.sizes.items())
-        return (f"output '{self.output}' {list(self.shape)} at {sizes}: max abs diff {self.max_abs:.3g}, "
-                f"max rel diff {self.max_rel:.3g} (rtol {RTOL:g}, atol {ATOL:g})")
+        text = (f"output '{self.output}' {list(self.shape)} at {_sizes(self.sizes)}: max abs diff "
+                f"{self.max_abs:.3g}, max rel diff {self.max_rel:.3g} (rtol {RTOL:g}, atol {ATOL:g})")
+        if self.ort_err64 is not None:
+            text += (f"; against float64: onnxruntime error {self.ort_err64:.3g}, torch float32 error "
+                     f"{self.torch_err64:.3g}")
+        return text
 
 
 def compare(name: str, sizes: dict, expected: np.ndarray, actual: np.ndarray) -> Comparison:
@@ -130,6 +141,10 @@ def compare(name: str, sizes: dict, expected: np.ndarray, actual: np.ndarray) ->
     return Comparison(sizes, name, tuple(expected.shape), bad, bad, bool(equal.all()))
 
 
+# onnxruntime may err by this many times torch float32's own rounding error (both against float64)
+FLOAT32_NOISE_FACTOR = 4.0
+
+
 def torch_outputs(module, inputs) -> list[np.ndarray]:
     with torch.inference_mode():
         out = module(*inputs)
@@ -137,9 +152,39 @@ def torch_outputs(module, inputs) -> list[np.ndarray]:
     return [o.detach().cpu().numpy() for o in outs]
 
 
+class Float64Reference:
+    """The module run in float64, made on first use: the arbiter when float32 rounding alone breaks the
+    elementwise tolerance (deep networks with large outputs, e.g. GPT-2's logits near zero)."""
+
+    def __init__(self, module):
+        self.module, self.copy = module, None
+
+    def outputs(self, inputs) -> list[np.ndarray] | None:
+        try:
+            if self.copy is None:
+                self.copy = copy.deepcopy(self.module).double().eval()
+            args = [t.double() if t.is_floating_point() else t for t in inputs]
+            return torch_outputs(self.copy, args)
+        except Exception:  # some ops have no float64 kernel: no arbiter then
+            return None
+
+
+def judge_against_float64(result: Comparison, k: int, expected, actual, reference: Float64Reference,
+                          inputs) -> Comparison:
+    exact = reference.outputs(inputs) if expected.dtype.kind == "f" else None
+    if exact is None or k >= len(exact):
+        return result
+    truth = exact[k].astype(np.float64)
+    result.torch_err64 = float(np.max(np.abs(expected.astype(np.float64) - truth)))
+    result.ort_err64 = float(np.max(np.abs(actual.astype(np.float64) - truth)))
+    result.ok = result.ort_err64 <= FLOAT32_NOISE_FACTOR * result.torch_err64 + ATOL
+    return result
+
+
 def check_parity(session, module, cases: list[tuple[dict, tuple, list]], output_names: list[str]) -> list[Comparison]:
     """Run onnxruntime at each case (sizes, inputs, torch outputs); raise on the first mismatch."""
     input_names = [i.name for i in session.get_inputs()]
+    reference = Float64Reference(module)
     results = []
     for sizes, inputs, expected in cases:
         feed = {n: t.detach().cpu().numpy() for n, t in zip(input_names, inputs)}
@@ -150,13 +195,15 @@ def check_parity(session, module, cases: list[tuple[dict, tuple, list]], output_
             raise VerificationError(f"onnxruntime failed at {shapes}: {_first_line(e)}") from None
         if len(actual) != len(expected):
             raise VerificationError(f"onnxruntime returned {len(actual)} outputs, torch {len(expected)}")
-        for name, exp, act in zip(output_names, expected, actual):
+        for k, (name, exp, act) in enumerate(zip(output_names, expected, actual)):
             result = compare(name, sizes, exp, act)
+            if exp.shape != act.shape:
+                raise VerificationError(f"output '{name}' at {_sizes(sizes)}: onnxruntime shape "
+                                        f"{list(act.shape)}, torch shape {list(exp.shape)}")
+            if not result.ok:
+                result = judge_against_float64(result, k, exp, act, reference, inputs)
             results.append(result)
             if not result.ok:
-                if exp.shape != act.shape:
-                    raise VerificationError(f"output '{name}' at {_sizes(sizes)}: onnxruntime shape "
-                                            f"{list(act.shape)}, torch shape {list(exp.shape)}")
                 raise VerificationError("onnxruntime differs from torch: " + result.describe())
     return results
 
