@@ -24,6 +24,7 @@ class RunFolder:
     def __init__(self, path, enabled=True):
         self.path = Path(path)
         self.enabled = enabled
+        self._csv = None  # (open file, DictWriter) of metrics.csv
         if enabled:
             try:
                 self.path.mkdir(parents=True, exist_ok=True)
@@ -41,18 +42,30 @@ class RunFolder:
         (self.path / "resolved.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False), encoding="utf-8")
 
     def write_metrics(self, history: list[dict]) -> None:
-        """Rewrite metrics.csv from the whole history (cheap, and right after a resume)."""
+        """Add the newest row to metrics.csv; the whole file is written when it is first opened (after a
+        resume too) or when the columns change. The file stays open: an epoch may take milliseconds."""
         if not self.enabled or not history:
             return
-        columns = []
-        for row in history:
-            columns += [k for k in row if k not in columns and k != "seconds"]
-        columns.append("seconds")
-        with open(self.path / "metrics.csv", "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=columns)
-            w.writeheader()
+        if self._csv is None or set(history[-1]) - set(self._csv[1].fieldnames):
+            columns = []
             for row in history:
-                w.writerow({k: _fmt(row.get(k, "")) for k in columns})
+                columns += [k for k in row if k not in columns and k != "seconds"]
+            columns.append("seconds")
+            self.close()
+            f = open(self.path / "metrics.csv", "w", newline="")
+            self._csv = (f, csv.DictWriter(f, fieldnames=columns))
+            self._csv[1].writeheader()
+            rows = history
+        else:
+            rows = history[-1:]
+        for row in rows:
+            self._csv[1].writerow({k: _fmt(v) for k, v in row.items()})
+        self._csv[0].flush()
+
+    def close(self) -> None:
+        if self._csv is not None:
+            self._csv[0].close()
+            self._csv = None
 
     def write_json(self, name, data) -> None:
         if self.enabled:

@@ -28,7 +28,7 @@ from .runlog import Console, RunFolder, TensorBoard, read_resolved
 
 TRAIN_KEYS = {
     "data", "loss", "optimizer", "schedule", "init", "epochs", "metrics", "early_stopping", "mode", "seed",
-    "clip_grad", "precision", "gan",
+    "clip_grad", "precision", "gan", "checkpoint",
 }
 MODES = ("supervised", "language_model", "gan")
 GAN_LOSSES = ("minimax", "non_saturating", "wgan", "wgan_gp")
@@ -107,7 +107,11 @@ def fit(networks, cfg, *, name="model", run_dir=None, resume=False, device="auto
         mode = mode_of(cfg, networks, data)
         loop = train_gan if mode == "gan" else train_supervised
         book = Book(cfg, run, console, world, seed, resume, callback, tensorboard)
-        result = loop(networks, data, cfg, book, device, world, compile)
+        try:
+            result = loop(networks, data, cfg, book, device, world, compile)
+        finally:
+            book.write_checkpoints(wait=True)  # an interrupt keeps the last finished epoch
+            run.close()
         for net in networks.values():
             net.eval()  # handed back for inference: dropout off, norms on their running statistics
         return result, book.history, run.path
@@ -342,7 +346,10 @@ class Book:
     """The bookkeeping after each epoch: history, best and early stopping, checkpoints, files, console.
 
     Checkpoints hold everything the next epoch depends on (weights, optimizer and schedule states, the RNG
-    state, the history and the early-stopping counters), so a resumed run repeats the uninterrupted one."""
+    state, the history and the early-stopping counters), so a resumed run repeats the uninterrupted one.
+    Every epoch's state is snapshotted, but written at most once per `checkpoint.every_seconds` (default
+    5; 0 = every epoch) and always at the end, on a NaN stop or on an interrupt: epochs of a few
+    milliseconds do not wait for the disk, and a SIGKILL loses at most those seconds."""
 
     def __init__(self, cfg, run, console, world, seed, resume, callback, tensorboard):
         self.cfg, self.run, self.console, self.world, self.seed = cfg, run, console, world, seed
@@ -360,6 +367,10 @@ class Book:
         self.resume, self.callback = resume, callback
         self.tb = TensorBoard(run / "events", tensorboard and world.is_main)
         self.parts = None
+        self.writer = checkpoint.BackgroundWriter()
+        self.pending = {}  # file name -> snapshot not yet handed to the writer
+        self.every_seconds = float((cfg.get("checkpoint") or {}).get("every_seconds", 5.0))
+        self.last_write = -math.inf
 
     def start(self, parts):
         """Remember what to checkpoint; when resuming, load it all back from last.pt."""
@@ -384,6 +395,7 @@ class Book:
 
     def check_finite(self, loss_value, epoch, step):
         if not math.isfinite(loss_value):
+            self.write_checkpoints(wait=True)
             self.finish_files()
             last = self.run / "last.pt"
             kept = f"; last good checkpoint: {last}" if last.exists() else ""
@@ -402,9 +414,14 @@ class Book:
             self.bad += 1
         if self.world.is_main:
             state = self.state(row["epoch"])
-            checkpoint.save_atomic(state, self.run / "last.pt")
+            history = state.pop("history")
+            state = checkpoint.snapshot(state)
+            state["history"] = list(history)  # rows are never changed once written; the list grows
+            self.pending["last.pt"] = state
             if improved or value is None:
-                checkpoint.save_atomic(state, self.run / "best.pt")
+                self.pending["best.pt"] = state
+            if time.monotonic() - self.last_write >= self.every_seconds:
+                self.write_checkpoints()
             self.run.write_metrics(self.history)
         self.console.epoch_done(row)
         self.tb.epoch_done(row)
@@ -415,6 +432,15 @@ class Book:
         if self.callback is not None and self.callback(row):
             stop = True
         return stop
+
+    def write_checkpoints(self, wait=False):
+        """Hand the pending snapshots to the background writer (the previous write finishes first)."""
+        if self.pending:
+            self.writer.submit([(state, self.run / name) for name, state in self.pending.items()])
+            self.pending = {}
+            self.last_write = time.monotonic()
+        if wait:
+            self.writer.wait()
 
     def state(self, epoch):
         parts = self.parts
@@ -433,6 +459,7 @@ class Book:
 
     def finish(self, test_fn):
         """After the last epoch: back to the best weights (if a validation split chose them), test, plot."""
+        self.write_checkpoints(wait=True)
         best = self.run / "best.pt"
         if self.best is not None and (self.world.is_main and best.exists() or not self.world.is_main):
             state = checkpoint.load(best) if self.world.is_main else None
@@ -446,6 +473,7 @@ class Book:
         self.finish_files()
 
     def finish_files(self):
+        self.run.close()
         if self.world.is_main:
             self.run.plot(self.history)
         self.tb.close()
@@ -487,6 +515,8 @@ def check_config(cfg):
     unknown = set(gan) - {"loss", "k", "n_critic", "clip", "gp_lambda"}
     if unknown:
         raise UserError(f"train.gan: unknown key(s) {sorted(unknown)}; known: loss, k, n_critic, clip, gp_lambda")
+    if set(cfg.get("checkpoint") or {}) - {"every_seconds"}:
+        raise UserError("train.checkpoint: the only key is every_seconds (0 = write every epoch)")
     clip = cfg.get("clip_grad") or {}
     if set(clip) - {"norm", "value"}:
         raise UserError("train.clip_grad: use {norm: N} and/or {value: V}")
@@ -622,5 +652,7 @@ def to_device(data, device):
 
 
 def mean_over_ranks(total, count, world):
+    if not world.active:
+        return total / count if count else float("nan")
     t = all_sum(torch.tensor([total, float(count)], dtype=torch.float64), world)
     return (t[0] / t[1]).item() if t[1] > 0 else float("nan")
