@@ -15,7 +15,9 @@ from export.dot_render import DotGraph
 from export.viz_labels import format_count, format_shape
 
 PATH_KEY = "builder.spec_path"
-COLORS = {"input": "#d9f2d9", "output": "#ffe0b3", "op": "#f5f5f5", "weights": "#dde8f7"}
+COLORS = {"input": "#d9f2d9", "output": "#ffe0b3", "op": "#f5f5f5", "weights": "#dde8f7",
+          "collapsed": "#fff7cc"}
+AUTO_MAX_NODES = 120
 
 
 def _dims(type_proto) -> tuple | None:
@@ -41,7 +43,9 @@ def node_levels(node) -> list[str]:
     return []
 
 
-def onnx_dot(model_or_path, rankdir: str = "TB", title: str | None = None) -> DotGraph:
+def onnx_dot(model_or_path, rankdir: str = "TB", title: str | None = None, depth: int | None = None) -> DotGraph:
+    """The picture of an ONNX model. depth: cluster levels shown (scopes deeper collapse to one box);
+    None picks the deepest that keeps the picture within AUTO_MAX_NODES nodes, -1 shows everything."""
     import onnx
 
     if isinstance(model_or_path, (str, Path)):
@@ -69,6 +73,7 @@ def onnx_dot(model_or_path, rankdir: str = "TB", title: str | None = None) -> Do
                                      "fontname": "Helvetica", "nodesep": "0.25", "ranksep": "0.35"},
                    {"fontname": "Helvetica", "fontsize": "10"}, {"fontname": "Helvetica", "fontsize": "9"})
     producer: dict[str, str] = {}
+    n_rep: dict[int, str] = {}
     for inp in g.input:
         if inp.name in inits or inp.name in small:
             continue
@@ -76,36 +81,64 @@ def onnx_dot(model_or_path, rankdir: str = "TB", title: str | None = None) -> Do
                      shape="oval", style="filled", fillcolor=COLORS["input"])
         producer[inp.name] = f"in:{inp.name}"
 
-    node_ids = []
-    for i, n in enumerate(g.node):
-        if n.op_type == "Constant":
-            continue
-        node_id = n.name or f"{n.op_type}_{i}"
-        while node_id in dot.node_attrs:
-            node_id += "'"
-        levels = node_levels(n)
+    nodes = [(i, n, node_levels(n)) for i, n in enumerate(g.node) if n.op_type != "Constant"]
+    deepest = max((len(lv) for _, _, lv in nodes), default=0)
+    if depth is None:
+        depth = next((d for d in range(deepest, -1, -1)
+                      if len({_rep(i, n, lv, d) for i, n, lv in nodes}) <= AUTO_MAX_NODES), 0)
+    elif depth < 0 or depth > deepest:
+        depth = deepest
+    dot.graph_attrs["label"] += f"; depth {depth} of {deepest}"
+
+    collapsed: dict[str, list] = {}
+    for i, n, levels in nodes:
+        rep = _rep(i, n, levels, depth)
         weights = [inits[x] for x in n.input if x in inits]
-        lines = [n.op_type, levels[-1] if levels else (n.name or "")]
-        if weights:
-            count = sum(_numel(s) for s in weights)
-            lines.append(", ".join(format_shape(s) for s in weights[:3]) + (" ..." if len(weights) > 3 else ""))
-            lines.append(f"{format_count(count)} weights")
-        dot.cluster(levels)
-        dot.add_node(node_id, levels, label="\n".join(lines), shape="box", style="rounded,filled",
-                     fillcolor=COLORS["weights"] if weights else COLORS["op"])
-        node_ids.append((node_id, n))
+        if len(levels) > depth:  # inside a scope drawn as one box
+            collapsed.setdefault(rep, [levels[:depth], 0, 0])
+            collapsed[rep][1] += 1
+            collapsed[rep][2] += sum(_numel(w) for w in weights)
+        else:
+            node_id = rep
+            while node_id in dot.node_attrs:
+                node_id += "'"
+            rep = node_id
+            lines = [n.op_type, levels[-1] if levels else (n.name or "")]
+            if weights:
+                lines.append(", ".join(format_shape(w) for w in weights[:3]) + (" ..." if len(weights) > 3 else ""))
+                lines.append(f"{format_count(sum(_numel(w) for w in weights))} weights")
+            dot.cluster(levels)
+            dot.add_node(node_id, levels, label="\n".join(lines), shape="box", style="rounded,filled",
+                         fillcolor=COLORS["weights"] if weights else COLORS["op"])
         for o in n.output:
-            producer[o] = node_id
-    for node_id, n in node_ids:
+            producer[o] = rep
+        n_rep[i] = rep
+    for rep, (clusters, count, weights) in collapsed.items():
+        dot.cluster(clusters)
+        dot.add_node(rep, clusters, label=f"{rep.removeprefix('scope:')}\n{count} ONNX nodes, "
+                                          f"{format_count(weights)} weights",
+                     shape="box3d", style="filled", fillcolor=COLORS["collapsed"])
+    seen = set()
+    for i, n, _ in nodes:
         for x in n.input:
             if x in producer and x not in constants:
-                dot.add_edge(producer[x], node_id, label=format_shape(shapes.get(x)))
+                key = (producer[x], n_rep[i], format_shape(shapes.get(x)))
+                if key[0] != key[1] and key not in seen:
+                    seen.add(key)
+                    dot.add_edge(key[0], key[1], label=key[2])
     for out in g.output:
         dot.add_node(f"out:{out.name}", [], label=f"output {out.name}\n{format_shape(shapes.get(out.name))}",
                      shape="box", style="filled,bold", fillcolor=COLORS["output"])
         if out.name in producer:
             dot.add_edge(producer[out.name], f"out:{out.name}", label=format_shape(shapes.get(out.name)))
     return dot
+
+
+def _rep(i: int, n, levels: list[str], depth: int) -> str:
+    """The id drawn for ONNX node n at `depth`: its own name, or 'scope:<the level collapsed>'."""
+    if len(levels) > depth:
+        return f"scope:{levels[depth]}"
+    return n.name or f"{n.op_type}_{i}"
 
 
 def _numel(shape) -> int:

@@ -59,3 +59,14 @@ def test_real_export_is_grouped_like_the_spec(tmp_path):
     p = parse_dot(onnx_dot(tmp_path / "two.onnx").to_dot())
     gemm = next(n for n in p.nodes if n.endswith("blk.1.fc/Gemm"))
     assert p.cluster_path(gemm) == ["blk", "blk.1", "blk.1.fc"]
+
+
+def test_depth_collapses_scopes():
+    p = parse_dot(onnx_dot(named_model(), depth=1).to_dot())
+    assert "scope:stage1.0" in p.nodes and p.cluster_path("scope:stage1.0") == ["stage1"]
+    assert "2 ONNX nodes" in p.nodes["scope:stage1.0"]["label"]
+    edges = {(u, v) for u, v, _ in p.edges}
+    assert ("/stem/Conv", "scope:stage1.0") in edges and ("scope:stage1.0", "/pool/ReduceMean") in edges
+    p0 = parse_dot(onnx_dot(named_model(), depth=0).to_dot())
+    assert {"scope:stem", "scope:stage1", "scope:pool"} <= set(p0.nodes)
+    assert onnx_dot(named_model()).to_dot() == onnx_dot(named_model(), depth=-1).to_dot()

@@ -34,7 +34,7 @@ def register(subparsers) -> None:
                         "write the .dot beside the picture")
     p.add_argument("--dpi", type=int, default=None, help="resolution of png pictures (graphviz default 96)")
     p.add_argument("--depth", type=int, default=None,
-                   help="forward view: block nesting depth shown; deeper blocks collapse to one node "
+                   help="forward and ONNX views: block nesting depth shown; deeper blocks collapse to one node "
                         "(default: the deepest that keeps the picture within 120 nodes; -1: everything)")
     p.add_argument("--rankdir", choices=("TB", "LR", "BT", "RL"), default="TB", help="layout direction")
     p.add_argument("--network", help="which network of a multi-network spec")
@@ -85,7 +85,7 @@ def make_dot(args):
 
         if not Path(args.spec).is_file():
             raise UserError(f"{args.spec}: no such ONNX file")
-        dot = onnx_dot(args.spec, rankdir=args.rankdir)
+        dot = onnx_dot(args.spec, rankdir=args.rankdir, depth=args.depth)
         return dot, Path(args.spec).stem + "_onnx", f"{_count(dot)} nodes"
 
     from export.viz_forward import forward_dot, max_depth
