@@ -130,7 +130,8 @@ def conform(arrays: dict[str, np.ndarray], inputs: list[ModelInput], source: str
             elif inp.dtype.startswith("int") and a.dtype.kind == "f" and a.size and np.all(a == np.round(a)):
                 a = a.astype(inp.dtype)  # whole numbers stored as floats (e.g. from a csv)
             else:
-                raise UserError(f"{source}: input {inp.describe()} expects {inp.dtype}, got {a.dtype.name}"
+                dims = ", ".join(str(d) if d is not None else "?" for d in inp.shape)
+                raise UserError(f"{source}: input '{inp.name}' [{dims}] expects {inp.dtype}, got {a.dtype.name}"
                                 + (" (scale images to float first)" if a.dtype.kind in "ui" else ""))
         if a.ndim == len(inp.shape) - 1 and _fits(a.shape, inp.shape[1:]):
             a = a[None]  # one sample

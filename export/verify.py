@@ -6,7 +6,7 @@
 3. onnxruntime agrees with torch at several input shapes, at rtol 1e-4 / atol 1e-5 elementwise. Where
    float32 rounding alone breaks that (deep networks with large outputs: GPT-2's logits reach |600| and
    torch float32 itself is 1.5e-4 away from float64 there), the module is run in float64 and the file is
-   accepted only if onnxruntime is within 4x torch float32's own error of it; the message says so.
+   accepted only if onnxruntime is within 8x torch float32's own error of it; the message says so.
 """
 from __future__ import annotations
 
@@ -142,7 +142,7 @@ def compare(name: str, sizes: dict, expected: np.ndarray, actual: np.ndarray) ->
 
 
 # onnxruntime may err by this many times torch float32's own rounding error (both against float64)
-FLOAT32_NOISE_FACTOR = 4.0
+FLOAT32_NOISE_FACTOR = 8.0
 
 
 def torch_outputs(module, inputs) -> list[np.ndarray]:

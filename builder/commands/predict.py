@@ -50,8 +50,9 @@ def run(args):
     from export import inputs, predict
     runner, engine = _runner(args)
     arrays = inputs.conform(inputs.read_arrays(args.input, runner.inputs), runner.inputs, args.input)
-    note = "" if "CUDA" in str(runner.device).upper() else " (no CUDA: onnxruntime-gpu or a GPU is missing)" \
-        if args.provider == "auto" else ""
+    note = ""
+    if args.provider == "auto" and "CUDA" not in str(runner.device).upper():
+        note = " (no GPU: torch sees none)" if engine == "torch" else " (no CUDA: onnxruntime-gpu or a GPU is missing)"
     n = len(next(iter(arrays.values())))
     print(f"{engine} on {runner.device}{note}: {n} samples", file=sys.stderr)
     outputs = predict.predict(runner, arrays, batch_size=args.batch_size)
