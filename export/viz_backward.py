@@ -160,8 +160,6 @@ def backward_dot(trace: BackwardTrace, graph: nx.MultiDiGraph | None = None, ful
         if leaf.kind == "param":
             lines = [leaf_id, f"parameter {format_shape(leaf.shape)}"]
             lines += [f"also {n} (tied)" for n in leaf.names[1:]]
-            if not leaf.requires_grad:
-                lines.append("frozen (requires_grad=False)")
             attrs = {"shape": "box", "style": "filled", "fillcolor": COLORS["param"]}
             chain = cluster_chain(leaf.path, graph)
         else:
@@ -172,9 +170,12 @@ def backward_dot(trace: BackwardTrace, graph: nx.MultiDiGraph | None = None, ful
         value = f"|w| {format_norm(leaf.norm)}  " if leaf.kind == "param" else ""
         if leaf.requires_grad:
             lines.append(f"{value}|grad| {format_norm(norm)}")
-        else:
-            lines.append("no gradient (not differentiable)" if leaf.kind == "input" else "no gradient")
-        if grads and leaf.kind == "param":
+        elif leaf.kind == "input":
+            lines.append("no gradient (not differentiable)")
+        else:  # frozen on purpose (trainable: false): no gradient is expected, not a fault
+            lines.append(f"{value}frozen (requires_grad=False)")
+            attrs.update(fillcolor="#eeeeee", style="filled,dashed")
+        if grads and leaf.kind == "param" and leaf.requires_grad:
             flag = judge(norm, largest)
             attrs.update(heat_style(norm, flag))
             if flag:
@@ -210,7 +211,7 @@ def _color_clusters(dot: DotGraph, trace: BackwardTrace, graph) -> None:
     sq: dict[str, float] = {}
     bad: dict[str, str] = {}
     for leaf in trace.leaves.values():
-        if leaf.kind != "param":
+        if leaf.kind != "param" or not leaf.requires_grad:  # frozen parameters do not count
             continue
         norm = leaf.grad.norm if leaf.grad is not None else None
         for c in cluster_chain(leaf.path, graph):
@@ -230,6 +231,10 @@ def _color_clusters(dot: DotGraph, trace: BackwardTrace, graph) -> None:
         if bad.get(c.name) == "nan":
             c.attrs.update(style="rounded,filled,bold", fillcolor="#ff00ff40", color="#ff00ff")
             c.label += "\n|grad| NaN/Inf"
+            continue
+        if c.name not in sq:  # only parameters that no gradient reached
+            c.attrs.update(style="rounded,filled,dashed", fillcolor="#d9d9d940", color="gray40", penwidth="2")
+            c.label += "\nno gradient"
             continue
         norm = math.sqrt(sq.get(c.name, 0.0))
         color = heat_color(norm)
