@@ -108,6 +108,7 @@ class Console:
     """What the user sees: a tqdm bar per epoch (unless quiet) and, with log_json, one JSON line per epoch."""
 
     def __init__(self, quiet=False, log_json=False, enabled=True):
+        self.enabled = enabled
         self.quiet = quiet or not enabled
         self.log_json = log_json and enabled
 
@@ -128,6 +129,11 @@ class Console:
     def say(self, text):
         if not self.quiet:
             print(text, file=sys.stderr, flush=True)
+
+    def warn(self, text):
+        """Printed even with --quiet (but by rank 0 only)."""
+        if self.enabled:
+            print(f"warning: {text}", file=sys.stderr, flush=True)
 
 
 class TensorBoard:

@@ -104,6 +104,8 @@ def fit(networks, cfg, *, name="model", run_dir=None, resume=False, device="auto
         for net in networks.values():
             net.to(device)
             apply_init(net, cfg.get("init"), skip=getattr(net, "node_inits", {}) or {})
+        if world.active:  # same initial weights everywhere (DDP copies rank 0's), own dropout and noise
+            torch.manual_seed(seed + 1_000_003 * world.rank)
         mode = mode_of(cfg, networks, data)
         loop = train_gan if mode == "gan" else train_supervised
         book = Book(cfg, run, console, world, seed, resume, callback, tensorboard)
@@ -586,7 +588,7 @@ def mixed_precision(precision, device, console):
     if precision == "fp32":
         return contextlib.nullcontext(), torch.amp.GradScaler("cpu", enabled=False)
     if device.type != "cuda":
-        console.say(f"precision {precision} is for CUDA; training in fp32 on {device.type}")
+        console.warn(f"precision {precision} is for CUDA; training in fp32 on {device.type}")
         return contextlib.nullcontext(), torch.amp.GradScaler("cpu", enabled=False)
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast("cuda", dtype=dtype), torch.amp.GradScaler("cuda", enabled=precision == "fp16")
