@@ -159,8 +159,6 @@ def test_flags_none_zero_nan_exploding():
     tr = record_backward(Odd(), {"x": torch.randn(2, 4)}, lambda o: o.pow(2).mean())
     p = parse_dot(backward_dot(tr, grads=True).to_dot())
     assert "NO GRADIENT" in p.nodes["unused.weight"]["label"]
-    assert p.clusters["unused"]["attrs"]["style"] == "rounded,filled,dashed"
-    assert p.clusters["used"]["attrs"]["fillcolor"] == "white"  # frozen only: nothing to colour
     assert p.nodes["unused.weight"]["style"] == "filled,dashed"
     assert "ZERO GRADIENT" in p.nodes["dead.weight"]["label"] and p.nodes["dead.weight"]["fillcolor"] == "black"
     assert "EXPLODING GRADIENT" in p.nodes["big.weight"]["label"]
@@ -205,5 +203,7 @@ def test_frozen_parameters_are_leaves_without_alarm():
     label = p.nodes["used.weight"]["label"]
     assert "frozen (requires_grad=False)" in label and "NO GRADIENT" not in label
     assert "NO GRADIENT" in p.nodes["unused.weight"]["label"]
+    assert p.clusters["unused"]["attrs"]["style"] == "rounded,filled,dashed"
+    assert p.clusters["used"]["attrs"]["fillcolor"] == "white"  # frozen only: nothing to colour
     assert p.clusters["unused"]["attrs"]["style"] == "rounded,filled,dashed"
     assert p.clusters["used"]["attrs"]["fillcolor"] == "white"  # frozen only: nothing to colour
