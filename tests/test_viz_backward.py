@@ -205,5 +205,3 @@ def test_frozen_parameters_are_leaves_without_alarm():
     assert "NO GRADIENT" in p.nodes["unused.weight"]["label"]
     assert p.clusters["unused"]["attrs"]["style"] == "rounded,filled,dashed"
     assert p.clusters["used"]["attrs"]["fillcolor"] == "white"  # frozen only: nothing to colour
-    assert p.clusters["unused"]["attrs"]["style"] == "rounded,filled,dashed"
-    assert p.clusters["used"]["attrs"]["fillcolor"] == "white"  # frozen only: nothing to colour
