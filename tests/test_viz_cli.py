@@ -169,6 +169,9 @@ def test_user_errors_exit_2(resnet_spec, tmp_path, capsys):
     assert viz(tmp_path / "nope.onnx") == 2
     (tmp_path / "m.onnx").write_bytes(b"")
     assert viz(tmp_path / "m.onnx", "--view", "backward") == 2
+    (tmp_path / "bad.onnx").write_bytes(b"\x08\xff\xff garbage")
+    assert viz(tmp_path / "bad.onnx", "-o", tmp_path / "o.dot") == 2
+    assert "not a readable ONNX model" in capsys.readouterr().err
 
 
 GAN = """\

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -85,7 +86,11 @@ def make_dot(args):
 
         if not Path(args.spec).is_file():
             raise UserError(f"{args.spec}: no such ONNX file")
-        dot = onnx_dot(args.spec, rankdir=args.rankdir, depth=args.depth)
+        try:
+            dot = onnx_dot(args.spec, rankdir=args.rankdir, depth=args.depth)
+        except Exception as e:  # protobuf decode errors and friends: a foreign or truncated file
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise UserError(f"{args.spec}: not a readable ONNX model ({first})") from None
         return dot, Path(args.spec).stem + "_onnx", f"{_count(dot)} nodes"
 
     from export.viz_forward import forward_dot, max_depth
@@ -141,6 +146,9 @@ def run(args) -> int:
         written = write_picture(dot.to_dot(), out, fmt, dpi=args.dpi)
     except MissingDot as e:
         print(f"error: {e}", file=sys.stderr)
+        return 1
+    except (RuntimeError, subprocess.TimeoutExpired) as e:  # dot itself failed or took too long
+        print(f"error: {e}; the .dot is at {out.with_suffix('.dot')}", file=sys.stderr)
         return 1
     except OSError as e:
         from builder.errors import UserError
