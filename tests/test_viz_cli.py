@@ -129,6 +129,25 @@ def deep_picture(tmp_path, act, *extra):
     return spec, parse_dot(out.read_text())
 
 
+def svg_fill(svg: str, node: str) -> str:
+    """The fill colour graphviz gave node `node` in an SVG picture."""
+    m = re.search(r"<title>" + re.escape(node) + r"</title>\s*<polygon fill=\"([^\"]+)\"", svg)
+    return m.group(1)
+
+
+def test_grads_colours_in_the_svg(tmp_path):
+    for act, cold in (("Sigmoid", True), ("ReLU", False)):
+        spec = tmp_path / f"{act}.yaml"
+        spec.write_text(DEEP_MLP.format(act=act))
+        assert viz(spec, "--view", "backward", "--grads", "-o", tmp_path / f"{act}.svg") == 0
+        svg = (tmp_path / f"{act}.svg").read_text()
+        assert (PALETTE.index(svg_fill(svg, "layers.0.fc.weight")) <= 1) == cold
+        assert PALETTE.index(svg_fill(svg, "head.weight")) >= 5
+        titles = set(re.findall(r"<title>(.*?)</title>", svg))
+        assert {"cluster_layers.0.fc", "layers.0.fc:AddmmBackward0&#45;&gt;layers.0.fc.weight",
+                "loss"} <= titles
+
+
 def test_grads_sigmoid_spec_vanishes_relu_does_not(tmp_path):
     _, sig = deep_picture(tmp_path, "Sigmoid")
     _, relu = deep_picture(tmp_path, "ReLU")
