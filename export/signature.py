@@ -118,6 +118,10 @@ def _pad_value(graph, name: str) -> int | None:
 def default_sizes(sig: Signature, given: dict) -> dict:
     """Example sizes for each symbol: batch 2, spatial 32, others 8; distinct values for distinct symbols
     so that torch.export cannot merge two dims that only happen to be equal."""
+    unknown = [k for k in given if k not in sig.symbols]
+    if unknown:
+        raise UserError(f"size given for {', '.join(map(str, unknown))}: not a symbolic dim of the inputs "
+                        f"(they have: {', '.join(sig.symbols) or 'none'})")
     sizes, used = {}, set()
     batch = sig.batch_symbol()
     for sym in sig.symbols:
