@@ -195,7 +195,7 @@ def record_backward(module: torch.nn.Module, inputs: dict, loss_fn: Callable, lo
                 leaves[leaf] = Leaf(leaf, "input", "", tuple(fn.variable.shape), [leaf])
                 leaf_of_tensor[id(fn.variable)] = leaf
             path = leaves[leaf].path
-        base = f"{leaf}:{kind}" if leaf else f"{path or loss_name}:{kind}"
+        base = f"{leaf}:{kind}" if leaf else f"{path or '#' + loss_name}:{kind}"  # '#': never a spec path
         counts[base] = counts.get(base, 0) + 1
         node_id = base if counts[base] == 1 else f"{base}:{counts[base]}"
         fn_id[fn] = node_id

@@ -76,8 +76,9 @@ def heat_style(norm: float | None, flag: str | None) -> dict:
     return style
 
 
-def add_legend(dot: DotGraph, prefix: str = "legend") -> None:
-    """Swatches, one per decade (hot to cold), then one per flag, in a cluster named `legend`."""
+def add_legend(dot: DotGraph, prefix: str = "#legend") -> None:
+    """Swatches, one per decade (hot to cold), then one per flag, in a cluster named `#legend`
+    ('#' never starts a spec path)."""
     path = [prefix]
     dot.cluster(path, {prefix: "gradient norm |grad| (log scale)"},
                 {prefix: {"style": "rounded", "color": "gray60", "fontsize": "10"}})

@@ -21,7 +21,7 @@ from export.grad_heat import FLAG_TEXT, add_legend, heat_color, heat_style, judg
 from export.viz_forward import _cluster_label, block_chain
 from export.viz_labels import format_shape
 
-LOSS_CLUSTER = "loss"
+LOSS_CLUSTER = "#loss"  # '#' never starts a spec path
 COLORS = {"root": "#ffb366", "param": "#dde8f7", "input": "#d9f2d9", "op": "white", "book": "#eeeeee"}
 
 

@@ -79,7 +79,7 @@ def test_leaves_root_clusters_and_direction():
     assert p.nodes[conv]["label"].split("\n")[:2] == ["Convolution backward", "ConvolutionBackward0"]
     assert "value 4 x 4 x 8 x 8" in p.nodes[conv]["label"]
     assert p.nodes["head:AddmmBackward0"]["label"].startswith("Linear (addmm) backward")
-    assert p.cluster_path("cross_entropy:NllLossBackward0") == ["loss"]
+    assert p.cluster_path("#cross_entropy:NllLossBackward0") == ["#loss"]
     # micrograd's lesson: each spec node shows its forward value beside the gradients
     assert "value 4 x 4 x 8 x 8: mean" in p.clusters["stage1.1.act1"]["attrs"]["label"]
     mean = float(p.clusters["stage1.1.act1"]["attrs"]["label"].split("mean ")[1].split(",")[0])
@@ -128,7 +128,7 @@ def mlp_picture(act):
 def test_grads_show_vanishing_sigmoid_not_relu():
     sig, relu = mlp_picture(nn.Sigmoid), mlp_picture(nn.ReLU)
     for p in (sig, relu):
-        assert "legend" in p.clusters and p.cluster_path("legend:0") == ["legend"]
+        assert "#legend" in p.clusters and p.cluster_path("#legend:0") == ["#legend"]
     # first layers of the sigmoid net: coldest colours and flagged; the ReLU net's are neither
     for name in ("fc0.weight", "fc1.weight"):
         assert PALETTE.index(sig.nodes[name]["fillcolor"]) <= 1

@@ -263,3 +263,15 @@ def test_draw_function(resnet_spec, tmp_path):
 
     path = draw(resnet_spec, "backward", tmp_path / "b.svg", grads=True)
     assert path == tmp_path / "b.svg" and path.exists() and (tmp_path / "b.dot").exists()
+
+
+def test_spec_nodes_named_like_picture_parts(tmp_path):
+    spec = tmp_path / "names.yaml"
+    spec.write_text("spec: 1\nname: names\ninputs:\n  x: {shape: [B, 4]}\nnodes:\n"
+                    "  legend: {op: Linear, out_features: 4}\n  loss: {op: Linear, out_features: 2}\n"
+                    "outputs: [loss]\n")
+    assert viz(spec, "--view", "backward", "--grads", "-o", tmp_path / "b.dot") == 0
+    p = parse_dot((tmp_path / "b.dot").read_text())
+    assert p.cluster_path("legend.weight") == ["legend"] and p.cluster_path("loss.weight") == ["loss"]
+    assert p.cluster_path("#legend:0") == ["#legend"] and p.nodes["loss"]["label"].startswith("loss (root)")
+    assert p.cluster_path("loss:AddmmBackward0") == ["loss"]

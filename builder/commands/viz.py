@@ -72,7 +72,7 @@ def _output_path(args, default_stem: str) -> tuple[Path, str]:
 
 def _count(dot) -> int:
     """Nodes of a picture, not counting the legend."""
-    return sum(1 for n in dot.node_attrs if not n.startswith("legend:"))
+    return sum(1 for n in dot.node_attrs if "#legend:" not in n)
 
 
 def make_dot(args):
