@@ -1,7 +1,8 @@
-"""Export, verify, run and benchmark builder networks as ONNX (issue 5).
+"""Everything downstream of a built network that is not training.
 
-onnx_export.export_onnx   torch module -> verified single-file ONNX
-verify                    the checks a file must pass before it is kept
-predict                   run an ONNX file (onnxruntime) or a spec (torch) on .npy/.npz/.csv inputs
-bench                     latency of torch eager, torch.compile and onnxruntime
+ONNX (issue 5):  onnx_export (torch module -> verified single-file ONNX), verify (the checks a file
+                 must pass), naming / metadata / rnn / signature (its parts), predict / inputs / runtime
+                 (run a file or a spec on .npy/.npz/.csv inputs), bench (eager vs torch.compile vs
+                 onnxruntime), weights (--run / --weights / --random), files (atomic writes).
+Pictures (issue 6): viz_* , dot_render, autograd_walk, grad_* (see `build viz`).
 """

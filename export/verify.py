@@ -43,8 +43,6 @@ def exported_dim_ranges(exported_program, sig, dynamic: list[str]) -> tuple[dict
     A dim torch.export turned into a number, or into an expression, or whose lower bound is above 1, is
     a problem: the ONNX graph would silently compute the branch taken for the example. A finite upper
     bound is returned as a range (the network cannot take longer inputs, e.g. a position table)."""
-    from torch.utils._sympy.value_ranges import ValueRanges  # noqa: F401 (type of range_constraints values)
-
     user_inputs = list(exported_program.graph_signature.user_inputs)
     placeholders = {n.name: n for n in exported_program.graph.nodes if n.op == "placeholder"}
     ranges, problems = {}, []
