@@ -51,6 +51,7 @@ def prod(dims):
 
 def window_out(n, kernel, stride=1, padding=0, dilation=1, ceil_mode=False):
     """Output length of a conv/pool window along one dim (torch's formula)."""
+    _check_window(kernel, stride, padding, dilation)
     if is_static(n):
         num = n + 2 * padding - dilation * (kernel - 1) - 1
         if num < 0:
@@ -65,7 +66,15 @@ def window_out(n, kernel, stride=1, padding=0, dilation=1, ceil_mode=False):
     return inner if stride == 1 else sym(f"{inner}//{stride}+1" if delta - 1 else f"{inner}//{stride}")
 
 
+def _check_window(kernel, stride, padding, dilation):
+    for name, v, low in (("kernel_size", kernel, 1), ("stride", stride, 1), ("dilation", dilation, 1),
+                         ("padding", padding, 0)):
+        if not is_static(v) or v < low:
+            raise ShapeError(f"{name} must be {'a positive' if low else 'a non-negative'} integer, got {v!r}")
+
+
 def transpose_out(n, kernel, stride=1, padding=0, output_padding=0, dilation=1):
+    _check_window(kernel, stride, padding, dilation)
     if is_static(n):
         return (n - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1
     return sym(f"({n}-1)*{stride}+{dilation * (kernel - 1) + output_padding + 1 - 2 * padding}")

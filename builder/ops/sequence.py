@@ -6,6 +6,7 @@ from ..shapes import ShapeError
 from . import modules as M
 from .registry import OpDef, register
 
+MAX_LAYERS = 1000  # torch builds every layer's tensors even on the meta device: absurd counts must fail fast
 _RNN_ARGS = ("hidden_size", "num_layers", "nonlinearity", "bias", "dropout", "bidirectional", "input_size",
              "batch_first", "proj_size")
 
@@ -21,6 +22,8 @@ def _recurrent(kind):
         ctx.args["batch_first"] = True
         h = ctx.args["hidden_size"]
         layers = ctx.args.get("num_layers", 1)
+        if not isinstance(layers, int) or isinstance(layers, bool) or not 1 <= layers <= MAX_LAYERS:
+            raise ShapeError(f"num_layers must be an integer from 1 to {MAX_LAYERS}, got {layers!r}")
         dirs = 2 if ctx.args.get("bidirectional", False) else 1
         state = (layers * dirs, x[0], h)
         for extra in ctx.shapes[1:]:
