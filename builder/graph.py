@@ -26,7 +26,7 @@ from .yaml_loader import LocDict, LocList
 NODE_KEYS = ("op", "block", "in", "repeat", "share", "tie", "init", "trainable", "when", "doc")
 BLOCK_KEYS = ("params", "inputs", "nodes", "outputs", "description")
 INPUT_KEYS = ("shape", "dtype", "range", "doc")
-MAX_NODES = 100_000
+MAX_NODES = 20_000  # about 10x the graph of GPT-2 XL; checking this many nodes takes seconds
 MAX_REPEAT = 10_000
 MAX_BLOCK_DEPTH = 32
 MAX_PARAMS = 10**11
@@ -89,6 +89,10 @@ class Record:
     trainable: bool = True
 
 
+class _TooBig(Exception):
+    """Raised mid-expansion once the node limit is passed, so nested repeats cannot run away."""
+
+
 class RefError(Exception):
     def __init__(self, message, loc, file, hint=None, undeclared=False):
         super().__init__(message)
@@ -111,6 +115,7 @@ class GraphBuilder:
         self.records: dict[str, Record] = {}
         self.block_meta: dict[str, dict] = {}
         self.g = nx.MultiDiGraph()
+        self.expanding = (None, None)
 
     def err(self, msg, loc=None, node=None, hint=None, file=None):
         self.reader.err(msg, loc, node=node, hint=hint, file=file)
@@ -178,7 +183,13 @@ class GraphBuilder:
                      body.loc_of("nodes") if "nodes" in body else loc)
             return None
         first = NameRef(top, tensor_specs[0].name, None, loc, file) if tensor_specs else None
-        self.expand_scope(nodes, top, first, ())
+        try:
+            self.expand_scope(nodes, top, first, ())
+        except _TooBig:
+            name, where = self.expanding
+            self.err(f"the network expands to more than {MAX_NODES} nodes (check repeat counts)", where,
+                     node=name, file=file)
+            return None
 
         outputs_raw = body.get("outputs")
         if outputs_raw is None:
@@ -277,6 +288,8 @@ class GraphBuilder:
             loc = nodes.loc_of(local)
             file = scope.file
             scope.declared.add(local)
+            if not scope.prefix:
+                self.expanding = (local, loc)  # the top-level node to blame if the expansion runs away
             path = scope.prefix + str(local)
             if not isinstance(local, str) or not local.replace("_", "a").replace("-", "a").isalnum() or \
                     local[0].isdigit():
@@ -355,6 +368,8 @@ class GraphBuilder:
                                     _plain(self.ev(entry.get("init"), scope.env, loc, path, file)),
                                     trainable)
         scope.table[local] = ("node", path, None)
+        if len(self.records) > MAX_NODES:
+            raise _TooBig()
 
     def add_block(self, entry, scope, local, path, targets, slots, loc, file, stack):
         name = entry["block"]
@@ -383,6 +398,11 @@ class GraphBuilder:
         block_inputs = body.get("inputs") or ["x"]
         if isinstance(block_inputs, str):
             block_inputs = [block_inputs]
+        if not isinstance(block_inputs, list) or not all(isinstance(b, str) and b.isidentifier()
+                                                         for b in block_inputs):
+            self.err(f"block '{name}' inputs must be a list of names, got {_plain(block_inputs)!r}",
+                     body.loc_of("inputs"), file=bfile)
+            return
         inner_nodes = body.get("nodes")
         if not isinstance(inner_nodes, dict) or not inner_nodes:
             self.err(f"block '{name}' needs `nodes:`", bdef.loc, file=bfile)
@@ -392,8 +412,12 @@ class GraphBuilder:
             block_outputs = [block_outputs]
         if isinstance(block_outputs, dict):
             out_pairs = list(block_outputs.items())
-        else:
+        elif isinstance(block_outputs, list):
             out_pairs = [(str(o).rsplit(".", 1)[-1], o) for o in block_outputs]
+        else:
+            self.err(f"block '{name}' outputs must be a list of its node names, got {block_outputs!r}",
+                     body.loc_of("outputs"), file=bfile)
+            return
         # instance args: declared block params only
         inst_args = {k: v for k, v in entry.items() if k not in NODE_KEYS}
         for k in inst_args:
@@ -652,6 +676,9 @@ class GraphBuilder:
             node_err(f"invalid arguments for {rec.op}: {_exc_text(e)}")
             return False
         for port, shape in out.items():
+            if not isinstance(shape, tuple) or not all(S.is_static(d) or isinstance(d, str) for d in shape):
+                node_err(f"invalid arguments for {rec.op}: output shape {shape!r} is not a list of sizes")
+                return False
             for d in shape:
                 if S.is_static(d) and d <= 0:
                     culprits = [f"{k}={v}" for k, v in rec.args.items() if v == d and _is_int(v)]
