@@ -122,3 +122,41 @@ def test_csv_text_target_becomes_class_indices(tmp_path):
     d = load_data({"source": "csv", "path": str(tmp_path / "t.csv"), "target": "label", "split": [1.0],
                    "split_shuffle": False})
     assert d.train.fields[1].tolist() == [0, 1, 0] and d.info["classes"] == ["cat", "dog"]
+
+
+def test_training_on_mnist_style_idx_files_one_per_split(tmp_path):
+    """The digits written as MNIST ships its data (uint8 IDX, gzipped labels), one file pair per split."""
+    import builder
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = (digits.images * 255 / 16).round().astype(np.uint8)
+    labels = digits.target.astype(np.uint8)
+    for split, rows in (("train", slice(0, 1500)), ("t10k", slice(1500, None))):
+        write_idx(tmp_path / f"{split}-images-idx3-ubyte", images[rows])
+        write_idx(tmp_path / f"{split}-labels-idx1-ubyte.gz", labels[rows])
+    spec = builder.load(f"""
+spec: 1
+name: idx_mlp
+inputs: {{x: {{shape: [B, 64]}}}}
+nodes:
+  fc1: {{op: Linear, out_features: 64}}
+  act: {{op: ReLU}}
+  head: {{op: Linear, out_features: 10}}
+train:
+  data:
+    source: idx
+    files:
+      train: {{images: {tmp_path}/train-images-idx3-ubyte, labels: {tmp_path}/train-labels-idx1-ubyte.gz}}
+      test: {{images: {tmp_path}/t10k-images-idx3-ubyte, labels: {tmp_path}/t10k-labels-idx1-ubyte.gz}}
+    batch_size: 32
+    standardize: true
+  loss: cross_entropy
+  optimizer: {{type: adam, lr: 0.003}}
+  epochs: 5
+  metrics: [accuracy]
+""")
+    _, history, run_dir = builder.train(spec, run_dir=tmp_path / "run", quiet=True)
+    import json
+    assert json.loads((run_dir / "test.json").read_text())["accuracy"] > 0.9
+    assert "val.loss" not in history[-1]  # no validation split was given

@@ -188,12 +188,17 @@ class Preparation:
 
 
 def _to_tensor(a) -> torch.Tensor:
+    """uint8 images -> float32 in [0, 1]; other floats -> float32; integers -> int64 (class ids, tokens)."""
     a = np.asarray(a)
     if a.dtype == np.uint8:
-        return torch.from_numpy(np.ascontiguousarray(a, dtype=np.uint8)).float().div_(255)
-    if np.issubdtype(a.dtype, np.floating):
-        return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
-    return torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64))
+        a = a.astype(np.float32) / 255
+    elif np.issubdtype(a.dtype, np.floating):
+        a = np.ascontiguousarray(a, dtype=np.float32)
+    else:
+        a = np.ascontiguousarray(a, dtype=np.int64)
+    if not a.flags.writeable:  # a read-only memmap or buffer: torch wants memory it may write
+        a = a.copy()
+    return torch.from_numpy(a)
 
 
 __all__ = ["Data", "Dataset", "load_data", "split_rows"]
