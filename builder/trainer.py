@@ -134,7 +134,8 @@ def train_supervised(networks, data, cfg, book, device, world, compile_model):
     metric_cfgs = cfg.get("metrics", ["perplexity"] if book.mode == "language_model" else [])
     dcfg = _data_cfg(cfg)
     batch_size, shuffle, drop_last = dcfg.get("batch_size", 32), dcfg.get("shuffle", True), dcfg.get("drop_last", False)
-    steps_per_epoch = math.ceil(len(data.train) // world.size / batch_size)
+    per_rank = len(data.train) // world.size
+    steps_per_epoch = per_rank // batch_size if drop_last else math.ceil(per_rank / batch_size)
     optimizer = make_optimizer(model, cfg.get("optimizer"))
     schedule = Schedule(optimizer, cfg.get("schedule"), steps_per_epoch, book.epochs)
     autocast, scaler = mixed_precision(cfg.get("precision", "fp32"), device, book.console)
@@ -195,7 +196,7 @@ def train_gan(networks, data, cfg, book, device, world, compile_model):
     dcfg = _data_cfg(cfg)
     batch_size, shuffle = dcfg.get("batch_size", 64), dcfg.get("shuffle", True)
     latent_shape = static_shape(G, 0)
-    steps_per_epoch = math.ceil(len(data.train) // world.size / batch_size / k)
+    steps_per_epoch = max(len(data.train) // world.size // batch_size // k, 1)  # generator steps
     opt_cfgs = per_network(cfg.get("optimizer"), ("generator", "discriminator"))
     sched_cfgs = per_network(cfg.get("schedule"), ("generator", "discriminator"))
     opt_G, opt_D = make_optimizer(G, opt_cfgs["generator"]), make_optimizer(D, opt_cfgs["discriminator"])
