@@ -112,20 +112,12 @@ def load_weights(module: torch.nn.Module, run: str | None = None, weights: str |
 
     Reads the trainer's checkpoints ({'networks': {name: state_dict}}), {'model': state_dict} ones and
     bare state_dicts, always with torch.load(weights_only=True)."""
-    from builder.errors import UserError
     from export.weights import checkpoint_in, load_into, read_checkpoint, state_dict_of
 
     if not run and not weights:
         return None
     path = checkpoint_in(run) if run else Path(weights)
-    ckpt = read_checkpoint(path)
-    nets = ckpt.get("networks")
-    if isinstance(nets, dict) and nets and all(isinstance(v, dict) for v in nets.values()):
-        state = nets.get(network) or (next(iter(nets.values())) if len(nets) == 1 else None)
-        if state is None:
-            raise UserError(f"{path}: holds networks {', '.join(nets)}, not {network}")
-    else:
-        state = state_dict_of(ckpt, network)
+    state = state_dict_of(read_checkpoint(path), network)
     load_into(module, state, str(path))
     return str(path)
 
