@@ -15,15 +15,17 @@ from .losses import _class_logits
 
 
 class Metric:
+    n_sums = 2  # how many running sums `batch_sums` returns (the last is always the count)
+
     def __init__(self):
-        self.sums = None
+        self.sums = torch.zeros(self.n_sums, dtype=torch.float64)
 
     def update(self, pred, target):
-        batch = torch.stack([torch.as_tensor(v, dtype=torch.float64) for v in self.batch_sums(pred, target)])
-        self.sums = batch if self.sums is None else self.sums + batch
+        self.sums += torch.stack([torch.as_tensor(v, dtype=torch.float64) for v in self.batch_sums(pred, target)])
 
     def value(self) -> float:
-        return self.finish(*self.sums.tolist()) if self.sums is not None else float("nan")
+        sums = self.sums.tolist()
+        return self.finish(*sums) if sums[-1] > 0 else float("nan")
 
 
 class Accuracy(Metric):
@@ -44,6 +46,8 @@ class Accuracy(Metric):
 
 
 class _Regression(Metric):
+    n_sums = 5
+
     def batch_sums(self, pred, target):
         pred = pred.detach().double()
         target = target.reshape(pred.shape).double()

@@ -287,8 +287,7 @@ def evaluate(model, dataset, loss_fn, metric_cfgs, batch_size, world, autocast, 
     totals = all_sum(torch.stack([loss_sum, torch.tensor(float(seen), dtype=torch.float64)]), world)
     out = {f"{prefix}loss": (totals[0] / totals[1]).item()}
     for name, m in metrics:
-        if world.active and m.sums is not None:
-            m.sums = all_sum(m.sums, world)
+        m.sums = all_sum(m.sums, world)  # every rank calls it, even one whose share was empty
         out[f"{prefix}{name}"] = m.value()
     model.train(was_training)
     return out
@@ -428,7 +427,7 @@ class Book:
             self.run.write_metrics(self.history)
         self.console.epoch_done(row)
         self.tb.epoch_done(row)
-        stop = self.patience is not None and self.bad > int(self.patience)
+        stop = self.patience is not None and self.bad >= int(self.patience)  # as Keras and Lightning count
         if stop:
             self.console.say(f"early stopping: {self.monitor} has not improved for {self.bad} epochs "
                              f"(best {self.best:.4g} at epoch {self.best_epoch})")
@@ -464,7 +463,7 @@ class Book:
         """After the last epoch: back to the best weights (if a validation split chose them), test, plot."""
         self.write_checkpoints(wait=True)
         best = self.run / "best.pt"
-        if self.best is not None and (self.world.is_main and best.exists() or not self.world.is_main):
+        if self.best is not None:  # the same on every rank: their metrics are all-reduced
             state = checkpoint.load(best) if self.world.is_main else None
             state = _broadcast(state, self.world)
             for name, m in self.parts["networks"].items():
