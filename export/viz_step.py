@@ -195,6 +195,9 @@ def _one_step(spec, network, run, weights, batch_size, seed) -> Step:
     if used:
         note += f"; weights from {used}"
     named = {t.name: x for t, x in zip(net.inputs, inputs)}
-    trace = record_backward(module, named, loss_fn, name, spec_paths=set(net.graph.nodes),
-                            callers=shared_callers(net.graph))
+    try:
+        trace = record_backward(module, named, loss_fn, name, spec_paths=set(net.graph.nodes),
+                                callers=shared_callers(net.graph))
+    except (RuntimeError, ValueError) as e:  # e.g. BatchNorm on a batch of 1, nothing requiring grad
+        raise UserError(f"the step on {note} failed: {str(e).splitlines()[0]}") from None
     return Step(trace, note)

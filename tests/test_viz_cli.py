@@ -275,3 +275,11 @@ def test_spec_nodes_named_like_picture_parts(tmp_path):
     assert p.cluster_path("legend.weight") == ["legend"] and p.cluster_path("loss.weight") == ["loss"]
     assert p.cluster_path("#legend:0") == ["#legend"] and p.nodes["loss"]["label"].startswith("loss (root)")
     assert p.cluster_path("loss:AddmmBackward0") == ["loss"]
+
+
+def test_a_failing_step_is_a_user_error(tmp_path, capsys):
+    spec = tmp_path / "bn.yaml"
+    spec.write_text("spec: 1\nname: bn\ninputs:\n  x: {shape: [B, 4]}\nnodes:\n"
+                    "  fc: {op: Linear, out_features: 4}\n  bn: {op: BatchNorm1d}\noutputs: [bn]\n")
+    assert viz(spec, "--view", "backward", "--batch-size", "1", "-o", tmp_path / "b.dot") == 2
+    assert "failed: Expected more than 1 value per channel" in capsys.readouterr().err
