@@ -160,3 +160,58 @@ train:
     import json
     assert json.loads((run_dir / "test.json").read_text())["accuracy"] > 0.9
     assert "val.loss" not in history[-1]  # no validation split was given
+
+
+REGRESSION_SPEC = """
+spec: 1
+name: csv_regression
+inputs: {x: {shape: [B, 5]}}
+nodes:
+  hidden: {op: Linear, out_features: 16}
+  act: {op: ReLU}
+  out: {op: Linear, out_features: 1}
+train:
+  data: DATA
+  loss: mse
+  optimizer: {type: adam, lr: 0.01}
+  epochs: 15
+  metrics: [r2]
+"""
+
+
+def test_csv_regression_with_a_categorical_column_trains(tmp_path):
+    """As the notes' COVID-cases regression: numeric and categorical features, a numeric target."""
+    import builder
+
+    rng = np.random.default_rng(0)
+    rows = ["temp,humidity,region,cases"]
+    effect = {"north": 0.0, "south": 4.0, "east": -3.0}
+    for _ in range(600):
+        t, h, r = rng.uniform(0, 30), rng.uniform(20, 90), rng.choice(list(effect))
+        rows.append(f"{t:.2f},{h:.1f},{r},{0.5 * t - 0.1 * h + effect[r] + rng.normal(0, 0.5):.3f}")
+    (tmp_path / "cases.csv").write_text("\n".join(rows) + "\n")
+    data = f"{{source: csv, path: {tmp_path}/cases.csv, target: cases, standardize: true, batch_size: 32, seed: 0}}"
+    spec = builder.load(REGRESSION_SPEC.replace("DATA", data))
+    _, history, run_dir = builder.train(spec, run_dir=tmp_path / "run", quiet=True)
+    import json
+    assert json.loads((run_dir / "test.json").read_text())["r2"] > 0.9
+
+
+def test_streamed_and_in_memory_data_train_identically(tmp_path):
+    import csv as csv_module
+
+    import builder
+
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(400, 5)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", (x @ np.arange(1, 6, dtype=np.float32))[:, None])
+    runs = []
+    for stream in ("true", "false"):
+        data = (f"{{source: npy, x: {tmp_path}/x.npy, y: {tmp_path}/y.npy, stream: {stream}, "
+                "standardize: true, batch_size: 32, seed: 0}")
+        spec = builder.load(REGRESSION_SPEC.replace("DATA", data))
+        _, _, run_dir = builder.train(spec, run_dir=tmp_path / stream, quiet=True, epochs=3)
+        rows = list(csv_module.DictReader(open(run_dir / "metrics.csv")))
+        runs.append([{k: v for k, v in r.items() if k != "seconds"} for r in rows])
+    assert runs[0] == runs[1]
