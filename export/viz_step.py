@@ -60,7 +60,8 @@ def _concrete(dim, batch_size: int, first: bool) -> int:
 
 
 def random_inputs(inputs, batch_size: int, seed: int = 0) -> dict:
-    """Random tensors for the spec's TensorSpecs: B -> batch_size, other symbolic dims -> 8."""
+    """Random tensors for the spec's TensorSpecs: B -> batch_size, other symbolic dims -> 8; integer
+    inputs drawn from their value range (token ids below the vocabulary size), 0/1 masks all ones."""
     g = torch.Generator().manual_seed(seed)
     out = {}
     for t in inputs:
@@ -72,7 +73,10 @@ def random_inputs(inputs, batch_size: int, seed: int = 0) -> dict:
             out[t.name] = torch.ones(shape, dtype=torch.bool)
         else:
             low, high = getattr(t, "value_range", None) or (0, 2)
-            out[t.name] = torch.randint(int(low), int(high), shape, generator=g, dtype=dtype)
+            if high - low <= 2:  # a 0/1 mask: keep every position (an all-padding row would give NaN)
+                out[t.name] = torch.full(shape, high - 1, dtype=dtype)
+            else:
+                out[t.name] = torch.randint(int(low), int(high), shape, generator=g, dtype=dtype)
     return out
 
 
