@@ -13,6 +13,7 @@ import torch.fx as fx
 from torch import nn
 
 from . import ops as ops_pkg
+from .meta import meta_device
 from .spec import Spec, gc_paused
 
 
@@ -47,7 +48,7 @@ def _compile(spec: Spec, network, device) -> fx.GraphModule:
     net = spec.network(network)
     g = net.graph
     root = nn.Module()
-    with torch.device(device or "cpu"):
+    with (meta_device() if str(device) == "meta" else torch.device(device or "cpu")):
         for node, d in g.nodes(data=True):
             if d["op"] == "input" or d.get("share"):
                 continue
