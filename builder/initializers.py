@@ -17,7 +17,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .errors import UserError, did_you_mean
+from .choices import pick
+from .errors import UserError
 from .optim import _matches
 
 INITS = {
@@ -47,11 +48,7 @@ def _init_fn(rule):
     rule = dict(rule)
     name = rule.pop("type", None)
     rule.pop("params", None)
-    if name not in INITS:
-        hint = did_you_mean(name, INITS) if name else None
-        raise UserError(f"train.init: unknown initializer {name!r}" + (f" ({hint})" if hint else "")
-                        + f"; known: {', '.join(INITS)}")
-    fn = INITS[name]
+    fn = pick(INITS, name, "train.init", "initializer")
     try:
         fn(torch.empty(2, 2), **rule)  # check the options once, on a scratch tensor
     except TypeError:

@@ -8,7 +8,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .errors import UserError, did_you_mean
+from .choices import pick
+from .errors import UserError
 
 
 def _class_logits(pred, target):
@@ -64,11 +65,8 @@ def make_loss(cfg):
     """`mse`, or `{type: cross_entropy, label_smoothing: 0.1}`."""
     cfg = {"type": cfg} if isinstance(cfg, str) else dict(cfg or {})
     name = cfg.pop("type", None)
-    if name not in LOSSES:
-        hint = did_you_mean(name, LOSSES) if name else None
-        raise UserError(f"train.loss: unknown loss {name!r}" + (f" ({hint})" if hint else "")
-                        + f"; known: {', '.join(LOSSES)}")
+    make = pick(LOSSES, name, "train.loss", "loss")
     try:
-        return LOSSES[name](**cfg)
+        return make(**cfg)
     except TypeError:
         raise UserError(f"train.loss: {name} takes no option(s) {sorted(cfg)}") from None

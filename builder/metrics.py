@@ -10,7 +10,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .errors import UserError, did_you_mean
+from .choices import pick
+from .errors import UserError
 from .losses import _class_logits
 
 
@@ -91,12 +92,9 @@ def make_metric(cfg):
     name = cfg.pop("type", None)
     if isinstance(name, str) and name.startswith("top") and name[3:].isdigit():
         return name, Accuracy(k=int(name[3:]))
-    if name not in METRICS:
-        hint = did_you_mean(name, METRICS) if name else None
-        raise UserError(f"train.metrics: unknown metric {name!r}" + (f" ({hint})" if hint else "")
-                        + f"; known: {', '.join(METRICS)}, topK")
+    make = pick(METRICS, name, "train.metrics", "metric (or topK)")
     label = f"top{cfg['k']}" if name == "top_k" else name
     try:
-        return label, METRICS[name](**cfg)
+        return label, make(**cfg)
     except TypeError:
         raise UserError(f"train.metrics: {name} takes no option(s) {sorted(cfg)}") from None

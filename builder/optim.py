@@ -16,20 +16,13 @@ import math
 
 import torch
 
+from .choices import pick
 from .errors import UserError, did_you_mean
 
 OPTIMIZERS = {
     "sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW,
     "adagrad": torch.optim.Adagrad, "rmsprop": torch.optim.RMSprop,
 }
-
-
-def _choice(kind, name, table):
-    if name not in table:
-        hint = did_you_mean(name, table) if name else None
-        raise UserError(f"train.{kind}: unknown type {name!r}" + (f" ({hint})" if hint else "")
-                        + f"; known: {', '.join(table)}")
-    return table[name]
 
 
 def _matches(name, patterns):
@@ -61,7 +54,7 @@ def param_groups(model, groups):
 def make_optimizer(model, cfg):
     """A torch optimizer over `model`'s trainable parameters, configured by one `optimizer:` dict."""
     cfg = dict(cfg or {"type": "sgd", "lr": 0.01})
-    cls = _choice("optimizer", cfg.pop("type", "sgd"), OPTIMIZERS)
+    cls = pick(OPTIMIZERS, cfg.pop("type", "sgd"), "train.optimizer", "type")
     groups = cfg.pop("groups", []) or []
     known = set(inspect.signature(cls).parameters) - {"params"}
     for key in list(cfg) + [k for g in groups for k in g if k != "params"]:
@@ -90,7 +83,7 @@ class Schedule:
     def __init__(self, optimizer, cfg, steps_per_epoch, epochs):
         cfg = {"type": cfg} if isinstance(cfg, str) else dict(cfg or {})
         self.type = cfg.pop("type", "constant")
-        _choice("schedule", self.type, dict.fromkeys(SCHEDULES))
+        pick(dict.fromkeys(SCHEDULES), self.type, "train.schedule", "type")
         self.warmup = int(cfg.pop("warmup_steps", 0))
         self.total_steps = int(cfg.pop("total_steps", steps_per_epoch * epochs))
         self.opts = cfg

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..choices import pick
 from ..errors import UserError, did_you_mean
 from . import files, sources
 from .dataset import Dataset, split_rows
@@ -47,11 +48,7 @@ def load_data(cfg: dict) -> Data:
     """Build the splits that `cfg` (the spec's `train.data` section) describes."""
     cfg = dict(cfg or {})
     name = cfg.get("source")
-    if name not in READERS:
-        hint = did_you_mean(name, READERS) if name else None
-        raise UserError(f"train.data.source: unknown source {name!r}" + (f" ({hint})" if hint else "")
-                        + f"; known: {', '.join(READERS)}")
-    reader = READERS[name]
+    reader = pick(READERS, name, "train.data.source", "source")
     args = {k: v for k, v in cfg.items() if k not in COMMON_KEYS}
     _check_args(name, reader, args)
     if name in sources.BUILTIN:
