@@ -64,6 +64,8 @@ def run(args):
 def _worker_argv(args):
     """The command line each torchrun worker runs: this one, without the launcher's options."""
     argv = [args.spec] if args.spec else []
+    for module in getattr(args, "plugin", []) or []:
+        argv += ["--plugin", module]
     for item in args.overrides:
         argv += ["--set", item]
     for flag, value in (("--resume", args.resume), ("--run-dir", args.run_dir), ("--epochs", args.epochs),
@@ -83,9 +85,14 @@ def main(argv=None):
     from ..errors import UserError
 
     parser = argparse.ArgumentParser(prog="build train")
+    parser.add_argument("--plugin", action="append", default=[], metavar="MODULE")
     add_arguments(parser)
     args = parser.parse_args(argv)
     try:
+        from ..ops import load_entry_points, load_plugin
+        load_entry_points()  # as builder.cli does before running a command
+        for module in args.plugin:
+            load_plugin(module)
         return run(args)
     except UserError as e:
         print(str(e), file=sys.stderr)
