@@ -56,6 +56,12 @@ def _init_fn(rule):
     return name, lambda t: fn(t, **rule)
 
 
+def check_init(cfg) -> None:
+    """Check the rules' names and options (which parameters they match is known only with a network)."""
+    for rule in _rules(cfg) if cfg else []:
+        _init_fn(rule)
+
+
 @torch.no_grad()
 def apply_init(model: nn.Module, cfg, skip=()) -> None:
     """Re-initialise `model`'s parameters in place by the `init:` rules (uses the global torch RNG);

@@ -17,10 +17,10 @@ import torch
 import torch.nn as nn
 
 from . import checkpoint
-from .data import load_data
+from .data import check_data, load_data
 from .distributed import World, all_sum, join, leave
 from .errors import UserError, did_you_mean
-from .initializers import apply_init
+from .initializers import apply_init, check_init
 from .losses import make_loss
 from .metrics import make_metric
 from .optim import Schedule, make_optimizer
@@ -493,6 +493,26 @@ def _broadcast(obj, world: World):
 
 # ----------------------------------------------------------------------------------------------------
 # configuration and plumbing
+
+
+def check_train(cfg) -> None:
+    """Check a spec's train section without reading data or training (for `build check`): keys, names
+    and options of data, loss, metrics, optimizer, schedule and init; a one-line UserError if wrong."""
+    if not cfg:
+        return
+    check_config(cfg)
+    check_data(_data_cfg(cfg))
+    gan = cfg.get("mode") == "gan" or "gan" in cfg
+    make_loss(cfg.get("loss", "mse"))
+    for m in cfg.get("metrics", []):
+        make_metric(m)
+    names = ("generator", "discriminator") if gan else ("model",)
+    optimizers = per_network(cfg.get("optimizer"), names) if gan else {"model": cfg.get("optimizer")}
+    schedules = per_network(cfg.get("schedule"), names) if gan else {"model": cfg.get("schedule")}
+    for name in names:
+        probe = nn.Linear(1, 1)  # parameter groups match spec paths; here only the options are checked
+        Schedule(make_optimizer(probe, optimizers[name]), schedules[name], 1, cfg.get("epochs", 10))
+    check_init(cfg.get("init"))
 
 
 def check_config(cfg):

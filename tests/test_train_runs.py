@@ -102,3 +102,21 @@ def test_build_train_command_logs_json_lines(tmp_path, capsys):
     lines = [json.loads(line) for line in out.out.splitlines()]
     assert [r["epoch"] for r in lines] == [1, 2] and "val.accuracy" in lines[0]
     assert "Traceback" not in out.err
+
+
+def test_check_train_finds_mistakes_without_reading_data():
+    from builder.trainer import check_train
+
+    for spec in ("specs/mlp_digits.yaml", "specs/gan_tril.yaml", "specs/char_lstm.yaml", "examples/char_transformer.yaml"):
+        check_train(builder.load(spec).train)
+    good = builder.load("specs/mlp_digits.yaml").train
+    for change, message in [
+        ({"data": {"source": "digits", "standrdize": True}}, "no key 'standrdize'"),
+        ({"loss": "cross_entropyy"}, "did you mean 'cross_entropy'"),
+        ({"metrics": ["acc"]}, "unknown metric"),
+        ({"optimizer": {"type": "sgd", "lr": 0.1, "nesterov": True}}, "(?i)nesterov"),
+        ({"schedule": {"type": "noam"}}, "noam needs d_model"),
+        ({"init": [{"params": "fc1.*", "type": "xavier"}]}, "unknown initializer 'xavier'"),
+    ]:
+        with pytest.raises(UserError, match=message):
+            check_train({**good, **change})

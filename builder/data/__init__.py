@@ -44,13 +44,21 @@ class Data:
     info: dict = field(default_factory=dict)
 
 
-def load_data(cfg: dict) -> Data:
-    """Build the splits that `cfg` (the spec's `train.data` section) describes."""
-    cfg = dict(cfg or {})
+def check_data(cfg: dict):
+    """The reader and its arguments for `cfg`, or a one-line error (nothing is read)."""
     name = cfg.get("source")
     reader = pick(READERS, name, "train.data.source", "source")
     args = {k: v for k, v in cfg.items() if k not in COMMON_KEYS}
     _check_args(name, reader, args)
+    Preparation(cfg)  # checks the transform keys
+    return reader, args
+
+
+def load_data(cfg: dict) -> Data:
+    """Build the splits that `cfg` (the spec's `train.data` section) describes."""
+    cfg = dict(cfg or {})
+    name = cfg.get("source")
+    reader, args = check_data(cfg)
     if name in sources.BUILTIN:
         args.setdefault("seed", cfg.get("seed", 0))
 
@@ -198,4 +206,4 @@ def _to_tensor(a) -> torch.Tensor:
     return torch.from_numpy(a)
 
 
-__all__ = ["Data", "Dataset", "load_data", "split_rows"]
+__all__ = ["Data", "Dataset", "check_data", "load_data", "split_rows"]
