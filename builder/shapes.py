@@ -69,8 +69,9 @@ def window_out(n, kernel, stride=1, padding=0, dilation=1, ceil_mode=False):
 def _check_window(kernel, stride, padding, dilation):
     for name, v, low in (("kernel_size", kernel, 1), ("stride", stride, 1), ("dilation", dilation, 1),
                          ("padding", padding, 0)):
-        if not is_static(v) or v < low:
-            raise ShapeError(f"{name} must be {'a positive' if low else 'a non-negative'} integer, got {v!r}")
+        if not is_static(v) or not low <= v <= 2**31:
+            raise ShapeError(f"{name} must be {'a positive' if low else 'a non-negative'} integer up to 2**31, "
+                             f"got {v!r}")
 
 
 def transpose_out(n, kernel, stride=1, padding=0, output_padding=0, dilation=1):

@@ -219,10 +219,19 @@ def _same(ctx):
     return ctx.shapes[0]
 
 
-for _name in ("ReLU", "LeakyReLU", "ELU", "GELU", "SiLU", "Sigmoid", "Tanh", "Softplus", "Dropout",
+for _name in ("ReLU", "LeakyReLU", "ELU", "SiLU", "Sigmoid", "Tanh", "Softplus", "Dropout",
               "Identity", "Hardtanh", "Mish", "Tanhshrink", "Softsign", "ReLU6", "SELU", "CELU"):
     layer(_name, getattr(nn, _name), _same, category="activation" if _name not in ("Dropout", "Identity")
           else "layer", in_dtype=None if _name == "Identity" else "float")
+
+
+def _gelu(ctx):
+    if ctx.args.get("approximate", "none") not in ("none", "tanh"):
+        raise ShapeError(f"approximate must be 'none' or 'tanh', got {ctx.args['approximate']!r}")
+    return ctx.shapes[0]
+
+
+layer("GELU", nn.GELU, _gelu, category="activation")
 
 
 def _prelu(ctx):

@@ -204,6 +204,9 @@ def _slice(ctx):
     dim = S.norm_dim(ctx.args["dim"], len(shape))
     n = shape[dim]
     start, end, step = ctx.args.get("start"), ctx.args.get("end"), ctx.args.get("step", 1)
+    for name, v in (("start", start), ("end", end)):
+        if v is not None and not S.is_static(v):
+            raise ShapeError(f"{name} must be an integer or null, got {v!r}")
     if not isinstance(step, int) or step < 1:
         raise ShapeError(f"step must be a positive int, got {step!r}")
     if S.is_static(n):
@@ -229,6 +232,8 @@ def _select(ctx):
     shape = ctx.shapes[0]
     dim = S.norm_dim(ctx.args["dim"], len(shape))
     n, i = shape[dim], ctx.args["index"]
+    if not S.is_static(i):
+        raise ShapeError(f"index must be an integer, got {i!r}")
     if S.is_static(n) and not -n <= i < n:
         raise ShapeError(f"index {i} is out of range for dim {dim} of size {n}")
     return shape[:dim] + shape[dim + 1:]
