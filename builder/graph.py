@@ -8,6 +8,7 @@ arguments, dtypes and sizes and counting parameters and MACs on the meta device 
 from __future__ import annotations
 
 import functools
+import keyword
 import types
 import typing
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from . import ops as ops_pkg
 from . import shapes as S
 from .errors import did_you_mean
 from .expr import ExprError, substitute
+from .meta import meta_device
 from .ops.registry import InferContext
 from .shapes import ShapeError
 from .yaml_loader import LocDict, LocList
@@ -26,6 +28,9 @@ from .yaml_loader import LocDict, LocList
 NODE_KEYS = ("op", "block", "in", "repeat", "share", "tie", "init", "trainable", "when", "doc")
 BLOCK_KEYS = ("params", "inputs", "nodes", "outputs", "description")
 INPUT_KEYS = ("shape", "dtype", "range", "doc")
+# Node names become submodule attributes and names in the generated forward: never a keyword or an
+# attribute every torch module already has (`type`, `training`, `forward`, ...).
+RESERVED_NAMES = frozenset(dir(torch.fx.GraphModule)) | {"self"}
 MAX_NODES = 20_000  # about 10x the graph of GPT-2 XL; checking this many nodes takes seconds
 MAX_REPEAT = 10_000
 MAX_BLOCK_DEPTH = 32
@@ -144,6 +149,10 @@ class GraphBuilder:
             if not isinstance(name, str) or not name.isidentifier():
                 self.err(f"input name '{name}' must be an identifier", iloc)
                 continue
+            if keyword.iskeyword(name) or name in RESERVED_NAMES:
+                why = "a Python keyword" if keyword.iskeyword(name) else "reserved"
+                self.err(f"input name '{name}' is {why}: it becomes an argument of the generated forward", iloc)
+                continue
             if not isinstance(spec, dict) or "shape" not in spec:
                 self.err(f"input '{name}' needs a shape, e.g. {{shape: [B, 3, 32, 32]}}", iloc, node=name)
                 continue
@@ -230,6 +239,11 @@ class GraphBuilder:
             except RefError as e:
                 self.err(str(e), e.loc, hint=e.hint, file=e.file)
                 continue
+            known = self.g.nodes[node].get("out_shapes")
+            if known is not None and port not in known:
+                self.err(f"output '{name}': '{node}' has no output port '{port}'", target.loc, file=target.file,
+                         hint=f"its ports are: {', '.join(known)}")
+                continue
             outputs.append(OutputRef(name, node, port))
         if self.reader.errors.items:
             return None
@@ -294,6 +308,12 @@ class GraphBuilder:
             if not isinstance(local, str) or not local.replace("_", "a").replace("-", "a").isalnum() or \
                     local[0].isdigit():
                 self.err(f"node name '{local}' must be a word (letters, digits, _ or -; no dots)", loc, file=file)
+                continue
+            if keyword.iskeyword(local) or local in RESERVED_NAMES:
+                why = ("a Python keyword" if keyword.iskeyword(local) else
+                       "reserved (the generated forward's name for the module)" if local == "self" else
+                       f"reserved (every torch module has an attribute '{local}')")
+                self.err(f"node name '{local}' is {why}: pick another name", loc, node=path, file=file)
                 continue
             if local in scope.table:
                 self.err(f"node name '{local}' is already used in this scope (by an input or a node)", loc,
@@ -360,12 +380,17 @@ class GraphBuilder:
                      file=file)
             trainable = True
         block = scope.prefix[:-1]
-        for k in ("share", "tie"):  # so share/tie errors point at the key the user wrote
+        init = _plain(self.ev(entry.get("init"), scope.env, entry.loc_of("init"), path, file))
+        if init is not None:
+            problem = _init_problem(init)
+            if problem:
+                self.err(f"init: {problem}", entry.loc_of("init"), node=path, file=file)
+        for k in ("share", "tie", "init"):  # so share/tie errors point at the key the user wrote
             if k in entry:
                 arg_locs[k] = entry.loc_of(k)
         self.records[path] = Record(path, op.name, dict(args), arg_locs, targets, slots, loc, file, block,
                                     block_type, share, _plain(tie) if tie else None,
-                                    _plain(self.ev(entry.get("init"), scope.env, loc, path, file)),
+                                    init,
                                     trainable)
         scope.table[local] = ("node", path, None)
         if len(self.records) > MAX_NODES:
@@ -537,9 +562,12 @@ class GraphBuilder:
         path = entry[1]
         rec = self.records.get(path)
         op = ops_pkg.get(rec.op) if rec else None
-        ports = op.port_names(rec.args) if op else ("out",)
-        if port is None:
-            return path, ports[0]
+        try:
+            ports = tuple(op.port_names(rec.args)) if op else ("out",)
+        except Exception:  # arguments the op's port rule cannot read: its shape rule will say why
+            ports = ()
+        if port is None or not ports:
+            return path, ports[0] if ports else (port or "out")
         if port not in ports:
             raise RefError(f"'{name}' ({rec.op if rec else '?'}) has no output port '{port}'", target.loc,
                            target.file, hint=did_you_mean(port, ports) or f"its ports are: {', '.join(ports)}")
@@ -579,10 +607,26 @@ class GraphBuilder:
         try:
             cycle = nx.find_cycle(self.g)
         except nx.NetworkXNoCycle:
+            self.put_in_topological_order()
             return
         names = [u for u, *_ in cycle] + [cycle[0][0]]
         rec = self.records[cycle[0][0]]
         self.err(f"cycle: {' -> '.join(names)}", rec.loc, node=cycle[0][0], file=rec.file)
+
+    def put_in_topological_order(self):
+        """`in:` may name a later node; the graph's node order is nevertheless one every later stage can
+        walk front to back (the spec's order wherever the references allow it)."""
+        order = {n: i for i, n in enumerate(self.g.nodes)}
+        topo = list(nx.lexicographical_topological_sort(self.g, key=lambda n: order[n]))
+        if topo == list(self.g.nodes):
+            return
+        g = nx.MultiDiGraph()
+        g.graph.update(self.g.graph)
+        for n in topo:
+            g.add_node(n, **self.g.nodes[n])
+        for u, v, k, d in self.g.edges(keys=True, data=True):
+            g.add_edge(u, v, key=k, **d)
+        self.g = g
 
     def infer_all(self):
         order = {n: i for i, n in enumerate(self.g.nodes)}
@@ -652,6 +696,10 @@ class GraphBuilder:
         shapes, dtypes = [], []
         for src, port in rec.inputs:
             d = self.g.nodes[src]
+            if port not in d["out_shapes"]:  # ports that follow from the shape rule (split by size)
+                node_err(f"'{src}' ({d['op']}) has no output port '{port}'",
+                         hint=f"its ports are: {', '.join(d['out_shapes'])}")
+                return False
             shapes.append(tuple(d["out_shapes"][port]))
             dtypes.append(d["dtype"])
         if op.in_dtype == "float":
@@ -697,6 +745,13 @@ class GraphBuilder:
         except Exception as e:  # torch's own argument checks
             node_err(f"invalid arguments for {rec.op}: {_exc_text(e)}")
             return False
+        for pname, shape in param_shapes.items():
+            if 0 in shape:
+                culprits = [f"{k}={v}" for k, v in rec.args.items() if v == 0 and _is_int(v)]
+                node_err(f"parameter {pname} {S.fmt(shape)} is empty" +
+                         (f" ({', '.join(culprits)})" if culprits else ""),
+                         rec.arg_locs.get(culprits[0].split("=")[0]) if culprits else None)
+                return False
         params = 0
         for shape in param_shapes.values():
             n = 1
@@ -730,7 +785,7 @@ class GraphBuilder:
         key = (op.name, repr(sorted(args.items(), key=lambda kv: kv[0])))
         cached = self._shape_cache.get(key)
         if cached is None:
-            with torch.device("meta"):
+            with meta_device():
                 module = op.build(args) if op.build else None
             cached = {k: tuple(p.shape) for k, p in module.named_parameters()} if module is not None else {}
             if len(self._shape_cache) > 4096:
@@ -784,6 +839,25 @@ class GraphBuilder:
                     node["params"] -= n
                     if node["trainable"]:
                         node["trainable_params"] -= n
+
+
+def _init_problem(init) -> str | None:
+    """What is wrong with a node's `init:` (an initialiser name, {type: ..., options} or a list of them)."""
+    from .errors import UserError
+    from .initializers import _init_fn, _rules
+    if not isinstance(init, (str, dict, list)) or isinstance(init, list) and not all(
+            isinstance(r, (str, dict)) for r in init):
+        return f"expected an initialiser name or {{type: name, ...}}, got {init!r}"
+    try:
+        for rule in _rules(init):
+            if "params" in rule:
+                return "a node's init applies to its own parameters: drop `params`"
+            _init_fn(rule)
+    except UserError as e:
+        return str(e).removeprefix("train.init: ")
+    except Exception as e:  # options of the wrong kind (std: abc)
+        return f"invalid initialiser options: {_exc_text(e)}"
+    return None
 
 
 def _exc_text(e: Exception) -> str:
