@@ -30,7 +30,8 @@ BLOCK_KEYS = ("params", "inputs", "nodes", "outputs", "description")
 INPUT_KEYS = ("shape", "dtype", "range", "doc")
 # Node names become submodule attributes and names in the generated forward: never a keyword or an
 # attribute every torch module already has (`type`, `training`, `forward`, ...).
-RESERVED_NAMES = frozenset(dir(torch.fx.GraphModule)) | {"self"}
+RESERVED_NAMES = (frozenset(dir(torch.fx.GraphModule(torch.nn.Module(), torch.fx.Graph())))
+                  | {"self", "spec_inputs", "spec_outputs", "spec_name", "network_name", "node_inits"})
 MAX_NODES = 20_000  # about 10x the graph of GPT-2 XL; checking this many nodes takes seconds
 MAX_REPEAT = 10_000
 MAX_BLOCK_DEPTH = 32
