@@ -41,3 +41,14 @@ def test_misspelt_argument_and_unknown_op_are_rejected():
         jsonschema.validate(doc, schema)
     doc["nodes"]["fc"] = {"op": "Linear", "out_features": 3}
     jsonschema.validate(doc, schema)
+
+
+def test_check_also_checks_the_train_section(tmp_path, capsys):
+    from builder.cli import main
+    spec = tmp_path / "bad_train.yaml"
+    spec.write_text("spec: 1\ninputs: {x: {shape: [B, 2]}}\nnodes:\n  a: {op: Linear, out_features: 1}\n"
+                    "train:\n  data: {source: toy_linear}\n  optimizer: {type: sgdd, lr: 0.1}\n")
+    assert main(["check", str(spec)]) == 2
+    err = capsys.readouterr().err
+    assert "bad_train.yaml: error:" in err and "sgdd" in err and "did you mean 'sgd'" in err
+    assert main(["check", "specs/mlp_digits.yaml"]) == 0

@@ -10,6 +10,13 @@ def register(sub):
 
 def run(args):
     spec = load_spec(args)
+    if spec.train:
+        from ..errors import UserError
+        from ..trainer import check_train
+        try:
+            check_train(spec.train)  # keys, names and options; no data is read
+        except UserError as e:
+            raise UserError(f"{args.spec}: error: {e}") from None
     nodes = sum(sum(1 for _, d in n.graph.nodes(data=True) if d["op"] != "input") for n in spec.networks.values())
     nets = f" in {len(spec.networks)} networks ({', '.join(spec.networks)})" if len(spec.networks) > 1 else ""
     print(f"OK {spec.name}: {nodes} nodes{nets}, {spec.total_params:,} parameters "
