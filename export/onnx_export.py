@@ -142,7 +142,10 @@ def _summary(e: Exception) -> str:
 def _reference_cases(module, sig, dyn, ranges):
     """(sizes, inputs, torch outputs) at each verification shape; fresh tensors per case."""
     cases = []
-    for k, sizes in enumerate(signature.verification_sizes(sig, dyn, ranges)):
+    all_sizes = signature.verification_sizes(sig, dyn, ranges)
+    while len(all_sizes) < 3:  # static inputs: other random inputs at the one shape there is
+        all_sizes.append(dict(all_sizes[0]))
+    for k, sizes in enumerate(all_sizes):
         inputs = signature.example_inputs(sig, sizes, seed=1000 + k)
         try:
             expected = verify.torch_outputs(module, inputs)
@@ -206,8 +209,10 @@ def describe(result: ExportResult) -> str:
     shapes = "; ".join(", ".join(f"{k}={v}" for k, v in s.items()) for s in result.shapes_checked)
     mb = result.size_bytes / 1e6
     dyn = ",".join(result.dynamic) or "none"
+    n = len(result.shapes_checked)
+    where = f"{n} shapes ({shapes})" if shapes else f"the static input shapes ({len(result.comparisons)} checks)"
     text = (f"wrote {result.path} ({mb:.2f} MB, {result.nodes} nodes, dynamic: {dyn}); onnxruntime matches "
-            f"torch at {len(result.shapes_checked)} shapes ({shapes}), max abs diff {result.max_abs:.2g}")
+            f"torch at {where}, max abs diff {result.max_abs:.2g}")
     arbitrated = [c for c in result.comparisons if c.ort_err64 is not None]
     if arbitrated:
         worst = max(arbitrated, key=lambda c: c.ort_err64 / max(c.torch_err64, 1e-30))
