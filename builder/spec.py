@@ -228,7 +228,13 @@ class SpecReader:
                 self.err(f"use: no such file '{rel}' (looked in {base})", loc, file=file)
                 continue
             sub_file = _display(target)
-            sub = load_yaml(target.read_text(encoding="utf-8"), sub_file)
+            try:
+                sub_text = target.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as e:
+                why = "not a UTF-8 text file" if isinstance(e, UnicodeDecodeError) else e.strerror or str(e)
+                self.err(f"use: cannot read '{rel}': {why}", loc, file=file)
+                continue
+            sub = load_yaml(sub_text, sub_file)
             if not isinstance(sub, dict):
                 self.err(f"use: '{rel}' is not a spec mapping", loc, file=file)
                 continue
@@ -361,6 +367,8 @@ def _load(path_or_text, overrides, safe, params) -> Spec:
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError:
             raise UserError(f"{path}: not a UTF-8 text file") from None
+        except OSError as e:
+            raise UserError(f"{path}: cannot read the spec: {e.strerror or e}") from None
         return SpecReader(text, _display(path), path, overrides, safe).read()
     return SpecReader(str(path_or_text), "<spec>", None, overrides, safe).read()
 
