@@ -131,3 +131,18 @@ def test_real_command_exit_code_and_no_traceback():
     assert "python_object_tag.yaml:5:7: error: tag !!python/object/apply:os.system is not allowed" in proc.stderr
     assert "add_shape_mismatch.yaml:8:3: error: sum: cannot add [B,32,16,16] and [B,16,32,32]" in proc.stderr
     assert not (ROOT / "pwned").exists()
+
+
+def test_file_level_problems(tmp_path, capsys, monkeypatch):
+    """Problems with the file itself: one line each, exit 2, no traceback."""
+    big = tmp_path / "big.yaml"
+    big.write_text("spec: 1\n" + "# padding\n" * 250_000, encoding="utf-8")
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"\xff\xfe\x00spec: 1\n")
+    cases = [(big, "larger than 2000 kB"), (binary, "not a UTF-8 text file"),
+             (tmp_path / "missing.yaml", "no such spec file"), (tmp_path / "empty.yaml", "must be a YAML mapping")]
+    (tmp_path / "empty.yaml").write_text("", encoding="utf-8")
+    for path, message in cases:
+        code = main(["check", str(path)])
+        err = capsys.readouterr().err
+        assert code == 2 and message in err and "Traceback" not in err, (path, err)
