@@ -140,3 +140,19 @@ def test_two_inputs_from_npz_with_token_range_checked(tmp_path, capsys):
     np.save(tmp_path / "one.npy", x)
     code, _, err = run_cli(["predict", str(model), "--input", str(tmp_path / "one.npy")], capsys)
     assert code == 2 and "use an .npz with one array per input name" in err
+
+
+def test_trained_run_exports_and_predicts_like_torch(tmp_path, capsys):
+    """The real trainer's run folder (one epoch) -> build export --run -> build predict, onnx and torch."""
+    spec = str(ROOT / "specs" / "mlp_digits.yaml")
+    run = tmp_path / "run"
+    assert main(["train", spec, "--set", "hidden=8", "--epochs", "1", "--run-dir", str(run), "--quiet",
+                 "--device", "cpu"]) == 0
+    model = tmp_path / "m.onnx"
+    assert main(["export", spec, "--set", "hidden=8", "--run", str(run), "-o", str(model)]) == 0
+    x = np.random.default_rng(2).standard_normal((4, 64)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    assert main(["predict", str(model), "--input", str(tmp_path / "x.npy"), "-o", str(tmp_path / "a.npy")]) == 0
+    assert main(["predict", spec, "--set", "hidden=8", "--run", str(run), "--input", str(tmp_path / "x.npy"),
+                 "-o", str(tmp_path / "b.npy"), "--provider", "cpu"]) == 0
+    np.testing.assert_allclose(np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy"), rtol=1e-4, atol=1e-5)
