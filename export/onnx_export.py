@@ -62,7 +62,7 @@ def export_onnx(module: torch.nn.Module, out, *, spec=None, network: str | None 
     out = check_writable(out)
     if graph is None and spec is not None:
         graph = spec.network(network).graph
-    export_cfg = dict(getattr(spec, "export", None) or {})
+    export_cfg = _export_section(spec)
     sig = signature.signature_of(module, graph, sizes or export_cfg.get("sizes"))
     if dynamic is None and export_cfg.get("dynamic") is not None:
         dynamic = list(export_cfg["dynamic"])
@@ -96,6 +96,27 @@ def export_onnx(module: torch.nn.Module, out, *, spec=None, network: str | None 
         return ExportResult(out, len(model.graph), size, dyn, ranges, comparisons, scopes, external)
     finally:
         module.train(was_training)
+
+
+EXPORT_KEYS = ("dynamic", "opset", "sizes")
+
+
+def _export_section(spec) -> dict:
+    """The spec's `export:` section: dynamic: [B, T], opset: 18, sizes: {T: 16} (example sizes)."""
+    from builder.errors import did_you_mean
+    cfg = dict(getattr(spec, "export", None) or {})
+    for key in cfg:
+        if key not in EXPORT_KEYS:
+            hint = did_you_mean(key, EXPORT_KEYS)
+            raise UserError(f"export: unknown key '{key}' (known: {', '.join(EXPORT_KEYS)})"
+                            + (f"; {hint}" if hint else ""))
+    if "dynamic" in cfg and not (isinstance(cfg["dynamic"], list) and all(isinstance(d, str) for d in cfg["dynamic"])):
+        raise UserError(f"export.dynamic must be a list of dim names like [B, T], got {cfg['dynamic']!r}")
+    if "sizes" in cfg and not (isinstance(cfg["sizes"], dict) and all(isinstance(v, int) and v > 0 for v in cfg["sizes"].values())):
+        raise UserError(f"export.sizes must map dim names to positive sizes like {{T: 16}}, got {cfg['sizes']!r}")
+    if "opset" in cfg and not isinstance(cfg["opset"], int):
+        raise UserError(f"export.opset must be a whole number, got {cfg['opset']!r}")
+    return cfg
 
 
 def _torch_onnx_export(module, sig, dyn, opset):

@@ -270,3 +270,24 @@ def test_weights_over_the_limit_go_to_one_data_file_beside(tmp_path, monkeypatch
     sess = ort.InferenceSession(str(tmp_path / "big.onnx"), providers=["CPUExecutionProvider"])
     assert sess.run(None, {"x": np.zeros((2, 64), np.float32)})[0].shape == (2, 10)
     assert onnx.load(str(tmp_path / "big.onnx")).opset_import[0].version == 18
+
+
+def test_export_section_of_the_spec(tmp_path, capsys):
+    spec_file = tmp_path / "cfg.yaml"
+    spec_file.write_text("""
+spec: 1
+name: cfg
+inputs:
+  tokens: {shape: [B, T], dtype: int64}
+nodes:
+  emb: {op: Embedding, num_embeddings: 12, embedding_dim: 8}
+  head: {op: Linear, out_features: 3}
+outputs: [head]
+export: {dynamic: [B], sizes: {T: 16}, opset: 18}
+""")
+    out = tmp_path / "c.onnx"
+    assert main(["export", str(spec_file), "--random", "-o", str(out)]) == 0
+    model = onnx.load(str(out))
+    assert dims(model.graph.input[0]) == ["B", 16] and model.opset_import[0].version == 18
+    assert main(["export", str(spec_file), "--random", "-o", str(out), "--set", "export.dynamc=[T]"]) == 2
+    assert "did you mean 'dynamic'" in capsys.readouterr().err
