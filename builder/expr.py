@@ -23,6 +23,8 @@ _PART = re.compile(r"\$\{([^{}]*)\}")
 class ExprError(ValueError):
     """Raised with a user-facing message; callers attach the source location."""
 
+    undefined: str | None = None  # the name, when the problem is an undefined param
+
 
 _BIN = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
         ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow}
@@ -31,9 +33,14 @@ _CMP = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.Lt
 _FUNCS = {"min": min, "max": max, "abs": abs, "int": int, "float": float, "round": round}
 
 
+MAX_LEN = 10_000  # strings and lists built by an expression (`${l + l}` doubling through params)
+
+
 def _bounded(v):
     if isinstance(v, bool):
         return v
+    if isinstance(v, (str, list, tuple, dict)) and len(v) > MAX_LEN:
+        raise ExprError(f"value too long (over {MAX_LEN} items)")
     if isinstance(v, int) and abs(v) > MAX_INT:
         raise ExprError("value too large (over 2**63)")
     if isinstance(v, float) and (math.isinf(v) or math.isnan(v)):
@@ -74,13 +81,17 @@ def evaluate(expr: str, names: dict):
             if n.id in ("True", "False", "None"):
                 return {"True": True, "False": False, "None": None}[n.id]
             hint = did_you_mean(n.id, names)
-            raise ExprError(f"undefined param '{n.id}' in ${{{expr.strip()}}}" + (f" ({hint})" if hint else ""))
+            error = ExprError(f"undefined param '{n.id}' in ${{{expr.strip()}}}" + (f" ({hint})" if hint else ""))
+            error.undefined = n.id
+            raise error
         if isinstance(n, ast.BinOp) and type(n.op) in _BIN:
             a, b = ev(n.left), ev(n.right)
             if isinstance(n.op, ast.Pow):
                 return _bounded(_pow(a, b))
             if isinstance(n.op, ast.Mult) and (isinstance(a, str) or isinstance(b, str)):
                 raise ExprError("cannot multiply strings")
+            if isinstance(n.op, ast.Mult) and (isinstance(a, (list, tuple, dict)) or isinstance(b, (list, tuple, dict))):
+                raise ExprError("cannot multiply lists")
             try:
                 return _bounded(_BIN[type(n.op)](a, b))
             except ZeroDivisionError:
@@ -90,12 +101,12 @@ def evaluate(expr: str, names: dict):
                                 f"{type(b).__name__} in ${{{expr.strip()}}}") from None
         if isinstance(n, ast.UnaryOp):
             v = ev(n.operand)
-            if isinstance(n.op, ast.USub):
-                return -v
-            if isinstance(n.op, ast.UAdd):
-                return +v
             if isinstance(n.op, ast.Not):
                 return not v
+            if isinstance(n.op, (ast.USub, ast.UAdd)):
+                if not isinstance(v, (int, float)):
+                    raise ExprError(f"cannot negate {type(v).__name__} in ${{{expr.strip()}}}")
+                return _bounded(-v if isinstance(n.op, ast.USub) else +v)
         if isinstance(n, ast.BoolOp):
             vals = [ev(v) for v in n.values]
             out = vals[0]
@@ -145,4 +156,4 @@ def substitute(value, names: dict):
     m = _FULL.match(value.strip())
     if m:
         return evaluate(m.group(1), names)
-    return _PART.sub(lambda mm: str(evaluate(mm.group(1), names)), value)
+    return _bounded(_PART.sub(lambda mm: str(evaluate(mm.group(1), names)), value))

@@ -145,6 +145,7 @@ class SpecReader:
             self.err("params must be a mapping of name: value", doc.loc_of("params"))
             raw = LocDict()
         params: dict = {}
+        failed: set = set()
         for key, value in raw.items():
             if not isinstance(key, str) or not key.isidentifier():
                 self.err(f"param name '{key}' must be an identifier", raw.loc_of(key))
@@ -155,7 +156,9 @@ class SpecReader:
             try:
                 params[key] = self.eval_value(value, params)
             except ExprError as e:
-                self.err(str(e), raw.loc_of(key), node=f"params.{key}")
+                if e.undefined not in failed:  # not a follow-on of an error already reported
+                    self.err(str(e), raw.loc_of(key), node=f"params.{key}")
+                failed.add(key)
         for key in self.overrides:
             if "." not in key and key not in params:
                 hint = did_you_mean(key, params)
