@@ -59,7 +59,8 @@ def make_case(seeds, ch):
     kind = ch.choice(("tree", "tree", "tree", "text", "set"))
     overrides = None
     if kind == "tree":
-        mutated, applied = M.mutate_tree(copy.deepcopy(doc), ch, ch.integer(1, 3))
+        donors = [d for _, _, d in seeds]
+        mutated, applied = M.mutate_tree(copy.deepcopy(doc), ch, ch.integer(1, 3), donors)
         text = M.dump(mutated)
     elif kind == "text":
         text, applied = M.mutate_text(text, ch, ch.integer(1, 3))

@@ -11,6 +11,7 @@ any other exception is a bug.
 """
 from __future__ import annotations
 
+import copy
 import math
 import os
 import random
@@ -181,10 +182,21 @@ def locations(doc):
 
 
 OPS = ("drop", "replace", "swap_type", "reference", "number", "rename_key", "insert_key", "duplicate_entry",
-       "move_entry")
+       "move_entry", "swap_op", "swap_op", "graft")
 
 
-def mutate_tree(doc, ch, n_mutations: int):
+def op_names() -> list[str]:
+    from builder import ops
+    return ops.names()
+
+
+def node_entries(doc) -> list[dict]:
+    """Every mapping with an `op:` key: the nodes of all scopes."""
+    return [v for v in (parent[key] for parent, key in locations(doc)) if isinstance(v, dict) and "op" in v]
+
+
+def mutate_tree(doc, ch, n_mutations: int, donors=()):
+    """Apply n mutations in place; `donors` are other documents whose nodes may be grafted in."""
     names = names_in(doc)
     applied = []
     for _ in range(n_mutations):
@@ -218,6 +230,14 @@ def mutate_tree(doc, ch, n_mutations: int):
             parent[f"{key}_copy" if isinstance(key, str) else ch.choice(names)] = value
         elif op == "duplicate_entry":
             parent.append(value)
+        elif op == "swap_op":  # another op with this node's arguments: every shape rule meets odd inputs
+            nodes = node_entries(doc)
+            if nodes:
+                ch.choice(nodes)["op"] = ch.choice(op_names())
+        elif op == "graft" and isinstance(parent, dict):  # a node of another spec lands here
+            donor_nodes = [n for d in donors for n in node_entries(d)]
+            if donor_nodes:
+                parent[f"g{ch.integer(0, 99)}"] = copy.deepcopy(ch.choice(donor_nodes))
         elif op == "move_entry" and isinstance(parent, dict):
             del parent[key]
             parent[key] = value  # the node moves to the end: `in:` defaults shift

@@ -42,7 +42,7 @@ def test_tree_mutations(data):
     """Drop keys, swap types, random strings and numbers, broken and crossed references."""
     ch = M.HypothesisChooser(data)
     path, _, doc = _seed(ch)
-    mutated, applied = M.mutate_tree(copy.deepcopy(doc), ch, ch.integer(1, 3))
+    mutated, applied = M.mutate_tree(copy.deepcopy(doc), ch, ch.integer(1, 3), [d for _, _, d in SEEDS])
     text = M.dump(mutated)
     try:
         M.check_outcome(text, path.parent)
