@@ -122,6 +122,7 @@ class GraphBuilder:
         self.block_meta: dict[str, dict] = {}
         self.g = nx.MultiDiGraph()
         self.expanding = (None, None)
+        self.inputs_broken = False
 
     def err(self, msg, loc=None, node=None, hint=None, file=None):
         self.reader.err(msg, loc, node=node, hint=hint, file=file)
@@ -141,12 +142,14 @@ class GraphBuilder:
         top = Scope("", file, dict(self.params))
         inputs_raw = body.get("inputs")
         tensor_specs = []
+        errors_before = len(self.reader.errors.items)
         if not isinstance(inputs_raw, dict) or not inputs_raw:
             self.err("a network needs `inputs:` (e.g. x: {shape: [B, 3, 32, 32]})",
                      body.loc_of("inputs") if "inputs" in body else loc)
             inputs_raw = LocDict()
         for name, spec in inputs_raw.items():
             iloc = inputs_raw.loc_of(name)
+            top.declared.add(name)  # a reference to a broken input is not a second error
             if not isinstance(name, str) or not name.isidentifier():
                 self.err(f"input name '{name}' must be an identifier", iloc)
                 continue
@@ -187,6 +190,7 @@ class GraphBuilder:
                             trainable=True, input_names=None)
             top.table[name] = ("input", NodeRef(name, "out"))
 
+        self.inputs_broken = len(self.reader.errors.items) > errors_before
         nodes = body.get("nodes")
         if not isinstance(nodes, dict) or not nodes:
             self.err("a network needs `nodes:` (an ordered mapping of name: {op: ...})",
@@ -238,7 +242,7 @@ class GraphBuilder:
             try:
                 node, port = self.resolve(target)
             except RefError as e:
-                self.err(str(e), e.loc, hint=e.hint, file=e.file)
+                self.err(f"outputs: {e}", e.loc, hint=e.hint, file=e.file)
                 continue
             known = self.g.nodes[node].get("out_shapes")
             if known is not None and port not in known:
@@ -328,7 +332,9 @@ class GraphBuilder:
             elif prev is not None:
                 targets, slots = [prev], None
             else:
-                self.err("the first node has no input: give it `in:` or declare `inputs:`", loc, node=path, file=file)
+                if not self.inputs_broken:  # a broken `inputs:` section was reported already
+                    self.err("the first node has no input: give it `in:` or declare `inputs:`", loc, node=path,
+                             file=file)
                 targets, slots = [], None
             if "when" in entry:
                 cond = self.ev(entry["when"], scope.env, entry.loc_of("when"), path, file)
