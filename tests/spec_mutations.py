@@ -336,3 +336,40 @@ def check_valid(spec):
         for out in net.outputs:
             assert out.node in g and out.port in g.nodes[out.node]["out_shapes"]
     summarize(spec)
+
+
+def run_forward(text: str, folder: Path, max_params: int = 2_000_000):
+    """Compile every network of an accepted spec and run it on a random batch (symbolic dims = 2)."""
+    import torch
+    with in_folder(folder):
+        spec = builder.load(text)
+    for name in spec.networks:
+        net = spec.network(name)
+        if net.total_params > max_params:
+            continue
+        inputs = []
+        for t in net.inputs:
+            shape = [2 if isinstance(d, str) else d for d in t.shape]
+            if any(d > 4096 for d in shape) or len(shape) > 6 or math.prod(shape) > 2**20:
+                return
+            if t.dtype.startswith(("int", "bool")):
+                high = t.value_range[1] if t.value_range else 2
+                x = torch.randint(0, max(int(high), 1), shape)
+                inputs.append(x.bool() if t.dtype == "bool" else x.to(getattr(torch, t.dtype)))
+            else:
+                inputs.append(torch.randn(shape, dtype=getattr(torch, t.dtype)))
+        module = builder.build(spec, network=name)
+        with torch.no_grad():
+            module.eval()(*inputs)
+
+
+def check_runs(text: str, folder: Path, max_params: int = 2_000_000):
+    """An accepted spec must also compile and run; raise FuzzFailure when it does not."""
+    try:
+        run_forward(text, folder, max_params)
+    except IndexError as e:
+        if "out of range" not in str(e):
+            raise FuzzFailure(f"accepted spec fails to run: IndexError: {str(e)[:300]}") from e
+        # an index into a symbolic dim (T) can only be checked at run time (T=2 here)
+    except Exception as e:
+        raise FuzzFailure(f"accepted spec fails to run: {type(e).__name__}: {str(e)[:300]}") from e

@@ -146,3 +146,15 @@ def test_file_level_problems(tmp_path, capsys, monkeypatch):
         code = main(["check", str(path)])
         err = capsys.readouterr().err
         assert code == 2 and message in err and "Traceback" not in err, (path, err)
+
+
+@pytest.mark.parametrize("command", [["summary"], ["summary", "--json"], ["code"]])
+def test_every_command_fails_cleanly_on_the_corpus(command, capsys, monkeypatch):
+    """Not only `check`: every command that reads a spec exits 2 with the same kind of message."""
+    for spec in corpus():
+        args, _ = read_header(spec)
+        monkeypatch.chdir(ROOT)
+        code = main([*command[:1], str(spec.relative_to(ROOT)), *command[1:], *args])
+        captured = capsys.readouterr()
+        assert code == 2, (spec.name, captured)
+        assert "Traceback" not in captured.err and captured.out == "", spec.name

@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 import spec_mutations as M
@@ -45,7 +45,10 @@ def test_tree_mutations(data):
     mutated, applied = M.mutate_tree(copy.deepcopy(doc), ch, ch.integer(1, 3), [d for _, _, d in SEEDS])
     text = M.dump(mutated)
     try:
-        M.check_outcome(text, path.parent)
+        outcome = M.check_outcome(text, path.parent)
+        event(f"{outcome}: {applied[0].split()[0]}")
+        if outcome == "ok":
+            M.check_runs(text, path.parent, max_params=200_000)  # accepted means it builds and runs
     except M.FuzzFailure as e:
         pytest.fail(f"{e}\n{_report(text, applied)}")
 
@@ -58,7 +61,7 @@ def test_text_mutations(data):
     path, text, _ = _seed(ch)
     text, applied = M.mutate_text(text, ch, ch.integer(1, 3))
     try:
-        M.check_outcome(text, path.parent)
+        event(M.check_outcome(text, path.parent))
     except M.FuzzFailure as e:
         pytest.fail(f"{e}\n{_report(text, applied)}")
 
