@@ -820,6 +820,10 @@ class GraphBuilder:
                              f"{node['op']} {_public(node['args'])}", share_loc, node=path, file=rec.file)
                     continue
                 node["params"] = node["trainable_params"] = 0
+            if rec.tie and rec.share:
+                self.err("a node with `share` has no parameters of its own to `tie`", tie_loc, node=path,
+                         file=rec.file)
+                continue
             if rec.tie:
                 for pname, target in rec.tie.items():
                     tnode, _, tparam = target.rpartition(".")
@@ -840,12 +844,38 @@ class GraphBuilder:
                         self.err(f"tie: cannot tie {pname} {S.fmt(node['param_shapes'][pname])} to {target} "
                                  f"{S.fmt(tshapes[tparam])}", tie_loc, node=path, file=rec.file)
                         continue
+                    root = self.tie_root(path, pname)
+                    if root is None:
+                        self.err(f"tie: {path}.{pname} is tied back to itself (through {target})", tie_loc,
+                                 node=path, file=rec.file)
+                        continue
+                    # the parameter that really holds the values: chains (c -> b -> a) and shared modules
+                    # resolve to it, so compile ties every link to the same Parameter in any order
+                    node["tie"] = {**node["tie"], pname: f"{root[0]}.{root[1]}"}
                     n = 1
                     for d in tshapes[tparam]:
                         n *= d
                     node["params"] -= n
                     if node["trainable"]:
                         node["trainable_params"] -= n
+
+
+    def tie_root(self, path: str, pname: str):
+        """(node, param) that owns the values of path.pname after following ties and shares; None on a cycle."""
+        seen = set()
+        node, param = path, pname
+        while (node, param) not in seen:
+            seen.add((node, param))
+            rec = self.records.get(node)
+            if rec is None:
+                return node, param
+            if rec.share:
+                node = rec.share
+            elif rec.tie and param in rec.tie:
+                node, _, param = rec.tie[param].rpartition(".")
+            else:
+                return node, param
+        return None
 
 
 def _init_problem(init) -> str | None:
