@@ -545,3 +545,20 @@ def test_plugin_ops_through_the_flag(tmp_path, capsys):
     assert torch.allclose(module(x), 2 * 2.0 * torch.nn.functional.linear(x, fc.weight, fc.bias))
     assert main(["--plugin", "no_such_plugin_module", "check", str(path)]) == 2
     assert "cannot import plug-in module 'no_such_plugin_module'" in capsys.readouterr().err
+
+
+def test_tie_chains_and_ties_through_shared_modules_hold_one_parameter(tmp_path):
+    spec = builder.load(write(tmp_path, """\
+        spec: 1
+        inputs: {x: {shape: [B, 4]}}
+        nodes:
+          c: {op: Linear, out_features: 4, tie: {weight: b.weight}}
+          b: {op: Linear, in: x, out_features: 4, tie: {weight: a.weight}}
+          a: {op: Linear, in: x, out_features: 4}
+          s: {op: Linear, in: x, out_features: 4, share: a}
+          t: {op: Linear, in: x, out_features: 4, tie: {weight: s.weight}}
+        """))
+    module = builder.build(spec)
+    weight = module.get_submodule("a").weight
+    assert all(module.get_submodule(n).weight is weight for n in ("b", "c", "t"))
+    assert sum(p.numel() for p in module.parameters()) == spec.total_params == 16 + 4 * 4
