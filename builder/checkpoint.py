@@ -14,25 +14,60 @@ from pathlib import Path
 import torch
 
 from .errors import UserError
+from .io_utils import usual_mode
 
 
 def save_atomic(obj, path) -> None:
+    """torch.save `obj` to `path` so that a kill or a failed write at any moment leaves the old file (or
+    the new one) and never part of one. A failed write (full disk, read-only folder) is a one-line
+    UserError naming the file and the reason; its temporary file is removed."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        usual_mode(fd)
+    except OSError as e:
+        raise UserError(f"cannot write checkpoint {path}: {e.strerror or e}") from None
+    sink = None
+    try:
+        with os.fdopen(fd, "wb", buffering=0) as f:
+            sink = _Sink(f)
+            torch.save(obj, sink)
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        cause = sink.error if sink is not None and sink.error is not None else e
+        if isinstance(cause, OSError):  # torch.save reports a failed write as an 'enforce fail' RuntimeError
+            raise UserError(f"cannot write checkpoint {path}: {cause.strerror or cause}") from None
         raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+
+
+class _Sink:
+    """The file object torch.save writes to: writes every byte (a short write on a full disk turns into
+    the OSError it is) and keeps that OSError, which torch.save replaces by a RuntimeError of its own."""
+
+    def __init__(self, f):
+        self.f = f
+        self.error = None
+
+    def write(self, data) -> int:
+        view = memoryview(data).cast("B")
+        done = 0
+        try:
+            while done < len(view):
+                done += self.f.write(view[done:])
+        except OSError as e:
+            self.error = e
+            raise
+        return done
+
+    def flush(self) -> None:
+        pass
 
 
 def load(path, map_location="cpu"):
@@ -79,7 +114,7 @@ class BackgroundWriter:
             self._thread = None
         if self._error is not None:
             error, self._error = self._error, None
-            raise UserError(f"cannot write checkpoint: {error}")
+            raise error if isinstance(error, UserError) else UserError(f"cannot write checkpoint: {error}")
 
 
 def snapshot(obj):

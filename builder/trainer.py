@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -38,15 +40,25 @@ class TrainingDiverged(UserError):
     """The loss became NaN or Inf; the message names the epoch and step, and the last good checkpoint."""
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) or SIGTERM stopped the run, after its last finished epoch was saved; `str()` says
+    where, and how to go on; `signum` is the signal (the command exits with 128 + signum)."""
+
+    def __init__(self, message, signum=signal.SIGINT):
+        super().__init__(message)
+        self.signum = int(signum)
+
+
 # ----------------------------------------------------------------------------------------------------
 # entry points
 
 
 def train(spec=None, *, resume=None, run_dir=None, device="auto", quiet=False, log_json=False,
-          compile=False, tensorboard=False, callback=None, **overrides):
+          compile=False, tensorboard=False, callback=None, overwrite=False, **overrides):
     """Train a spec by its `train:` section; returns (module, history, run_dir).
 
-    `spec` is a builder.Spec or a YAML path; `resume` a run folder to continue from its last.pt. Keyword
+    `spec` is a builder.Spec or a YAML path; `resume` a run folder to continue from its last.pt. A fresh
+    run refuses a folder that already holds a run (one finished epoch or more) unless `overwrite`. Keyword
     overrides replace keys of the train section: `epochs=3`, or `**{"optimizer.lr": 0.01}`. `callback(row)`
     is called after every epoch with its metrics row; returning True stops the run there (like a kill
     after that epoch's checkpoint). For a GAN spec, `module` is a dict of the two networks.
@@ -71,7 +83,7 @@ def train(spec=None, *, resume=None, run_dir=None, device="auto", quiet=False, l
     resolved = {**spec.resolved, "spec_path": str(spec.path) if spec.path else None, "train": cfg}
     return fit(networks, cfg, name=spec.name, run_dir=run_dir, resume=resume is not None, device=device,
                quiet=quiet, log_json=log_json, compile=compile, tensorboard=tensorboard, callback=callback,
-               spec_text=spec_text, resolved=resolved)
+               spec_text=spec_text, resolved=resolved, overwrite=overwrite)
 
 
 def _spec_source(run_dir, resolved):
@@ -87,15 +99,18 @@ def _spec_source(run_dir, resolved):
 
 
 def fit(networks, cfg, *, name="model", run_dir=None, resume=False, device="auto", quiet=False,
-        log_json=False, compile=False, tensorboard=False, callback=None, spec_text=None, resolved=None):
+        log_json=False, compile=False, tensorboard=False, callback=None, spec_text=None, resolved=None,
+        overwrite=False):
     """Train ready-built networks ({"model": m} or {"generator": g, "discriminator": d}) by `cfg`."""
     if isinstance(networks, nn.Module):
         networks = {"model": networks}
     check_config(cfg)
     device = pick_device(device)
     world = join(device)
+    run = None
     try:
-        run = RunFolder(run_dir or Path("runs") / name, enabled=world.is_main)
+        # locked against a second training; a finished run is not silently overwritten
+        run = RunFolder(run_dir or Path("runs") / name, enabled=world.is_main, resume=resume, overwrite=overwrite)
         run.write_spec(spec_text, resolved or {"name": name, "params": {}, "train": cfg})
         console = Console(quiet, log_json, enabled=world.is_main)
         seed = seed_of(cfg)
@@ -110,14 +125,20 @@ def fit(networks, cfg, *, name="model", run_dir=None, resume=False, device="auto
         loop = train_gan if mode == "gan" else train_supervised
         book = Book(cfg, run, console, world, seed, resume, callback, tensorboard)
         try:
-            result = loop(networks, data, cfg, book, device, world, compile)
-        finally:
+            with stop_on_signals(book):
+                result = loop(networks, data, cfg, book, device, world, compile)
+        except KeyboardInterrupt:
             book.write_checkpoints(wait=True)  # an interrupt keeps the last finished epoch
+            raise TrainingInterrupted(book.interrupted(), book.stop_signal or signal.SIGINT) from None
+        finally:
+            book.write_checkpoints(wait=True)
             run.close()
         for net in networks.values():
             net.eval()  # handed back for inference: dropout off, norms on their running statistics
         return result, book.history, run.path
     finally:
+        if run is not None:
+            run.release()
         leave(world)
 
 
@@ -164,6 +185,7 @@ def train_supervised(networks, data, cfg, book, device, world, compile_model):
             scaler.step(optimizer)
             scaler.update()
             schedule.step()
+            book.stop_point()
             loss_sum += loss_value * len(target)
             seen += len(target)
             if step % 10 == 0 and hasattr(batches, "set_postfix"):
@@ -177,6 +199,7 @@ def train_supervised(networks, data, cfg, book, device, world, compile_model):
         schedule.epoch_end(row)
         if book.epoch_end(row):
             break
+        book.stop_point()
 
     book.finish(lambda: evaluate(model, data.test, loss_fn, metric_cfgs, batch_size, world, autocast, "")
                 if data.test is not None else None)
@@ -248,6 +271,7 @@ def train_gan(networks, data, cfg, book, device, world, compile_model):
             sched_G.step()
             sums["g_loss"] += g_loss.item()
             counts["g_loss"] += 1
+            book.stop_point()
 
         row = {"epoch": epoch + 1}
         row.update({f"train.{n}": mean_over_ranks(sums[n], counts[n], world) for n in sums})
@@ -258,6 +282,7 @@ def train_gan(networks, data, cfg, book, device, world, compile_model):
         sched_G.epoch_end(row), sched_D.epoch_end(row)
         if book.epoch_end(row):
             break
+        book.stop_point()
 
     book.finish(lambda: {"mean_distance": mean_distance(G, data.test, noise)} if data.test is not None else None)
     return {"generator": G, "discriminator": D}
@@ -373,15 +398,22 @@ class Book:
         self.pending = {}  # file name -> snapshot not yet handed to the writer
         self.every_seconds = float((cfg.get("checkpoint") or {}).get("every_seconds", 5.0))
         self.last_write = -math.inf
+        self.saved_epoch = None  # epoch of the newest last.pt handed to the writer
+        self.running = False  # between start() and finish(): a signal asks the loop to stop (stop_on_signals)
+        self.stop_signal = None
 
     def start(self, parts):
         """Remember what to checkpoint; when resuming, load it all back from last.pt."""
         self.parts = parts
+        if self.world.is_main:  # what killed writes left behind; this process holds the folder's lock
+            checkpoint.remove_temporaries(self.run.path)
+        self.running = True
         if not self.resume:
             return
+        if not (self.run / "last.pt").exists():  # killed before its first checkpoint: nothing to go on from
+            self.console.say(f"{self.run.path} has no checkpoint yet: starting at epoch 1")
+            return
         state = checkpoint.load(self.run / "last.pt")
-        if self.world.is_main:
-            checkpoint.remove_temporaries(self.run.path)
         for kind in ("networks", "optimizers", "schedules"):
             for name, obj in parts[kind].items():
                 obj.load_state_dict(state[kind][name])
@@ -393,7 +425,14 @@ class Book:
         self.history = list(state["history"])
         self.best, self.bad, self.best_epoch = state["monitor"]["best"], state["monitor"]["bad"], state["monitor"]["best_epoch"]
         self.first_epoch = int(state["epoch"])
+        self.saved_epoch = self.first_epoch
         self.console.say(f"resuming {self.run.path} at epoch {self.first_epoch + 1}")
+
+    def stop_point(self):
+        """Where the loops may stop for a Ctrl-C or SIGTERM received meanwhile: between steps, and after
+        an epoch's checkpoint is handed on (not inside tqdm, torch or a file write)."""
+        if self.stop_signal is not None:
+            raise KeyboardInterrupt
 
     def check_finite(self, loss_value, epoch, step):
         if not math.isfinite(loss_value):
@@ -436,13 +475,28 @@ class Book:
         return stop
 
     def write_checkpoints(self, wait=False):
-        """Hand the pending snapshots to the background writer (the previous write finishes first)."""
+        """Hand the pending snapshots to the background writer (the previous write finishes first).
+
+        best.pt goes first: a kill between the two writes leaves a last.pt older than best.pt, and the
+        resumed run replays (and rewrites) that best epoch. The other order would leave a stale best.pt
+        that the resumed run believes current, and hands back at the end."""
         if self.pending:
-            self.writer.submit([(state, self.run / name) for name, state in self.pending.items()])
+            self.saved_epoch = self.pending.get("last.pt", {}).get("epoch", self.saved_epoch)
+            names = sorted(self.pending, key=lambda n: n != "best.pt")
+            self.writer.submit([(self.pending[n], self.run / n) for n in names])
             self.pending = {}
             self.last_write = time.monotonic()
         if wait:
             self.writer.wait()
+
+    def interrupted(self) -> str:
+        """The message of an interrupted run (its finished epochs are on disk by now)."""
+        where = self.run.path
+        epoch = self.saved_epoch if self.saved_epoch is not None else (self.first_epoch or None)
+        if epoch is None:
+            return f"interrupted in epoch 1, before any checkpoint; start again (--resume {where} does too)"
+        return f"interrupted: epoch {epoch} of {self.epochs} is saved in {where / 'last.pt'}; " \
+               f"continue with: build train --resume {where}"
 
     def state(self, epoch):
         parts = self.parts
@@ -461,6 +515,8 @@ class Book:
 
     def finish(self, test_fn):
         """After the last epoch: back to the best weights (if a validation split chose them), test, plot."""
+        self.stop_point()
+        self.running = False
         self.write_checkpoints(wait=True)
         best = self.run / "best.pt"
         if self.best is not None:  # the same on every rank: their metrics are all-reduced
@@ -479,6 +535,30 @@ class Book:
         if self.world.is_main:
             self.run.plot(self.history)
         self.tb.close()
+
+
+@contextlib.contextmanager
+def stop_on_signals(book):
+    """While the loop runs, Ctrl-C (SIGINT) or SIGTERM asks it to stop at its next stop point (after the
+    current step); the last finished epoch is saved and TrainingInterrupted raised. A signal before the
+    loop starts, or a second one, interrupts at once. Only the main thread can set handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        if not book.running or book.stop_signal is not None:
+            raise KeyboardInterrupt
+        book.stop_signal = signum
+        book.console.warn(f"{signal.Signals(signum).name}: stopping after this step "
+                          "(saving the last finished epoch); again to stop at once")
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
 def _broadcast(obj, world: World):

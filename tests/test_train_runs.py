@@ -80,7 +80,8 @@ def test_early_stopping_after_patience_epochs_without_improvement(tmp_path):
 
 def test_gradient_clipping_by_norm_and_value_still_learns(tmp_path):
     for clip in ({"norm": 0.5}, {"value": 0.01}):
-        _, history, _ = builder.train("specs/xor_mlp.yaml", run_dir=tmp_path, quiet=True, epochs=10, clip_grad=clip)
+        _, history, _ = builder.train("specs/xor_mlp.yaml", run_dir=tmp_path / next(iter(clip)),
+                                      quiet=True, epochs=10, clip_grad=clip)
         assert history[-1]["val.accuracy"] == 1.0
 
 

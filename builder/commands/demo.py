@@ -41,7 +41,7 @@ def run(args) -> int:
         raise UserError(f"{spec_path}: no such spec (run `build demo` from the repository root)")
     spec = load(spec_path)
     run_dir = Path(args.run_dir or f"runs/{spec.name}")
-    train = ["train", str(spec_path), "--run-dir", str(run_dir)]
+    train = ["train", str(spec_path), "--run-dir", str(run_dir), "--overwrite"]  # a demo starts over
     if args.epochs:
         train += ["--epochs", str(args.epochs)]
     _step("train on the built-in data", train)

@@ -14,6 +14,8 @@ def add_arguments(p):
                    help="override a param (hidden=64) or a train key (train.optimizer.lr=0.01)")
     p.add_argument("--safe", action="store_true", help="confine `use:` imports to the spec's folder")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last.pt")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start over in a run folder that already holds a run (its run files are deleted)")
     p.add_argument("--run-dir", metavar="DIR", help="run folder (default runs/<spec name>)")
     p.add_argument("--epochs", type=int, help="train for this many epochs in total (overrides train.epochs)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
@@ -39,23 +41,29 @@ def run(args):
 
     if not args.spec and not args.resume:
         raise UserError("build train: give a SPEC, or --resume RUN_DIR")
+    if args.resume and args.overwrite:
+        raise UserError("build train: --resume continues a run, --overwrite starts it over; give one")
     if (args.nproc_per_node > 1 or str(args.nnodes) != "1") and not launched_by_torchrun():
         return launch(_worker_argv(args), args.nproc_per_node, args.nnodes, args.rdzv_endpoint)
 
     from ..spec import parse_override
-    from ..trainer import train
+    from ..trainer import TrainingInterrupted, train
 
     sets = dict(parse_override(item) for item in args.overrides)
     epochs = {} if args.epochs is None else {"epochs": args.epochs}
     options = dict(run_dir=args.run_dir, device=args.device, quiet=args.quiet, log_json=args.log_json,
                    compile=args.compile, tensorboard=args.tensorboard)
-    if args.resume:
-        train_sets = {k: v for k, v in sets.items() if k.startswith("train.")}
-        _, history, run_dir = train(resume=args.resume, **options, **train_sets, **epochs)
-    else:
-        import builder
-        spec = builder.load(args.spec, overrides=sets, safe=args.safe)
-        _, history, run_dir = train(spec, **options, **epochs)
+    try:
+        if args.resume:
+            train_sets = {k: v for k, v in sets.items() if k.startswith("train.")}
+            _, history, run_dir = train(resume=args.resume, **options, **train_sets, **epochs)
+        else:
+            import builder
+            spec = builder.load(args.spec, overrides=sets, safe=args.safe)
+            _, history, run_dir = train(spec, overwrite=args.overwrite, **options, **epochs)
+    except TrainingInterrupted as e:  # Ctrl-C or SIGTERM: the finished epochs are saved
+        print(str(e), file=sys.stderr)
+        return 128 + e.signum
     if not args.quiet and not args.log_json:
         print(f"run folder: {run_dir}")
     return 0
@@ -72,7 +80,7 @@ def _worker_argv(args):
                         ("--device", args.device)):
         if value is not None:
             argv += [flag, str(value)]
-    for flag in ("safe", "compile", "quiet", "log_json", "tensorboard"):
+    for flag in ("safe", "overwrite", "compile", "quiet", "log_json", "tensorboard"):
         if getattr(args, flag):
             argv.append("--" + flag.replace("_", "-"))
     return argv
