@@ -573,6 +573,8 @@ class GraphBuilder:
             ports = tuple(op.port_names(rec.args)) if op else ("out",)
         except Exception:  # arguments the op's port rule cannot read: its shape rule will say why
             ports = ()
+        if not all(isinstance(p, str) for p in ports):
+            ports = ()  # port names from odd arguments (split names: [1, [2]]): the shape rule rejects them
         if port is None or not ports:
             return path, ports[0] if ports else (port or "out")
         if port not in ports:
@@ -731,6 +733,9 @@ class GraphBuilder:
             node_err(f"invalid arguments for {rec.op}: {_exc_text(e)}")
             return False
         for port, shape in out.items():
+            if not isinstance(port, str) or not port:
+                node_err(f"invalid arguments for {rec.op}: output port names must be words, got {port!r}")
+                return False
             if not isinstance(shape, tuple) or not all(S.is_static(d) or isinstance(d, str) for d in shape):
                 node_err(f"invalid arguments for {rec.op}: output shape {shape!r} is not a list of sizes")
                 return False
