@@ -27,17 +27,17 @@ sys.path.insert(0, str(ROOT / "tests"))
 import spec_mutations as M  # noqa: E402
 
 
-def make_case(seeds, ch):
+def make_case(seeds, ch, max_mutations: int = 3):
     """(seed path, text, overrides, description) of one damaged spec."""
     path, text, doc = ch.choice(seeds)
     kind = ch.choice(("tree", "tree", "tree", "text", "set"))
     overrides = None
     if kind == "tree":
         donors = [d for _, _, d in seeds]
-        mutated, applied = M.mutate_tree(copy.deepcopy(doc), ch, ch.integer(1, 3), donors)
+        mutated, applied = M.mutate_tree(copy.deepcopy(doc), ch, ch.integer(1, max_mutations), donors)
         text = M.dump(mutated)
     elif kind == "text":
-        text, applied = M.mutate_text(text, ch, ch.integer(1, 3))
+        text, applied = M.mutate_text(text, ch, ch.integer(1, max_mutations))
     else:
         params = list(doc.get("params") or {}) if isinstance(doc, dict) else []
         key = ch.choice(params + ["nope", "train.epochs", "x"]) if params else "nope"
@@ -67,6 +67,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--compile", action="store_true", help="also build and run every accepted spec")
     ap.add_argument("--show", type=int, default=5, help="print this many failing cases in full")
+    ap.add_argument("--max-mutations", type=int, default=3, help="mutations per case: 1 to this many")
     ap.add_argument("--save", type=Path, help="write failing specs into this folder")
     ap.add_argument("--case-timeout", type=float, default=10.0,
                     help="seconds one case may take: hostile specs must fail fast (a slower case fails)")
@@ -82,7 +83,7 @@ def main(argv=None) -> int:
     slowest = (0.0, "")
     start = time.perf_counter()
     for i in range(args.cases):
-        path, text, overrides, desc = make_case(seeds, M.RandomChooser(args.seed * 1_000_003 + i))
+        path, text, overrides, desc = make_case(seeds, M.RandomChooser(args.seed * 1_000_003 + i), args.max_mutations)
         t0 = time.perf_counter()
         signal.setitimer(signal.ITIMER_REAL, args.case_timeout)
         try:
