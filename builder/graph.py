@@ -123,6 +123,7 @@ class GraphBuilder:
         self.g = nx.MultiDiGraph()
         self.expanding = (None, None)
         self.inputs_broken = False
+        self.sites: dict[str, tuple] = {}  # block instance path -> (file, loc) where the spec uses it
 
     def err(self, msg, loc=None, node=None, hint=None, file=None):
         self.reader.err(msg, loc, node=node, hint=hint, file=file)
@@ -520,6 +521,7 @@ class GraphBuilder:
                 inner.table[b_in] = ("input", target)
             self.block_meta[copy_path] = {"block": name, "repeat": None, "index": k if repeat else None,
                                           "parent": path if repeat else scope.prefix[:-1]}
+            self.sites[copy_path] = (file, loc)
             first = NameRef(inner, block_inputs[0], None, bdef.loc, bfile)
             self.expand_scope(inner_nodes, inner, first, stack + (name,), block_type=name)
             out_locs = block_outputs if isinstance(block_outputs, (LocList, LocDict)) else None
@@ -654,8 +656,8 @@ class GraphBuilder:
 
     def infer_node(self, rec: Record) -> bool:
         op = ops_pkg.get(rec.op)
-        node_err = lambda msg, loc=None, hint=None: self.err(msg, loc or rec.loc, node=rec.path, hint=hint,
-                                                             file=rec.file)
+        node_err = lambda msg, loc=None, hint=None: self.err(msg, loc or rec.loc, node=rec.path,
+                                                             hint=hint or self.site_note(rec), file=rec.file)
         lo, hi = op.arity
         n = len(rec.inputs)
         if n < lo or (hi is not None and n > hi):
@@ -864,6 +866,18 @@ class GraphBuilder:
                     if node["trainable"]:
                         node["trainable_params"] -= n
 
+
+    def site_note(self, rec) -> str | None:
+        """For an error inside an imported file: where the spec being checked uses that block."""
+        if rec.file == self.reader.file:
+            return None
+        block = rec.block
+        while block:
+            file, loc = self.sites.get(block, (None, None))
+            if file == self.reader.file and loc:
+                return f"in block '{self.block_meta[block]['block']}' used at {file}:{loc[0]}"
+            block = self.block_meta.get(block, {}).get("parent", "")
+        return None
 
     def tie_root(self, path: str, pname: str):
         """(node, param) that owns the values of path.pname after following ties and shares; None on a cycle."""
