@@ -25,6 +25,7 @@ TOP_KEYS = ("spec", "name", "description", "params", "inputs", "blocks", "nodes"
 NETWORK_KEYS = ("inputs", "nodes", "outputs", "description")
 DTYPES = ("float32", "float64", "float16", "bfloat16", "int64", "int32", "bool")
 MAX_DIM = 2**31
+OVERRIDABLE_SECTIONS = ("train", "export")  # `--set train.optimizer.lr=0.01`
 
 
 @dataclass(frozen=True)
@@ -160,10 +161,18 @@ class SpecReader:
                     self.err(str(e), raw.loc_of(key), node=f"params.{key}")
                 failed.add(key)
         for key in self.overrides:
+            if not isinstance(key, str):
+                raise SpecError(Diagnostic(f"--set {key!r}: a param name must be a string", self.file))
+            head = key.split(".")[0]
             if "." not in key and key not in params:
                 hint = did_you_mean(key, params)
                 raise SpecError(Diagnostic(f"--set {key}: the spec has no param '{key}'", self.file, None, None,
                                            hint=hint or f"params are: {', '.join(params) or 'none'}"))
+            if "." in key and head not in OVERRIDABLE_SECTIONS:
+                hint = did_you_mean(head, OVERRIDABLE_SECTIONS)
+                raise SpecError(Diagnostic(f"--set {key}: only params and keys of the "
+                                           f"{' and '.join(OVERRIDABLE_SECTIONS)} sections can be set", self.file,
+                                           hint=hint))
         return params
 
     def eval_value(self, value, env):
