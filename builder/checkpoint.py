@@ -77,7 +77,21 @@ def load(path, map_location="cpu"):
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # a truncated or foreign file: say which, in one line
-        raise UserError(f"cannot load checkpoint {path}: {str(e).splitlines()[0]}") from None
+        raise UserError(f"cannot load checkpoint {path}: {load_failure(e)}") from None
+
+
+def load_failure(e: Exception) -> str:
+    """One line on why torch.load(weights_only=True) refused a file: for a pickle that names code (a
+    malicious or merely foreign checkpoint), the global it wanted, not torch's paragraph of advice."""
+    text = str(e)
+    if "Weights only load failed" in text:
+        for line in text.splitlines():
+            line = line.strip()
+            if line.startswith(("Unsupported global", "Unsupported operand", "Trying to call")) or "GLOBAL" in line:
+                return (f"refused to unpickle it ({line.rstrip('.')}): checkpoints are loaded with "
+                        "weights_only=True and may hold tensors and plain data, never code")
+        return "refused to unpickle it: it holds more than tensors and plain data (weights_only=True)"
+    return text.strip().splitlines()[0] if text.strip() else type(e).__name__
 
 
 def remove_temporaries(folder) -> None:

@@ -175,7 +175,7 @@ def train_supervised(networks, data, cfg, book, device, world, compile_model):
         loss_sum, seen = 0.0, 0
         for step, (*inputs, target) in enumerate(batches):
             optimizer.zero_grad(set_to_none=True)
-            with autocast:
+            with autocast, first_batch_check(inputs, target, cfg, active=epoch == book.first_epoch and step == 0):
                 prediction = first_output(net(*inputs))
                 loss = loss_fn(prediction, target)
             loss_value = loss.item()
@@ -356,6 +356,25 @@ def mean_distance(G, dataset, noise):
     fake = G(noise(len(real))).reshape(real.shape)
     G.train(was_training)
     return (fake.float().mean(0) - real.float().mean(0)).norm().item()
+
+
+@contextlib.contextmanager
+def first_batch_check(inputs, target, cfg, active):
+    """The first batch of a run: data that does not fit the network or the loss (a float target for
+    cross_entropy, a target of the wrong shape) is a one-line UserError naming the shapes and dtypes,
+    instead of torch's traceback. Later batches run unguarded (same shapes and dtypes)."""
+    if not active:
+        yield
+        return
+    try:
+        yield
+    except (RuntimeError, ValueError, IndexError, TypeError) as e:
+        loss = cfg.get("loss", "the loss")
+        loss = loss.get("type", "the loss") if isinstance(loss, dict) else loss
+        have = ", ".join(f"{list(t.shape)} {str(t.dtype).removeprefix('torch.')}" for t in inputs)
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"train: the data does not fit the network or the loss {loss} (inputs {have}; "
+                        f"target {list(target.shape)} {str(target.dtype).removeprefix('torch.')}): {first}") from None
 
 
 def clip_gradients(model, optimizer, scaler, clip):

@@ -292,8 +292,8 @@ def read_state_dict(path) -> dict:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise UserError(f"{path}: cannot load with torch.load(weights_only=True): {msg}") from None
+        from .checkpoint import load_failure
+        raise UserError(f"{path}: cannot load with torch.load(weights_only=True): {load_failure(e)}") from None
     return _unwrap(data, path)
 
 

@@ -3,7 +3,6 @@ one sample per row), checked against what the model takes, with one clear line w
 from __future__ import annotations
 
 import csv
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,7 +47,7 @@ def read_arrays(path, inputs: list[ModelInput]) -> dict[str, np.ndarray]:
 def _load_npy(path) -> np.ndarray:
     try:
         return np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as e:
+    except Exception as e:  # EOFError, ValueError, a SyntaxError from a damaged header
         raise UserError(f"{path}: not a readable .npy array ({str(e).splitlines()[0] if str(e) else 'empty'})") from None
 
 
@@ -56,7 +55,7 @@ def _from_npz(path, inputs) -> dict:
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+    except Exception as e:  # BadZipFile, zlib.error, EOFError, ValueError, SyntaxError (a damaged header)
         raise UserError(f"{path}: not a readable .npz archive ({str(e).splitlines()[0] if str(e) else 'empty'})") from None
     names = [i.name for i in inputs]
     if len(inputs) == 1 and len(arrays) == 1:
@@ -142,6 +141,13 @@ def conform(arrays: dict[str, np.ndarray], inputs: list[ModelInput], source: str
             if a.min() < low or a.max() >= high:
                 raise UserError(f"{source}: input '{inp.name}' has values in [{a.min()}, {a.max()}], the "
                                 f"model takes [{low}, {high})")
+        if a.dtype.kind == "f" and a.size and not np.isfinite(a).all():
+            bad = ~np.isfinite(a.reshape(len(a), -1))
+            raise UserError(f"{source}: input '{inp.name}' holds {int(bad.sum()):,} NaN or Inf value(s), the first "
+                            f"in sample {int(np.argmax(bad.any(axis=1)))}; the model's outputs for it would be "
+                            "meaningless: fix or drop those samples")
+        if len(a) == 0:
+            raise UserError(f"{source}: input '{inp.name}' holds no samples (shape {list(a.shape)})")
         out[inp.name] = a
     counts = {len(a) for a in out.values()}
     if len(counts) > 1:

@@ -27,7 +27,8 @@ def read_checkpoint(path) -> dict:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated or foreign files raise many types
-        raise UserError(f"{path}: cannot load weights ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+        from builder.checkpoint import load_failure
+        raise UserError(f"{path}: cannot load weights ({load_failure(e)})") from None
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a checkpoint dict or a state_dict, got {type(data).__name__}")
     return data

@@ -66,6 +66,7 @@ def load_data(cfg: dict) -> Data:
         raws, info = _read_per_split(name, reader, args, cfg["files"])
     else:
         fields, n_inputs, info = reader(**args)
+        check_fields(fields, n_inputs, f"train.data ({name})")
         fractions = cfg.get("split", [0.8, 0.1, 0.1])
         rows = split_rows(len(fields[0]), fractions, cfg.get("seed", 0), cfg.get("split_shuffle", True))
         raws = [(fields, n_inputs, r) for r in rows] + [None] * (3 - len(rows))
@@ -81,6 +82,37 @@ def load_data(cfg: dict) -> Data:
         info["unigram_perplexity"] = sources.unigram_perplexity(
             _rows(raws[0][0][1], raws[0][2]), info["vocab_size"])
     return Data(*splits, info=info)
+
+
+def check_fields(fields, n_inputs, where, chunk=1 << 16) -> None:
+    """Data the trainer can use, or a one-line error: numbers (not text or objects), at least one sample,
+    as many rows in every field, and no NaN or Inf (they would turn the loss into NaN on the first batch
+    that holds one; we refuse them up front, naming the first row). Memmaps are scanned in chunks."""
+    names = [f"input {i}" if n_inputs > 1 else "input" for i in range(n_inputs)] + ["target"] * (len(fields) - n_inputs)
+    for name, f in zip(names, fields):
+        dtype = np.asarray(f[:0]).dtype
+        if dtype.kind not in "biuf":
+            raise UserError(f"{where}: the {name} is {dtype} data; only real numbers (bool, int, float) can be trained on "
+                            "(text columns belong in a csv source, which one-hot encodes them)")
+        if np.ndim(f) == 0:
+            raise UserError(f"{where}: the {name} is a single number, not an array of samples")
+    lengths = [len(f) for f in fields]
+    if not lengths or lengths[0] == 0:
+        raise UserError(f"{where}: no samples (the data is empty)")
+    if len(set(lengths)) > 1:
+        raise UserError(f"{where}: the fields have different numbers of samples: "
+                        + ", ".join(f"{n} {k}" for n, k in zip(names, lengths)))
+    for name, f in zip(names, fields):
+        if np.asarray(f[:0]).dtype.kind != "f":
+            continue
+        for start in range(0, len(f), chunk):
+            part = np.asarray(f[start:start + chunk])
+            bad = ~np.isfinite(part.reshape(len(part), -1)).all(axis=1)
+            if bad.any():
+                row = start + int(np.argmax(bad))
+                count = sum(int((~np.isfinite(np.asarray(f[s:s + chunk]))).sum()) for s in range(0, len(f), chunk))
+                raise UserError(f"{where}: the {name} holds {count:,} NaN or Inf value(s), the first in sample "
+                                f"{row}; remove or fill them before training")
 
 
 def _check_args(name, reader, args):
@@ -109,6 +141,7 @@ def _read_per_split(name, reader, args, per_split):
         if name == "csv" and split != "train":
             call["columns"] = info.get("columns")
         fields, n_inputs, got = reader(**call)
+        check_fields(fields, n_inputs, f"train.data.files.{split} ({name})")
         info = info or got
         raws.append((fields, n_inputs, None))
     return raws, info

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -76,40 +77,95 @@ def read_csv(path, target, categorical="auto", drop=(), columns=None):
     return [x, y], 1, info
 
 
+def _first_line(e: Exception) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
 def read_npz(path, x="x", y="y"):
-    """Arrays `x` (and `y`, if present) from a .npz archive (read whole: zip members cannot be mapped)."""
+    """Arrays `x` (and `y`, if present) from a .npz archive (read whole: zip members cannot be mapped).
+    Never unpickles: an object array is refused."""
     p = _path(path, "npz")
-    with np.load(p) as z:
-        if x not in z:
-            raise UserError(f"npz data: {p} has no array '{x}' (arrays: {', '.join(z.files)})")
-        fields = [z[x]] + ([z[y]] if y and y in z else [])
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            if x not in z:
+                raise UserError(f"npz data: {p} has no array '{x}' (arrays: {', '.join(z.files) or 'none'})")
+            fields = [z[x]] + ([z[y]] if y and y in z else [])
+    except UserError:
+        raise
+    except Exception as e:  # BadZipFile, zlib.error, EOFError, ValueError, a SyntaxError from a damaged header
+        raise UserError(f"npz data: {p} is not a readable .npz archive ({_first_line(e)})") from None
     return fields, 1, {}
 
 
 def read_npy(x, y=None):
     """Arrays from .npy files as read-only memmaps: rows are read only when a batch needs them."""
-    fields = [np.load(_path(x, "npy"), mmap_mode="r")]
+    fields = [_npy(x)]
     if y:
-        fields.append(np.load(_path(y, "npy"), mmap_mode="r"))
+        fields.append(_npy(y))
     return fields, 1, {}
+
+
+def _npy(path):
+    """A .npy file as a read-only memmap; truncated files, object (pickled) arrays and other damage are
+    one-line errors."""
+    p = _path(path, "npy")
+    try:
+        with open(p, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read_header(f)
+            offset = f.tell()
+    except Exception as e:  # EOFError, ValueError, a SyntaxError from a damaged header
+        raise UserError(f"npy data: {p} is not a readable .npy array ({_first_line(e)})") from None
+    if dtype.hasobject:
+        raise UserError(f"npy data: {p} holds Python objects (a pickled {dtype} array); only numeric arrays "
+                        "are read (pickles could run code)")
+    need = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    size = p.stat().st_size
+    if size < need:
+        raise UserError(f"npy data: {p} is truncated: its header says {dtype} {list(shape)} "
+                        f"({need:,} bytes), the file holds {size:,}")
+    try:
+        return np.load(p, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise UserError(f"npy data: {p} is not a readable .npy array ({_first_line(e)})") from None
 
 
 def read_idx(path):
     """One IDX array (magic 0 0 type ndim, big-endian int32 dims, then data); .gz files are read whole."""
     p = _path(path, "idx")
     opener = gzip.open if p.suffix == ".gz" else open
-    with opener(p, "rb") as f:
-        head = f.read(4)
-        if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] not in IDX_TYPES:
-            raise UserError(f"idx data: {p} is not an IDX file (bad magic {head.hex()})")
-        dtype, ndim = np.dtype(IDX_TYPES[head[2]]), head[3]
-        shape = tuple(int(d) for d in np.frombuffer(f.read(4 * ndim), dtype=">i4"))
-        if p.suffix == ".gz":
-            data = np.frombuffer(f.read(), dtype=dtype)
-            if data.size != int(np.prod(shape)):
-                raise UserError(f"idx data: {p} holds {data.size} values, header says {shape}")
-            return data.reshape(shape)
-    return np.memmap(p, dtype=dtype, mode="r", offset=4 + 4 * ndim, shape=shape)
+    try:
+        with opener(p, "rb") as f:
+            head = f.read(4)
+            if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] not in IDX_TYPES:
+                raise UserError(f"idx data: {p} is not an IDX file (bad magic {head.hex() or 'none: empty file'})")
+            dtype, ndim = np.dtype(IDX_TYPES[head[2]]), head[3]
+            dims = f.read(4 * ndim)
+            if len(dims) < 4 * ndim or ndim == 0:
+                raise UserError(f"idx data: {p} is truncated inside its header ({ndim} dims announced)")
+            shape = tuple(int(d) for d in np.frombuffer(dims, dtype=">i4"))
+            if any(d < 0 for d in shape):
+                raise UserError(f"idx data: {p}: negative size in its header {list(shape)}")
+            count = int(np.prod(shape, dtype=np.int64))
+            if p.suffix == ".gz":
+                data = np.frombuffer(f.read(), dtype=dtype)
+                if data.size != count:
+                    raise UserError(f"idx data: {p} holds {data.size:,} values, its header says {list(shape)} "
+                                    f"({count:,})" + (": the file is truncated" if data.size < count else ""))
+                return data.reshape(shape)
+    except (OSError, EOFError, zlib.error, ValueError) as e:  # gzip: truncated or corrupt stream
+        raise UserError(f"idx data: {p} is truncated or corrupt ({_first_line(e)})") from None
+    offset = 4 + 4 * ndim
+    size = p.stat().st_size
+    if size - offset < count * dtype.itemsize:
+        raise UserError(f"idx data: {p} is truncated: its header says {list(shape)} {dtype.name} "
+                        f"({count * dtype.itemsize:,} bytes of data), the file holds {max(size - offset, 0):,}")
+    if count == 0:
+        return np.zeros(shape, dtype)
+    return np.memmap(p, dtype=dtype, mode="r", offset=offset, shape=shape)
 
 
 def read_idx_pair(images, labels=None):
