@@ -1,0 +1,176 @@
+"""Outputs that cannot be written: a run folder in use by another training, a finished run, a full disk
+(ENOSPC injected into the writes, and a real kernel limit on file size), an unwritable target. Each is a
+one-line error (exit 2) and leaves no partial file: the previous checkpoint, model or output stays whole."""
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import builder
+from builder import checkpoint
+from builder.cli import main
+from builder.errors import UserError
+from builder.runlog import RunLock
+
+
+def leftovers(folder):
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
+
+
+def enospc(*args, **kwargs):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def test_a_second_training_cannot_write_into_a_locked_run_folder(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    lock = RunLock(run_dir)
+    lock.acquire()  # as a running training holds it (flock: a second open file description conflicts)
+    try:
+        assert (run_dir / ".lock").read_text().strip() == str(os.getpid())
+        assert main(["train", "specs/xor_mlp.yaml", "--run-dir", str(run_dir), "--quiet", "--epochs", "1"]) == 2
+        assert capsys.readouterr().err.strip() == (f"run folder {run_dir} is in use by another training "
+                                                   f"(pid {os.getpid()}); wait for it to finish, or choose another --run-dir")
+        assert main(["train", "--resume", str(run_dir), "--quiet"]) == 2  # resume is locked out too
+    finally:
+        lock.release()
+    assert not (run_dir / ".lock").exists()
+    assert main(["train", "specs/xor_mlp.yaml", "--run-dir", str(run_dir), "--quiet", "--epochs", "1"]) == 0
+
+
+def test_a_stale_lock_of_a_dead_training_is_taken_over(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (run_dir / ".lock").write_text(f"{dead.pid}\n")  # what a SIGKILLed training leaves behind
+    _, history, _ = builder.train("specs/xor_mlp.yaml", run_dir=run_dir, quiet=True, epochs=1)
+    assert len(history) == 1 and not (run_dir / ".lock").exists()
+
+
+def test_a_finished_run_is_not_overwritten_without_overwrite(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    argv = ["train", "specs/xor_mlp.yaml", "--run-dir", str(run_dir), "--quiet", "--epochs", "2"]
+    assert main(argv) == 0
+    before = (run_dir / "last.pt").read_bytes()
+    assert main(argv) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"run folder {run_dir} already holds a run; continue it with --resume {run_dir}, start it over with "
+        "--overwrite, or choose another --run-dir")
+    assert (run_dir / "last.pt").read_bytes() == before
+    assert main(["train", "--resume", str(run_dir), "--epochs", "3", "--quiet"]) == 0
+    assert checkpoint.load(run_dir / "last.pt")["epoch"] == 3
+    assert main(argv + ["--overwrite"]) == 0
+    assert checkpoint.load(run_dir / "last.pt")["epoch"] == 2
+    assert main(["train", "--resume", str(run_dir), "--overwrite"]) == 2
+    # a folder whose run never finished an epoch (no checkpoint, no metrics) is simply reused
+    (tmp_path / "fresh").mkdir()
+    (tmp_path / "fresh" / "resolved.yaml").write_text("name: x\n")
+    assert main(["train", "specs/xor_mlp.yaml", "--run-dir", str(tmp_path / "fresh"), "--quiet", "--epochs", "1"]) == 0
+
+
+def test_full_disk_during_a_checkpoint_write_is_one_line_and_keeps_the_old_checkpoint(tmp_path, monkeypatch):
+    run_dir = tmp_path / "run"
+    builder.train("specs/xor_mlp.yaml", run_dir=run_dir, quiet=True, epochs=2)
+    good = checkpoint.load(run_dir / "last.pt")
+    real_write = checkpoint._Sink.write
+    written = []
+
+    def fills_up(self, data):  # the disk fills after 4 KB of the next checkpoint
+        if sum(written) > 4096:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        written.append(len(memoryview(data).cast("B")))
+        return real_write(self, data)
+
+    monkeypatch.setattr(checkpoint._Sink, "write", fills_up)
+    with pytest.raises(UserError) as info:
+        builder.train(resume=run_dir, quiet=True, epochs=4)
+    assert str(info.value) in (f"cannot write checkpoint {run_dir / 'last.pt'}: No space left on device",
+                               f"cannot write checkpoint {run_dir / 'best.pt'}: No space left on device")
+    assert leftovers(run_dir) == [] and not (run_dir / ".lock").exists()
+    assert checkpoint.load(run_dir / "last.pt")["epoch"] == 2
+    assert torch.equal(checkpoint.load(run_dir / "last.pt")["networks"]["model"]["head.weight"],
+                       good["networks"]["model"]["head.weight"])
+    monkeypatch.undo()
+    # an fsync that reports the full disk (NFS, delayed allocation) is caught as well
+    monkeypatch.setattr(checkpoint.os, "fsync", enospc)
+    with pytest.raises(UserError, match=r"cannot write checkpoint .*: No space left on device"):
+        checkpoint.save_atomic({"w": torch.ones(3)}, run_dir / "last.pt")
+    monkeypatch.undo()
+    assert leftovers(run_dir) == [] and checkpoint.load(run_dir / "last.pt")["epoch"] == 2
+
+
+def test_full_disk_while_writing_run_files_is_one_line(tmp_path, monkeypatch, capsys):
+    from builder import io_utils
+    monkeypatch.setattr(io_utils.os, "fsync", enospc)  # spec.yaml, resolved.yaml, metrics.csv, test.json
+    run_dir = tmp_path / "run"
+    assert main(["train", "specs/xor_mlp.yaml", "--run-dir", str(run_dir), "--quiet", "--epochs", "1"]) == 2
+    assert capsys.readouterr().err.strip() == f"{run_dir / 'spec.yaml'}: write failed: No space left on device"
+    assert leftovers(run_dir) == [] and not (run_dir / "spec.yaml").exists() and not (run_dir / ".lock").exists()
+
+
+LIMITED = """
+import resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG instead of killing
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]), int(sys.argv[1])))
+from builder.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def test_a_real_write_limit_from_the_kernel_gives_one_line_and_no_partial_file(tmp_path):
+    """No fault injection: the kernel refuses every byte past 64 KB (RLIMIT_FSIZE), as a full disk would."""
+    spec = tmp_path / "wide.yaml"
+    spec.write_text("spec: 1\nname: wide\ninputs:\n  x: {shape: [B, 2]}\nnodes:\n  h: {op: Linear, out_features: 4096}\n"
+                    "  head: {op: Linear, out_features: 2}\ntrain:\n  data: {source: xor, n: 64}\n"
+                    "  loss: cross_entropy\n  epochs: 1\n")
+    run_dir = tmp_path / "run"
+    out = subprocess.run([sys.executable, "-c", LIMITED, str(64 * 1024), "train", str(spec), "--run-dir",
+                          str(run_dir), "--quiet", "--device", "cpu"], capture_output=True, text=True, timeout=120,
+                         env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert out.stderr.strip() == f"cannot write checkpoint {run_dir / 'best.pt'}: File too large"
+    assert leftovers(run_dir) == [] and not (run_dir / "best.pt").exists() and not (run_dir / "last.pt").exists()
+
+
+def test_export_and_predict_outputs_on_a_full_disk_or_unwritable_target(tmp_path, monkeypatch, capsys):
+    onnx = tmp_path / "xor.onnx"
+    assert main(["export", "specs/xor_mlp.yaml", "--random", "-o", str(onnx)]) == 0
+    good = onnx.read_bytes()
+    np.save(tmp_path / "x.npy", np.ones((3, 2), np.float32))
+    capsys.readouterr()
+    from export import files
+    monkeypatch.setattr(files.os, "fsync", enospc)
+    assert main(["export", "specs/xor_mlp.yaml", "--random", "-o", str(onnx)]) == 2
+    assert capsys.readouterr().err.strip() == f"{onnx}: write failed: No space left on device"
+    assert onnx.read_bytes() == good and leftovers(tmp_path) == []  # the old model is untouched
+    out = tmp_path / "y.npy"
+    assert main(["predict", str(onnx), "--input", str(tmp_path / "x.npy"), "-o", str(out)]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"{out}: write failed: No space left on device"
+    assert not out.exists() and leftovers(tmp_path) == []
+    monkeypatch.undo()
+    (tmp_path / "a_file").write_text("")
+    for target, why in ((tmp_path / "a_file" / "m.onnx", "does not exist"), (tmp_path, "is a folder")):
+        assert main(["export", "specs/xor_mlp.yaml", "--random", "-o", str(target)]) == 2
+        assert why in capsys.readouterr().err
+    assert main(["train", "specs/xor_mlp.yaml", "--run-dir", str(tmp_path / "a_file" / "run"), "--quiet"]) == 2
+    assert capsys.readouterr().err.strip().startswith(f"cannot create run folder {tmp_path / 'a_file' / 'run'}: ")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_run_folder_is_one_line(tmp_path, capsys):
+    run_dir = tmp_path / "ro"
+    run_dir.mkdir()
+    run_dir.chmod(0o555)
+    try:
+        assert main(["train", "specs/xor_mlp.yaml", "--run-dir", str(run_dir), "--quiet"]) == 2
+        assert capsys.readouterr().err.strip() == f"run folder {run_dir} is not writable"
+    finally:
+        run_dir.chmod(0o755)
+
