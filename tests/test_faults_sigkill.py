@@ -228,3 +228,19 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_130_without_a_traceback(tmp_path, z
     assert zygote.run(["train", "--resume", str(run_dir), "--epochs", str(saved["epoch"] + 2), "--quiet"],
                       tmp_path / "resume.log") == 0
     assert checkpoint.load(run_dir / "last.pt")["epoch"] == saved["epoch"] + 2
+
+
+def test_sigterm_stops_like_ctrl_c_with_exit_143(tmp_path, zygote):
+    spec = tmp_path / "faults.yaml"
+    spec.write_text(SPEC.replace("epochs: 60", "epochs: 400"))
+    run_dir, log = tmp_path / "run", tmp_path / "term.log"
+    pid = zygote.start(train_argv(spec, run_dir, False), log)
+    while epoch_lines(log) < 2:
+        assert not zygote.exited()
+        time.sleep(0.005)
+    os.kill(pid, signal.SIGTERM)
+    assert zygote.wait() == 143
+    saved = checkpoint.load(run_dir / "last.pt")["epoch"]
+    assert saved >= 2
+    assert log.read_text().strip().splitlines()[-1] == (
+        f"interrupted: epoch {saved} of 400 is saved in {run_dir / 'last.pt'}; continue with: build train --resume {run_dir}")
