@@ -227,10 +227,11 @@ class SpecReader:
                 continue
             base = path.parent if path else Path.cwd()
             target = (base / rel).resolve()
-            if self.safe and self.path is not None:
-                root = self.path.parent.resolve()
+            if self.safe:  # a spec given as text lives in the working directory: that is its folder
+                root = (self.path.parent if self.path is not None else Path.cwd()).resolve()
                 if root not in target.parents and target != root:
-                    self.err(f"use: '{rel}' is outside the spec's folder (--safe)", loc, file=file)
+                    where = "the spec's folder" if self.path is not None else "the working directory"
+                    self.err(f"use: '{rel}' is outside {where} (--safe)", loc, file=file)
                     continue
             if target in seen:
                 chain = " -> ".join(p.name for p in seen + (target,))

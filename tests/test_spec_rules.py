@@ -562,3 +562,15 @@ def test_tie_chains_and_ties_through_shared_modules_hold_one_parameter(tmp_path)
     weight = module.get_submodule("a").weight
     assert all(module.get_submodule(n).weight is weight for n in ("b", "c", "t"))
     assert sum(p.numel() for p in module.parameters()) == spec.total_params == 16 + 4 * 4
+
+
+def test_safe_confines_use_of_a_spec_given_as_text(tmp_path, monkeypatch):
+    write(tmp_path, "spec: 1\nblocks: {act: {nodes: {relu: {op: ReLU}}}}\n", "outside.yaml")
+    write(tmp_path, "spec: 1\nblocks: {act: {nodes: {relu: {op: ReLU}}}}\n", "work/inside.yaml")
+    monkeypatch.chdir(tmp_path / "work")
+    text = "spec: 1\nuse: [{}]\ninputs: {{x: {{shape: [B, 4]}}}}\nnodes: {{a: {{block: act}}}}\n"
+    assert builder.load(text.format("inside.yaml"), safe=True).graph.nodes["a.relu"]["op"] == "ReLU"
+    for rel in ("../outside.yaml", str(tmp_path / "outside.yaml")):
+        assert builder.load(text.format(rel)).graph.nodes["a.relu"]["op"] == "ReLU"  # without --safe
+        with pytest.raises(builder.SpecError, match="outside the working directory"):
+            builder.load(text.format(rel), safe=True)
