@@ -130,8 +130,11 @@ def fit(networks, cfg, *, name="model", run_dir=None, resume=False, device="auto
         except KeyboardInterrupt:
             book.write_checkpoints(wait=True)  # an interrupt keeps the last finished epoch
             raise TrainingInterrupted(book.interrupted(), book.stop_signal or signal.SIGINT) from None
+        except BaseException:
+            with contextlib.suppress(Exception):  # keep the last finished epoch; report the first error
+                book.write_checkpoints(wait=True)
+            raise
         finally:
-            book.write_checkpoints(wait=True)
             run.close()
         for net in networks.values():
             net.eval()  # handed back for inference: dropout off, norms on their running statistics
@@ -502,8 +505,9 @@ class Book:
         if self.pending:
             self.saved_epoch = self.pending.get("last.pt", {}).get("epoch", self.saved_epoch)
             names = sorted(self.pending, key=lambda n: n != "best.pt")
-            self.writer.submit([(self.pending[n], self.run / n) for n in names])
-            self.pending = {}
+            jobs = [(self.pending[n], self.run / n) for n in names]
+            self.pending = {}  # handed on even when the previous write failed: its error is the one to report
+            self.writer.submit(jobs)
             self.last_write = time.monotonic()
         if wait:
             self.writer.wait()

@@ -79,16 +79,31 @@ def test_full_disk_during_a_checkpoint_write_is_one_line_and_keeps_the_old_check
     run_dir = tmp_path / "run"
     builder.train("specs/xor_mlp.yaml", run_dir=run_dir, quiet=True, epochs=2)
     good = checkpoint.load(run_dir / "last.pt")
-    real_write = checkpoint._Sink.write
-    written = []
+    real_fdopen = os.fdopen
 
-    def fills_up(self, data):  # the disk fills after 4 KB of the next checkpoint
-        if sum(written) > 4096:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        written.append(len(memoryview(data).cast("B")))
-        return real_write(self, data)
+    class FullDisk:
+        """A file on a disk with 4 KB left: writes past that fail with ENOSPC, as the kernel's do."""
 
-    monkeypatch.setattr(checkpoint._Sink, "write", fills_up)
+        def __init__(self, f):
+            self.f, self.room = f, 4096
+
+        def write(self, data):
+            n = len(memoryview(data).cast("B"))
+            if n > self.room:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            self.room -= n
+            return self.f.write(data)
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    monkeypatch.setattr(checkpoint.os, "fdopen", lambda fd, *a, **k: FullDisk(real_fdopen(fd, *a, **k)))
     with pytest.raises(UserError) as info:
         builder.train(resume=run_dir, quiet=True, epochs=4)
     assert str(info.value) in (f"cannot write checkpoint {run_dir / 'last.pt'}: No space left on device",
