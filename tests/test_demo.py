@@ -7,6 +7,8 @@ from builder.cli import main
 def test_demo_trains_exports_predicts_and_draws(tmp_path, capsys):
     run_dir = tmp_path / "run"
     assert main(["demo", "--run-dir", str(run_dir), "--epochs", "2", "--images", "5"]) == 0
+    capsys.readouterr()
+    assert main(["demo", "--run-dir", str(run_dir), "--epochs", "2", "--images", "5"]) == 0  # runs again
     out = capsys.readouterr().out
     for name in ("best.pt", "last.pt", "metrics.csv", "mlp_digits.onnx", "forward.dot", "backward.dot",
                  "test_images.npy"):
