@@ -68,6 +68,8 @@ def _mha(ctx):
     if k[:2] != v[:2]:
         raise ShapeError(f"key {S.fmt(k)} and value {S.fmt(v)} differ in batch or length")
     heads = ctx.args["num_heads"]
+    if not isinstance(ctx.args.get("causal", False), bool):
+        raise ShapeError(f"causal must be true or false, got {ctx.args['causal']!r}")
     if not S.is_static(heads) or heads < 1:
         raise ShapeError(f"num_heads must be a positive integer, got {heads!r}")
     if d % heads:
@@ -101,6 +103,8 @@ def _attention(ctx):
         if len(s) != 3:
             raise ShapeError(f"attention expects [B, T, D] for {name}, got {S.fmt(s)}")
     heads = ctx.args.get("heads", 1)
+    if not isinstance(ctx.args.get("causal", False), bool):
+        raise ShapeError(f"causal must be true or false, got {ctx.args['causal']!r}")
     if not S.is_static(heads) or heads < 1:
         raise ShapeError(f"heads must be a positive integer, got {heads!r}")
     if q[2] != k[2]:

@@ -247,6 +247,8 @@ def _reduce(ctx):
     shape = ctx.shapes[0]
     dim = ctx.args.get("dim")
     keep = ctx.args.get("keepdim", False)
+    if not isinstance(keep, bool):
+        raise ShapeError(f"keepdim must be true or false, got {keep!r}")
     if dim is None:
         return ()
     dims = {S.norm_dim(d, len(shape)) for d in (dim if isinstance(dim, (list, tuple)) else [dim])}
