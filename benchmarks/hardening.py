@@ -2,9 +2,9 @@
 
     .venv/bin/python benchmarks/hardening.py [--skip-tmpfs] [--fuzz-cases 2000]
 
-Each spec attack runs in a fresh child process that first loads a small valid spec (so every import is
-done), then the hostile one: the time is that load alone, the memory the child's peak RSS minus its RSS
-before it (what the attack cost). Then: malicious pickles, damaged data files, two trainings racing for one run folder, a
+Each spec attack runs in fresh child processes that first load a small valid spec (so every import is
+done), then the hostile one: the time is that load alone (untraced), the memory the peak of Python
+allocations during it (tracemalloc, in a second child). Then: malicious pickles, damaged data files, two trainings racing for one run folder, a
 real full disk (a 512 KB tmpfs, when this runs as root and may mount), and a short fuzz run.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ PY = sys.executable
 ENV = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
 
 SPEC_PROBE = r"""
-import json, resource, sys, time
+import json, sys, time, tracemalloc
 import builder
 from builder.errors import UserError
 def rss_mb():
@@ -33,6 +33,8 @@ def rss_mb():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
 builder.load("specs/xor_mlp.yaml")  # lazy imports (torch) happen here, not in the measurement
+if sys.argv[2] == "memory":
+    tracemalloc.start()
 base = rss_mb()
 t = time.perf_counter()
 try:
@@ -43,8 +45,8 @@ except UserError as e:
 except BaseException as e:
     outcome = f"CRASH {type(e).__name__}: {e}"
 ms = (time.perf_counter() - t) * 1000
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({"ms": ms, "extra_mb": max(peak - base, 0.0), "outcome": outcome}))
+peak = tracemalloc.get_traced_memory()[1] / 2**20 if sys.argv[2] == "memory" else 0.0
+print(json.dumps({"ms": ms, "peak_mb": peak, "outcome": outcome}))
 """
 
 SPEC_ATTACKS = [
@@ -67,12 +69,18 @@ SPEC_ATTACKS = [
 
 
 def spec_attack(path) -> dict:
-    out = subprocess.run([PY, "-c", SPEC_PROBE, str(path)], capture_output=True, text=True, env=ENV, cwd=ROOT,
-                         timeout=300)
-    try:
-        return json.loads(out.stdout.strip().splitlines()[-1])
-    except (IndexError, json.JSONDecodeError):
-        return {"ms": float("nan"), "extra_mb": float("nan"), "outcome": f"CRASH rc={out.returncode} {out.stderr[-300:]}"}
+    """Time (one child, no tracing) and peak Python memory (another child, tracemalloc) of loading `path`."""
+    result = {}
+    for mode in ("time", "memory"):
+        out = subprocess.run([PY, "-c", SPEC_PROBE, str(path), mode], capture_output=True, text=True, env=ENV,
+                             cwd=ROOT, timeout=300)
+        try:
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+        except (IndexError, json.JSONDecodeError):
+            return {"ms": float("nan"), "peak_mb": float("nan"),
+                    "outcome": f"CRASH rc={out.returncode} {out.stderr[-300:]}"}
+        result.update({"ms": r["ms"], "outcome": r["outcome"]} if mode == "time" else {"peak_mb": r["peak_mb"]})
+    return result
 
 
 def big_file_attack(tmp: Path) -> tuple[str, Path]:
@@ -174,7 +182,7 @@ def main():
         attacks = [(n, ROOT / p) for n, p in SPEC_ATTACKS] + [big_file_attack(tmp), many_nodes_attack(tmp)]
         for name, path in attacks:
             r = spec_attack(path)
-            rows.append((name, f"{r['outcome'][:140]} | {r['ms']:.1f} ms, +{r['extra_mb']:.1f} MB"))
+            rows.append((name, f"{r['outcome'][:140]} | {r['ms']:.1f} ms | {r['peak_mb']:.1f} MB"))
             print(rows[-1], flush=True)
         import numpy as np
         np.save(ROOT / "x.npy", np.ones((2, 2), np.float32))
@@ -196,7 +204,7 @@ def main():
                          "; ".join(lines) + f" (exit {out.returncode})"))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print("\n| attack | outcome |\n|---|---|")
+    print("\n| attack | outcome | time | peak memory |\n|---|---|---|---|")
     for name, outcome in rows:
         print(f"| {name} | {outcome} |")
 

@@ -363,8 +363,8 @@ def mean_distance(G, dataset, noise):
 
 @contextlib.contextmanager
 def first_batch_check(inputs, target, cfg, active):
-    """The first batch of a run: data that does not fit the network or the loss (a float target for
-    cross_entropy, a target of the wrong shape) is a one-line UserError naming the shapes and dtypes,
+    """The first batch of a run: data that does not fit the network or the loss (targets of the wrong
+    shape or dtype, features the first layer cannot take) is a one-line UserError naming the shapes and dtypes,
     instead of torch's traceback. Later batches run unguarded (same shapes and dtypes)."""
     if not active:
         yield
