@@ -58,6 +58,9 @@ def onnx_dot(model_or_path, rankdir: str = "TB", title: str | None = None, depth
     except Exception:  # shape inference is a nicety for the labels; the picture does not need it
         pass
     g = model.graph
+    if not g.node and not g.input:
+        from builder.errors import UserError
+        raise UserError(f"{name}: the ONNX model has an empty graph (an empty or truncated file?)")
     shapes = {vi.name: _dims(vi.type) for vi in list(g.input) + list(g.value_info) + list(g.output)}
     float_types = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE,
                    onnx.TensorProto.BFLOAT16}

@@ -70,3 +70,13 @@ def test_depth_collapses_scopes():
     p0 = parse_dot(onnx_dot(named_model(), depth=0).to_dot())
     assert {"scope:stem", "scope:stage1", "scope:pool"} <= set(p0.nodes)
     assert onnx_dot(named_model()).to_dot() == onnx_dot(named_model(), depth=-1).to_dot()
+
+
+def test_an_empty_onnx_file_is_a_one_line_error(tmp_path, capsys):
+    from builder.cli import main
+    empty = tmp_path / "empty.onnx"
+    empty.write_bytes(b"")
+    assert main(["viz", str(empty), "-o", str(tmp_path / "e.svg")]) == 2
+    err = capsys.readouterr().err
+    assert "empty graph" in err and "Traceback" not in err
+    assert not (tmp_path / "e.svg").exists()
