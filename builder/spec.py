@@ -17,7 +17,7 @@ import yaml
 
 from .errors import Collector, Diagnostic, SpecError, UserError, did_you_mean
 from .expr import ExprError, substitute
-from .yaml_loader import LocDict, LocList, load_yaml
+from .yaml_loader import MAX_FILE_BYTES, LocDict, LocList, load_yaml
 
 SPEC_VERSION = 1
 TOP_KEYS = ("spec", "name", "description", "params", "inputs", "blocks", "nodes", "outputs", "networks",
@@ -242,9 +242,10 @@ class SpecReader:
                 continue
             sub_file = _display(target)
             try:
-                sub_text = target.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as e:
-                why = "not a UTF-8 text file" if isinstance(e, UnicodeDecodeError) else e.strerror or str(e)
+                sub_text = read_spec_text(target)
+            except (OSError, UnicodeDecodeError, _TooLarge) as e:
+                why = ("not a UTF-8 text file" if isinstance(e, UnicodeDecodeError) else str(e)
+                       if isinstance(e, _TooLarge) else e.strerror or str(e))
                 self.err(f"use: cannot read '{rel}': {why}", loc, file=file)
                 continue
             sub = load_yaml(sub_text, sub_file)
@@ -369,6 +370,20 @@ def load(path_or_text, overrides: dict | None = None, safe: bool = False, **para
         return _load(path_or_text, overrides or {}, safe, params)
 
 
+class _TooLarge(Exception):
+    pass
+
+
+def read_spec_text(path: Path) -> str:
+    """The text of a spec file, reading at most MAX_FILE_BYTES + 1 bytes: a huge file is refused in
+    bounded time and memory, before it is decoded."""
+    with open(path, "rb") as f:
+        data = f.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise _TooLarge(f"file is larger than {MAX_FILE_BYTES // 1000} kB")
+    return data.decode("utf-8")
+
+
 def _load(path_or_text, overrides, safe, params) -> Spec:
     overrides = {**(overrides or {}), **params}
     if isinstance(path_or_text, Path) or (isinstance(path_or_text, str) and "\n" not in path_or_text
@@ -377,11 +392,13 @@ def _load(path_or_text, overrides, safe, params) -> Spec:
         if not path.is_file():
             raise UserError(f"{path}: no such spec file")
         try:
-            text = path.read_text(encoding="utf-8")
+            text = read_spec_text(path)
         except UnicodeDecodeError:
             raise UserError(f"{path}: not a UTF-8 text file") from None
         except OSError as e:
             raise UserError(f"{path}: cannot read the spec: {e.strerror or e}") from None
+        except _TooLarge as e:
+            raise SpecError(Diagnostic(str(e), _display(path), 1, 1)) from None
         return SpecReader(text, _display(path), path, overrides, safe).read()
     return SpecReader(str(path_or_text), "<spec>", None, overrides, safe).read()
 
