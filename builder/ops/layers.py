@@ -205,6 +205,8 @@ layer("LayerNorm", nn.LayerNorm, _layernorm, inferred=("normalized_shape",))
 def _groupnorm(ctx):
     shape = _rank(ctx, 2, 3, 4, 5, what="GroupNorm")
     ctx.args["num_channels"] = shape[1]
+    if not S.is_static(ctx.args["num_groups"]) or ctx.args["num_groups"] < 1:
+        raise ShapeError(f"num_groups must be a positive integer, got {ctx.args['num_groups']!r}")
     if shape[1] % ctx.args["num_groups"]:
         raise ShapeError(f"num_channels {shape[1]} is not divisible by num_groups {ctx.args['num_groups']}")
     return shape

@@ -31,7 +31,14 @@ tensor_op("add", _elementwise("add"), lambda a: M.Add(), arity=(2, None), out_dt
 tensor_op("mul", _elementwise("multiply"), lambda a: M.Mul(), arity=(2, None), out_dtype=_common_dtype)
 tensor_op("sub", _elementwise("subtract"), lambda a: M.Sub(), arity=(2, 2), out_dtype=_common_dtype)
 tensor_op("div", _elementwise("divide"), lambda a: M.Div(), arity=(2, 2), out_dtype=lambda c: "float32")
-tensor_op("scale", lambda ctx: ctx.shapes[0], lambda a: M.Scale(a["factor"]), arg_names=("factor",),
+def _scale(ctx):
+    factor = ctx.args["factor"]
+    if isinstance(factor, bool) or not isinstance(factor, (int, float)):
+        raise ShapeError(f"factor must be a number, got {factor!r}")
+    return ctx.shapes[0]
+
+
+tensor_op("scale", _scale, lambda a: M.Scale(a["factor"]), arg_names=("factor",),
           required=("factor",), in_dtype="float")
 
 
