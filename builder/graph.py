@@ -36,7 +36,7 @@ MAX_NODES = 20_000  # about 10x the graph of GPT-2 XL; checking this many nodes 
 MAX_REPEAT = 10_000
 MAX_BLOCK_DEPTH = 32
 MAX_PARAMS = 10**11
-MAX_ELEMENTS = 2**40
+MAX_ELEMENTS = 2**34  # per example; 17 G elements = 68 GB of float32
 
 
 @dataclass
@@ -772,6 +772,10 @@ class GraphBuilder:
             for d in shape:
                 n *= d
             params += n
+        buffers = self.buffer_elements(op, ctx.args)
+        if buffers > MAX_PARAMS:
+            node_err(f"{buffers:.3g} buffer elements in one node (a table of max_len x dim?): absurd size")
+            return False
         if params > MAX_PARAMS:
             node_err(f"{params:.3g} parameters in one node: absurd size")
             return False
@@ -801,11 +805,18 @@ class GraphBuilder:
         if cached is None:
             with meta_device():
                 module = op.build(args) if op.build else None
-            cached = {k: tuple(p.shape) for k, p in module.named_parameters()} if module is not None else {}
+            shapes = {k: tuple(p.shape) for k, p in module.named_parameters()} if module is not None else {}
+            buffers = sum(b.numel() for b in module.buffers()) if module is not None else 0
+            cached = (shapes, buffers)
             if len(self._shape_cache) > 4096:
                 self._shape_cache.clear()
             self._shape_cache[key] = cached
-        return dict(cached)
+        return dict(cached[0])
+
+    def buffer_elements(self, op, args) -> int:
+        """Elements of the op's buffers (a positional table, running statistics); after param_shapes."""
+        key = (op.name, repr(sorted(args.items(), key=lambda kv: kv[0])))
+        return self._shape_cache.get(key, ({}, 0))[1]
 
     def check_shares(self):
         for path, rec in self.records.items():
