@@ -182,7 +182,15 @@ class GraphBuilder:
                          hint=did_you_mean(dtype, DTYPES) or f"one of {', '.join(DTYPES)}")
                 continue
             vrange = spec.get("range")
-            vrange = tuple(self.ev(vrange, self.params, spec.loc_of("range"), name, file)) if vrange else None
+            if vrange is not None:
+                vrange = self.ev(vrange, self.params, spec.loc_of("range"), name, file)
+                if not (isinstance(vrange, list) and len(vrange) == 2 and all(
+                        isinstance(v, (int, float)) and not isinstance(v, bool) for v in vrange)
+                        and vrange[0] < vrange[1]):
+                    self.err(f"input '{name}' range must be [low, high) with low < high, got {_plain(vrange)!r}",
+                             spec.loc_of("range"), node=name)
+                    continue
+                vrange = tuple(vrange)
             tensor_specs.append(TensorSpec(name, tuple(shape), dtype, vrange))
             self.g.add_node(name, op="input", args={}, inputs=[], in_shapes=[], out_shapes={"out": tuple(shape)},
                             out_shape=tuple(shape), dtype=dtype, ports=["out"], params=0, trainable_params=0,
@@ -784,6 +792,9 @@ class GraphBuilder:
         except Exception:
             macs = 0
         ports = list(out)
+        if not ports:
+            node_err(f"invalid arguments for {rec.op}: it would have no outputs")
+            return False
         self.g.add_node(rec.path, op=rec.op, args=ctx.args, inputs=[tuple(x) for x in rec.inputs],
                         input_names=rec.slots, in_shapes=shapes, out_shapes=out, out_shape=out[ports[0]],
                         dtype=dtype, ports=ports, params=params, trainable_params=params if rec.trainable else 0,

@@ -226,7 +226,12 @@ class SpecReader:
                 self.err(f"use entries must be file paths, got {rel!r}", loc, file=file)
                 continue
             base = path.parent if path else Path.cwd()
-            target = (base / rel).resolve()
+            try:
+                target = (base / rel).resolve()
+                exists = target.is_file()
+            except (OSError, ValueError) as e:  # a name too long, a NUL byte, a symlink loop
+                self.err(f"use: cannot read '{rel[:200]}': {getattr(e, 'strerror', None) or e}", loc, file=file)
+                continue
             if self.safe:  # a spec given as text lives in the working directory: that is its folder
                 root = (self.path.parent if self.path is not None else Path.cwd()).resolve()
                 if root not in target.parents and target != root:
@@ -237,7 +242,7 @@ class SpecReader:
                 chain = " -> ".join(p.name for p in seen + (target,))
                 self.err(f"use: import cycle {chain}", loc, file=file)
                 continue
-            if not target.is_file():
+            if not exists:
                 self.err(f"use: no such file '{rel}' (looked in {base})", loc, file=file)
                 continue
             sub_file = _display(target)
