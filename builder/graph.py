@@ -24,6 +24,7 @@ from .meta import meta_device
 from .ops.registry import InferContext
 from .shapes import ShapeError
 from .yaml_loader import LocDict, LocList
+from .yaml_loader import to_plain as _plain
 
 NODE_KEYS = ("op", "block", "in", "repeat", "share", "tie", "init", "trainable", "when", "doc")
 BLOCK_KEYS = ("params", "inputs", "nodes", "outputs", "description")
@@ -104,14 +105,6 @@ class RefError(Exception):
         super().__init__(message)
         self.loc, self.file, self.hint = loc, file, hint
         self.undeclared = undeclared  # names something never written in its scope (not a follow-on error)
-
-
-def _plain(v):
-    if isinstance(v, dict):
-        return {k: _plain(x) for k, x in v.items()}
-    if isinstance(v, list):
-        return [_plain(x) for x in v]
-    return v
 
 
 class GraphBuilder:

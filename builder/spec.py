@@ -18,6 +18,7 @@ import yaml
 from .errors import Collector, Diagnostic, SpecError, UserError, did_you_mean
 from .expr import ExprError, substitute
 from .yaml_loader import MAX_FILE_BYTES, LocDict, LocList, load_yaml
+from .yaml_loader import to_plain as _plain
 
 SPEC_VERSION = 1
 TOP_KEYS = ("spec", "name", "description", "params", "inputs", "blocks", "nodes", "outputs", "networks",
@@ -117,15 +118,6 @@ def parse_override(item: str):
     except yaml.YAMLError:
         value = raw
     return key.strip(), value
-
-
-def _plain(value):
-    """LocDict/LocList -> dict/list (for the resolved document and for sections handed to later stages)."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
 
 
 class SpecReader:

@@ -42,6 +42,15 @@ class LocList(list):
         return self.locs[index] if 0 <= index < len(self.locs) else self.loc
 
 
+def to_plain(value):
+    """LocDict/LocList -> plain dict/list, for data handed to later stages (and JSON)."""
+    if isinstance(value, dict):
+        return {k: to_plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [to_plain(v) for v in value]
+    return value
+
+
 def _pos(node):
     return (node.start_mark.line + 1, node.start_mark.column + 1)
 

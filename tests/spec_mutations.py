@@ -23,6 +23,7 @@ import yaml
 import builder
 from builder.errors import SpecError, UserError
 from builder.yaml_loader import load_yaml
+from builder.yaml_loader import to_plain as _plain
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED_DIRS = (ROOT / "specs", ROOT / "specs" / "examples", ROOT / "tests" / "fuzz_seeds")
@@ -67,14 +68,6 @@ class HypothesisChooser:
 
 
 # ---- seeds ---------------------------------------------------------------------------------------
-
-def _plain(v):
-    if isinstance(v, dict):
-        return {k: _plain(x) for k, x in v.items()}
-    if isinstance(v, list):
-        return [_plain(x) for x in v]
-    return v
-
 
 def seed_specs() -> list[tuple[Path, str, object]]:
     """(path, text, plain document) of every small valid spec we can find: the zoo, the examples, ours."""
