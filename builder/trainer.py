@@ -178,7 +178,9 @@ def train_supervised(networks, data, cfg, book, device, world, compile_model):
         loss_sum, seen = 0.0, 0
         for step, (*inputs, target) in enumerate(batches):
             optimizer.zero_grad(set_to_none=True)
-            with autocast, first_batch_check(inputs, target, cfg, active=epoch == book.first_epoch and step == 0):
+            guard = (first_batch_check(inputs, target, cfg, active=True)
+                     if epoch == book.first_epoch and step == 0 else _UNGUARDED)
+            with autocast, guard:
                 prediction = first_output(net(*inputs))
                 loss = loss_fn(prediction, target)
             loss_value = loss.item()
@@ -359,6 +361,9 @@ def mean_distance(G, dataset, noise):
     fake = G(noise(len(real))).reshape(real.shape)
     G.train(was_training)
     return (fake.float().mean(0) - real.float().mean(0)).norm().item()
+
+
+_UNGUARDED = contextlib.nullcontext()  # later batches: no per-step context manager to build
 
 
 @contextlib.contextmanager
