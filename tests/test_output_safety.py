@@ -178,14 +178,26 @@ def test_export_and_predict_outputs_on_a_full_disk_or_unwritable_target(tmp_path
     assert capsys.readouterr().err.strip().startswith(f"cannot create run folder {tmp_path / 'a_file' / 'run'}: ")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def _read_only_folder(path):
+    """A folder this process cannot write into: chmod 555 for an ordinary user; for root (which ignores
+    permissions) a read-only tmpfs mounted there. Returns the undo function."""
+    path.mkdir()
+    if os.geteuid() != 0:
+        path.chmod(0o555)
+        return lambda: path.chmod(0o755)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(path)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.fail(f"cannot make a read-only folder as root here: {mounted.stderr.strip()}")
+    return lambda: subprocess.run(["umount", str(path)], check=True)
+
+
 def test_read_only_run_folder_is_one_line(tmp_path, capsys):
     run_dir = tmp_path / "ro"
-    run_dir.mkdir()
-    run_dir.chmod(0o555)
+    undo = _read_only_folder(run_dir)
     try:
         assert main(["train", "specs/xor_mlp.yaml", "--run-dir", str(run_dir), "--quiet"]) == 2
         assert capsys.readouterr().err.strip() == f"run folder {run_dir} is not writable"
     finally:
-        run_dir.chmod(0o755)
+        undo()
 
