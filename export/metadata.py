@@ -6,6 +6,8 @@ builder.inputs         JSON [{name, shape, dtype, value_range}]   (symbolic dims
 builder.outputs        JSON [output names]
 builder.class_labels   JSON [labels], when known     builder.dynamic   JSON [symbols kept dynamic]
 builder.dim_ranges     JSON {symbol: [low, high]}, only when torch.export narrowed a dim
+builder.input_preparation  what the training data pipeline did to the inputs before the network saw them
+                       (standardize, normalize, resize), when anything: it is not part of the exported graph
 """
 from __future__ import annotations
 
@@ -47,6 +49,21 @@ def class_labels(spec=None, checkpoint: dict | None = None) -> list | None:
     return [str(v) for v in labels] if labels else None
 
 
+def input_preparation(spec) -> str:
+    """The train.data steps that change inputs before the network (empty when none). The exported graph
+    starts at the network's input, so whoever feeds it must prepare inputs the same way."""
+    data = ((getattr(spec, "train", None) or {}).get("data") or {}) if spec is not None else {}
+    steps = []
+    if data.get("standardize"):
+        steps.append("standardize (mean/std of the training split)")
+    transform = data.get("transform") or {}
+    if transform.get("resize"):
+        steps.append(f"resize to {transform['resize']}")
+    if transform.get("normalize"):
+        steps.append("normalize")
+    return ", ".join(steps)
+
+
 def build_metadata(sig, *, spec=None, network: str | None = None, labels=None, dynamic=(),
                    ranges: dict | None = None) -> dict[str, str]:
     meta = {
@@ -62,6 +79,9 @@ def build_metadata(sig, *, spec=None, network: str | None = None, labels=None, d
     }
     if labels:
         meta["class_labels"] = json.dumps(list(labels))
+    preparation = input_preparation(spec)
+    if preparation:
+        meta["input_preparation"] = preparation
     if ranges:
         meta["dim_ranges"] = json.dumps({k: [v[0], None if v[1] == float("inf") else v[1]]
                                          for k, v in ranges.items()})

@@ -156,3 +156,20 @@ def test_trained_run_exports_and_predicts_like_torch(tmp_path, capsys):
     assert main(["predict", spec, "--set", "hidden=8", "--run", str(run), "--input", str(tmp_path / "x.npy"),
                  "-o", str(tmp_path / "b.npy"), "--provider", "cpu"]) == 0
     np.testing.assert_allclose(np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy"), rtol=1e-4, atol=1e-5)
+
+
+def test_export_records_the_training_input_preparation_and_predict_says_so(tmp_path, capsys):
+    """The exported graph starts at the network's input; mlp_digits standardises its inputs in the data
+    pipeline, so the file says so and `build predict` reminds whoever feeds it."""
+    import onnx
+    from builder.cli import main as cli
+    out = tmp_path / "digits.onnx"
+    assert cli(["export", "specs/mlp_digits.yaml", "--random", "-o", str(out)]) == 0
+    props = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert props["builder.input_preparation"] == "standardize (mean/std of the training split)"
+    np.save(tmp_path / "x.npy", np.zeros((2, 64), np.float32))
+    capsys.readouterr()
+    assert cli(["predict", str(out), "--input", str(tmp_path / "x.npy")]) == 0
+    assert "prepared by: standardize" in capsys.readouterr().err
+    assert cli(["export", "specs/xor_mlp.yaml", "--random", "-o", str(tmp_path / "xor.onnx")]) == 0
+    assert "builder.input_preparation" not in {p.key for p in onnx.load(str(tmp_path / "xor.onnx")).metadata_props}

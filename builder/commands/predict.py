@@ -55,6 +55,10 @@ def run(args):
         note = " (no GPU: torch sees none)" if engine == "torch" else " (no CUDA: onnxruntime-gpu or a GPU is missing)"
     n = len(next(iter(arrays.values())))
     print(f"{engine} on {runner.device}{note}: {n} samples", file=sys.stderr)
+    preparation = (getattr(runner, "meta", None) or {}).get("input_preparation")
+    if preparation:
+        print(f"note: in training this model's inputs were prepared by: {preparation}; "
+              "feed inputs prepared the same way", file=sys.stderr)
     outputs = predict.predict(runner, arrays, batch_size=args.batch_size)
     if args.output:
         path = predict.write_outputs(outputs, args.output)
