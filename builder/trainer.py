@@ -26,6 +26,7 @@ from .initializers import apply_init, check_init
 from .losses import make_loss
 from .metrics import make_metric
 from .optim import Schedule, make_optimizer
+from .preparation import statistics_for
 from .runlog import Console, RunFolder, TensorBoard, read_resolved
 
 TRAIN_KEYS = {
@@ -153,6 +154,8 @@ def train_supervised(networks, data, cfg, book, device, world, compile_model):
     """One network, inputs -> prediction -> loss against the target (language models: next token)."""
     model = only_network(networks)
     adapt_inputs(model, data)
+    book.input_preparation = statistics_for(getattr(model, "spec_inputs", None),
+                                            data.info.get("input_statistics") or {}, data.train.n_inputs)
     to_device(data, device)
     loss_fn = make_loss(cfg.get("loss", "cross_entropy" if book.mode == "language_model" else "mse"))
     metric_cfgs = cfg.get("metrics", ["perplexity"] if book.mode == "language_model" else [])
@@ -539,6 +542,7 @@ class Book:
             "history": self.history,
             "monitor": {"best": self.best, "bad": self.bad, "best_epoch": self.best_epoch},
             "seed": self.seed,
+            "input_preparation": getattr(self, "input_preparation", None) or {},
         }
 
     def finish(self, test_fn):

@@ -49,9 +49,10 @@ def class_labels(spec=None, checkpoint: dict | None = None) -> list | None:
     return [str(v) for v in labels] if labels else None
 
 
-def input_preparation(spec) -> str:
-    """The train.data steps that change inputs before the network (empty when none). The exported graph
-    starts at the network's input, so whoever feeds it must prepare inputs the same way."""
+def input_preparation(spec, inside: bool = False) -> str:
+    """The train.data steps that change inputs before the network (empty when none). With `inside`, the
+    trained statistics were put at the start of the exported graph (builder.preparation), which then
+    takes raw inputs; otherwise whoever feeds the model must prepare inputs the same way."""
     data = ((getattr(spec, "train", None) or {}).get("data") or {}) if spec is not None else {}
     steps = []
     if data.get("standardize"):
@@ -61,11 +62,13 @@ def input_preparation(spec) -> str:
         steps.append(f"resize to {transform['resize']}")
     if transform.get("normalize"):
         steps.append("normalize")
+    if inside and steps:
+        return "inside the model: " + ", ".join(steps) + "; feed raw inputs"
     return ", ".join(steps)
 
 
 def build_metadata(sig, *, spec=None, network: str | None = None, labels=None, dynamic=(),
-                   ranges: dict | None = None) -> dict[str, str]:
+                   ranges: dict | None = None, prepared_inside: bool = False) -> dict[str, str]:
     meta = {
         "spec": getattr(spec, "name", "") or "",
         "network": network or "",
@@ -79,7 +82,7 @@ def build_metadata(sig, *, spec=None, network: str | None = None, labels=None, d
     }
     if labels:
         meta["class_labels"] = json.dumps(list(labels))
-    preparation = input_preparation(spec)
+    preparation = input_preparation(spec, prepared_inside)
     if preparation:
         meta["input_preparation"] = preparation
     if ranges:

@@ -86,7 +86,7 @@ def export_onnx(module: torch.nn.Module, out, *, spec=None, network: str | None 
         _declare_output_dims(model, sig, cases)
         model.metadata_props.update(metadata.build_metadata(
             sig, spec=spec, network=network or getattr(graph, "graph", {}).get("network"), labels=labels,
-            dynamic=dyn, ranges=ranges))
+            dynamic=dyn, ranges=ranges, prepared_inside="input_preparation" in module._modules))
         with atomic_output(out) as tmp:
             external = _save(model, tmp)
             verify.check_structure(tmp)

@@ -173,3 +173,37 @@ def test_export_records_the_training_input_preparation_and_predict_says_so(tmp_p
     assert "prepared by: standardize" in capsys.readouterr().err
     assert cli(["export", "specs/xor_mlp.yaml", "--random", "-o", str(tmp_path / "xor.onnx")]) == 0
     assert "builder.input_preparation" not in {p.key for p in onnx.load(str(tmp_path / "xor.onnx")).metadata_props}
+
+
+def test_a_trained_standardising_model_exports_with_its_statistics_and_takes_raw_inputs(tmp_path, capsys):
+    """mlp_digits trains on standardised pixels; the checkpoint carries the training statistics, and the
+    exported model (and predict --run in torch) standardise by themselves, so raw pixels give the answers
+    the trained network gives on the prepared test split."""
+    import onnx
+    from builder.cli import main as cli
+    from builder.data import load_data
+    from export.weights import read_checkpoint
+
+    run = tmp_path / "run"
+    assert cli(["train", "specs/mlp_digits.yaml", "--run-dir", str(run), "--epochs", "2", "--quiet"]) == 0
+    stats = read_checkpoint(run / "best.pt")["input_preparation"]["x"]
+    assert tuple(stats["mean"].shape) == (64,) and float(stats["std"].min()) > 0
+    out = tmp_path / "digits.onnx"
+    assert cli(["export", "specs/mlp_digits.yaml", "--run", str(run), "-o", str(out)]) == 0
+    props = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert props["builder.input_preparation"].startswith("inside the model: standardize")
+
+    spec = builder.load("specs/mlp_digits.yaml")
+    test = load_data(spec.train["data"]).test
+    prepared = test.fields[0].reshape(len(test), -1)[:16]
+    raw = prepared * stats["std"] + stats["mean"]
+    assert float(raw.min()) > -1e-3 and float(raw.max()) < 16 + 1e-3  # digits' pixels are 0..16
+    trained = builder.build(spec)
+    trained.load_state_dict(read_checkpoint(run / "best.pt")["networks"]["model"])
+    expected = trained.eval()(prepared).argmax(1).numpy()
+    np.save(tmp_path / "raw.npy", raw.numpy())
+    capsys.readouterr()
+    for source in ([str(out)], ["specs/mlp_digits.yaml", "--run", str(run)]):
+        assert cli(["predict", *source, "--input", str(tmp_path / "raw.npy"), "-o", str(tmp_path / "y.npy")]) == 0
+        assert "feed inputs prepared the same way" not in capsys.readouterr().err
+        np.testing.assert_array_equal(np.load(tmp_path / "y.npy").argmax(1), expected)

@@ -35,6 +35,8 @@ def run(args) -> int:
     from .. import load
     from ..data import load_data
     from ..errors import UserError
+    from ..preparation import raw_from_prepared
+    from export.weights import read_checkpoint
 
     spec_path = Path(args.spec)
     if not spec_path.is_file():
@@ -54,12 +56,15 @@ def run(args) -> int:
     test = data.test or data.val or data.train
     rows = test.sample(args.images)
     x, y = rows[0], rows[test.n_inputs] if test.has_target else None
-    sample_shape = spec.network().inputs[0].shape[1:]
-    if all(isinstance(d, int) for d in sample_shape):
-        x = x.reshape(len(x), *sample_shape)  # e.g. 8x8 images flattened for the MLP, as the trainer feeds them
+    first = spec.network().inputs[0]
+    if all(isinstance(d, int) for d in first.shape[1:]):
+        x = x.reshape(len(x), *first.shape[1:])  # e.g. 8x8 images flattened for the MLP, as the trainer feeds them
+    stats = (read_checkpoint(run_dir / "best.pt").get("input_preparation") or {}).get(first.name)
+    if stats:  # the test split comes standardised; the exported model standardises by itself
+        x = raw_from_prepared(x, stats)
     inputs = run_dir / "test_images.npy"
     np.save(inputs, x.numpy())
-    print(f"\n(wrote {len(x)} held-out test images, prepared as in training, to {inputs}; "
+    print(f"\n(wrote {len(x)} held-out test images{', raw pixel values,' if stats else ''} to {inputs}; "
           "true labels: " + (" ".join(str(int(v)) for v in y) if y is not None else "none") + ")")
     _step("predict them with onnxruntime", ["predict", str(onnx_path), "--input", str(inputs)])
 

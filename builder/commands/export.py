@@ -39,6 +39,8 @@ def run(args):
     checkpoint = weights.load_weights(module, run=args.run, weights=args.weights, random=args.random,
                                       network=net.name)
     labels = metadata.class_labels(spec, checkpoint)
+    from ..preparation import include
+    include(module, checkpoint.get("input_preparation") or {})  # the model then takes raw inputs
     result = export_onnx(module, args.output, spec=spec, network=net.name, dynamic=parse_dims(args.dynamic),
                          opset=args.opset, labels=labels)
     print(describe(result))

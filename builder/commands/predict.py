@@ -42,6 +42,8 @@ def _runner(args):
     module = builder.build(spec, network=net.name)
     checkpoint = weights.load_weights(module, run=args.run, weights=args.weights, network=net.name)
     labels = metadata.class_labels(spec, checkpoint)
+    from ..preparation import include
+    include(module, checkpoint.get("input_preparation") or {})  # raw inputs, as for the exported model
     device = {"cpu": "cpu", "cuda": "cuda", "auto": "auto"}[args.provider]
     return predict.TorchRunner(module, labels=labels, device=device), "torch"
 
@@ -56,7 +58,7 @@ def run(args):
     n = len(next(iter(arrays.values())))
     print(f"{engine} on {runner.device}{note}: {n} samples", file=sys.stderr)
     preparation = (getattr(runner, "meta", None) or {}).get("input_preparation")
-    if preparation:
+    if preparation and not preparation.startswith("inside the model"):
         print(f"note: in training this model's inputs were prepared by: {preparation}; "
               "feed inputs prepared the same way", file=sys.stderr)
     outputs = predict.predict(runner, arrays, batch_size=args.batch_size)

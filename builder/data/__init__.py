@@ -78,6 +78,8 @@ def load_data(cfg: dict) -> Data:
     prep = Preparation(cfg)
     prep.fit(raws[0], stream)
     splits = [None if r is None else prep.dataset(r, stream) for r in raws]
+    info["input_statistics"] = {i: stats for i, stats in prep.stats.items() if i < raws[0][1]
+                                and not prep.resize}  # a resize changes the sample shape: not foldable
     if name == "text":
         info["unigram_perplexity"] = sources.unigram_perplexity(
             _rows(raws[0][0][1], raws[0][2]), info["vocab_size"])
