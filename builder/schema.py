@@ -25,7 +25,7 @@ def _node_schema() -> dict:
         "init": {"description": "initialiser for this node's parameters"},
         "trainable": {"anyOf": [{"type": "boolean"}, _EXPR]},
         "when": {"anyOf": [{"type": "boolean"}, _EXPR],
-                 "description": "inside blocks: skip this node (pass its input through) when false"},
+                 "description": "skip this node (pass its first input through) when false"},
         "doc": {"type": "string"},
     }
     op_names = sorted(ops_pkg.names())
