@@ -24,9 +24,7 @@ what is missing, unexpected and mis-shaped, all at once.
 """
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -311,22 +309,12 @@ def _unwrap(data, path):
 
 
 def save_state_dict(state_dict: dict, out_path) -> Path:
-    """torch.save to a temporary file beside `out_path`, fsync, then os.replace: never a half-written file."""
+    """Write the converted weights the way checkpoints are written (checkpoint.save_atomic): never a
+    half-written file, a full disk is a one-line error."""
+    from .checkpoint import save_atomic
     out = Path(out_path)
     folder = out.parent if str(out.parent) else Path(".")
     if not folder.is_dir():
         raise UserError(f"{out}: folder {folder} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state_dict, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, out)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    save_atomic(state_dict, out)
     return out
