@@ -85,3 +85,16 @@ def load_weights(module, *, run=None, weights=None, random: bool = False, networ
     checkpoint = read_checkpoint(path)
     load_into(module, state_dict_of(checkpoint, network), str(path))
     return checkpoint
+
+
+def trained_network(spec, network: str | None = None, *, run=None, weights=None, random: bool = False):
+    """(module, checkpoint) as deployed: the spec's network with the weights of --run/--weights (or its
+    random init), and the training data's input standardisation put at its start when the checkpoint
+    carries one (builder.preparation), so it takes raw inputs. Shared by export, predict and bench."""
+    import builder
+    from builder.preparation import include
+
+    module = builder.build(spec, network=network)
+    checkpoint = load_weights(module, run=run, weights=weights, random=random, network=network)
+    include(module, checkpoint.get("input_preparation") or {})
+    return module, checkpoint

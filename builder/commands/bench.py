@@ -47,16 +47,14 @@ def parse_sizes(items) -> dict:
 
 
 def run(args):
-    import builder
     from export import bench, weights
     from export.onnx_export import export_onnx
 
     batches = _ints(args.batch, "--batch")
     spec = load_spec(args)
     net = spec.network(args.network)
-    module = builder.build(spec, network=net.name)
-    weights.load_weights(module, run=args.run, weights=args.weights, random=not (args.run or args.weights),
-                         network=net.name)
+    module, _ = weights.trained_network(spec, net.name, run=args.run, weights=args.weights,
+                                        random=not (args.run or args.weights))
     sizes = parse_sizes(args.size)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"{spec.name}.onnx"

@@ -29,18 +29,14 @@ def register(sub):
 
 
 def run(args):
-    import builder
     from export import metadata, weights
     from export.onnx_export import describe, export_onnx
 
     spec = load_spec(args)
     net = spec.network(args.network)
-    module = builder.build(spec, network=net.name)
-    checkpoint = weights.load_weights(module, run=args.run, weights=args.weights, random=args.random,
-                                      network=net.name)
+    module, checkpoint = weights.trained_network(spec, net.name, run=args.run, weights=args.weights,
+                                                 random=args.random)
     labels = metadata.class_labels(spec, checkpoint)
-    from ..preparation import include
-    include(module, checkpoint.get("input_preparation") or {})  # the model then takes raw inputs
     result = export_onnx(module, args.output, spec=spec, network=net.name, dynamic=parse_dims(args.dynamic),
                          opset=args.opset, labels=labels)
     print(describe(result))

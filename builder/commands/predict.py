@@ -39,11 +39,8 @@ def _runner(args):
     from ..spec import parse_override
     spec = builder.load(args.model, overrides=dict(parse_override(x) for x in args.overrides))
     net = spec.network(args.network)
-    module = builder.build(spec, network=net.name)
-    checkpoint = weights.load_weights(module, run=args.run, weights=args.weights, network=net.name)
+    module, checkpoint = weights.trained_network(spec, net.name, run=args.run, weights=args.weights)
     labels = metadata.class_labels(spec, checkpoint)
-    from ..preparation import include
-    include(module, checkpoint.get("input_preparation") or {})  # raw inputs, as for the exported model
     device = {"cpu": "cpu", "cuda": "cuda", "auto": "auto"}[args.provider]
     return predict.TorchRunner(module, labels=labels, device=device), "torch"
 
