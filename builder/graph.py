@@ -22,6 +22,7 @@ from .errors import did_you_mean
 from .expr import ExprError, substitute
 from .meta import meta_device
 from .ops.registry import InferContext
+from .ops.registry import public_args as _public
 from .shapes import ShapeError
 from .yaml_loader import LocDict, LocList
 from .yaml_loader import to_plain as _plain
@@ -936,8 +937,7 @@ def _exc_text(e: Exception) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
-def _public(args):
-    return {k: v for k, v in args.items() if not k.startswith("_")}
+
 
 
 # ---- argument types from the torch class's own annotations ------------------------------------------

@@ -7,6 +7,7 @@ from .. import shapes as S
 from ..shapes import ShapeError
 from . import modules as M
 from .registry import InferContext, OpDef, register
+from .registry import public_args as _public
 
 
 def _tuple(v, n):
@@ -42,9 +43,7 @@ def layer(name, cls, infer, inferred=(), required=(), macs=None, build=None, in_
                           **kw))
 
 
-def _public(args):
-    """Args without the graph's private entries (names starting with `_`)."""
-    return {k: v for k, v in args.items() if not k.startswith("_")}
+
 
 
 # ---- dense ---------------------------------------------------------------------------------------

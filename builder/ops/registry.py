@@ -63,6 +63,11 @@ class OpDef:
 REGISTRY: dict[str, OpDef] = {}
 
 
+def public_args(args: dict) -> dict:
+    """An op's arguments without the private entries shape rules add for the builder (`_sections`, ...)."""
+    return {k: v for k, v in args.items() if not k.startswith("_")}
+
+
 def register(op: OpDef) -> OpDef:
     if op.name in REGISTRY:
         raise ValueError(f"op '{op.name}' registered twice")
