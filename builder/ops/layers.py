@@ -43,9 +43,6 @@ def layer(name, cls, infer, inferred=(), required=(), macs=None, build=None, in_
                           **kw))
 
 
-
-
-
 # ---- dense ---------------------------------------------------------------------------------------
 
 def _linear(ctx):
