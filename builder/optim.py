@@ -52,7 +52,9 @@ def param_groups(model, groups):
 
 
 def make_optimizer(model, cfg):
-    """A torch optimizer over `model`'s trainable parameters, configured by one `optimizer:` dict."""
+    """A torch optimizer over `model`'s trainable parameters, configured by one `optimizer:` dict.
+    With model None only the options are checked (by torch's own constructor) and None is returned:
+    building a real optimizer imports torch._dynamo, a second of start-up `build check` need not pay."""
     cfg = dict(cfg or {"type": "sgd", "lr": 0.01})
     cls = pick(OPTIMIZERS, cfg.pop("type", "sgd"), "train.optimizer", "type")
     groups = cfg.pop("groups", []) or []
@@ -68,6 +70,13 @@ def make_optimizer(model, cfg):
     if "betas" in cfg:
         cfg["betas"] = tuple(cfg["betas"])
     try:
+        if model is None:
+            try:
+                cls([], **cfg)  # torch checks the values first, then refuses the empty parameter list
+            except ValueError as e:
+                if "empty parameter list" not in str(e):
+                    raise
+            return None
         return cls(param_groups(model, groups), **cfg)
     except (ValueError, TypeError) as e:
         raise UserError(f"train.optimizer: {e}") from None

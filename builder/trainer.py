@@ -13,6 +13,7 @@ import math
 import signal
 import threading
 import time
+import types
 from pathlib import Path
 
 import torch
@@ -622,8 +623,9 @@ def check_train(cfg) -> None:
     optimizers = per_network(cfg.get("optimizer"), names) if gan else {"model": cfg.get("optimizer")}
     schedules = per_network(cfg.get("schedule"), names) if gan else {"model": cfg.get("schedule")}
     for name in names:
-        probe = nn.Linear(1, 1)  # parameter groups match spec paths; here only the options are checked
-        Schedule(make_optimizer(probe, optimizers[name]), schedules[name], 1, cfg.get("epochs", 10))
+        make_optimizer(None, optimizers[name])  # the options only: parameter groups match spec paths later
+        stand_in = types.SimpleNamespace(param_groups=[{"lr": 1.0}])
+        Schedule(stand_in, schedules[name], 1, cfg.get("epochs", 10))
     check_init(cfg.get("init"))
 
 
