@@ -81,10 +81,6 @@ def transpose_out(n, kernel, stride=1, padding=0, output_padding=0, dilation=1):
     return sym(f"({n}-1)*{stride}+{dilation * (kernel - 1) + output_padding + 1 - 2 * padding}")
 
 
-def same(a, b) -> bool:
-    return a == b
-
-
 def broadcast(shapes, what="combine"):
     """numpy broadcasting over symbolic shapes; raises ShapeError naming both shapes."""
     rank = max(len(s) for s in shapes)

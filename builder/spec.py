@@ -6,7 +6,6 @@ This module turns YAML text into a `Spec` whose networks carry checked networkx 
 from __future__ import annotations
 
 import contextlib
-import copy
 import gc
 import hashlib
 import json
@@ -398,7 +397,3 @@ def _load(path_or_text, overrides, safe, params) -> Spec:
             raise SpecError(Diagnostic(str(e), _display(path), 1, 1)) from None
         return SpecReader(text, _display(path), path, overrides, safe).read()
     return SpecReader(str(path_or_text), "<spec>", None, overrides, safe).read()
-
-
-def copy_spec(spec: Spec) -> Spec:
-    return copy.deepcopy(spec)
