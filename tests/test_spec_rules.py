@@ -438,18 +438,27 @@ def test_torch_compile_small_net():
         assert torch.allclose(got, want, atol=1e-6)
 
 
+DDP_SCRIPT = """
+import sys, torch, torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+import builder
+dist.init_process_group("gloo", init_method="file://" + sys.argv[1], rank=0, world_size=1)
+module = builder.build(sys.argv[2])
+ddp = DistributedDataParallel(module)
+ddp(torch.randint(0, 50, (2, 8))).float().pow(2).mean().backward()
+print("grad", module.get_submodule("wte").weight.grad is not None, flush=True)
+del ddp  # the reducer goes before its process group
+dist.destroy_process_group()
+"""
+
+
 def test_distributed_data_parallel_gloo(tmp_path):
-    import torch.distributed as dist
-    from torch.nn.parallel import DistributedDataParallel
-    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
-    try:
-        module = builder.build(SEEDS / "tiny_gpt.yaml")
-        ddp = DistributedDataParallel(module)
-        logits = ddp(torch.randint(0, 50, (2, 8)))
-        logits.float().pow(2).mean().backward()
-        assert module.get_submodule("wte").weight.grad is not None
-    finally:
-        dist.destroy_process_group()
+    # in a child process with a timeout: gloo's process group is global state, and tearing it down inside
+    # a long-lived test worker once hung the whole suite (a gloo thread join in ~ProcessGroupGloo)
+    out = subprocess.run([sys.executable, "-c", DDP_SCRIPT, str(tmp_path / "store"), str(SEEDS / "tiny_gpt.yaml")],
+                         capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "grad True"
 
 
 # ---- summary ------------------------------------------------------------------------------------------
