@@ -95,8 +95,9 @@ def load_failure(e: Exception) -> str:
 
 
 def remove_temporaries(folder) -> None:
-    """Delete what killed writes left behind (`.last.pt.*.tmp`); call only while no write is running."""
-    for tmp in Path(folder).glob(".*.pt.*.tmp"):
+    """Delete what killed writes left behind: the `.<name>.<random>.tmp` files of save_atomic and of
+    io_utils.atomic_write_* (checkpoints, metrics.csv, spec.yaml, ...); call only while no write is running."""
+    for tmp in Path(folder).glob(".*.*.tmp"):
         tmp.unlink(missing_ok=True)
 
 

@@ -201,3 +201,14 @@ def test_read_only_run_folder_is_one_line(tmp_path, capsys):
     finally:
         undo()
 
+
+
+def test_temporaries_of_every_killed_write_are_removed(tmp_path):
+    """A kill can land inside any atomic write of a run: a checkpoint or a run file such as metrics.csv."""
+    from builder import checkpoint
+    left = [".last.pt.k3j2.tmp", ".best.pt.x9.tmp", ".metrics.csv.4y1aaadj.tmp", ".spec.yaml.ab.tmp"]
+    kept = ["last.pt", "metrics.csv", "notes.tmp", ".lock"]
+    for name in left + kept:
+        (tmp_path / name).write_text("x")
+    checkpoint.remove_temporaries(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept)
