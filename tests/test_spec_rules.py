@@ -439,7 +439,7 @@ def test_torch_compile_small_net():
 
 
 DDP_SCRIPT = """
-import sys, torch, torch.distributed as dist
+import os, sys, torch, torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 import builder
 dist.init_process_group("gloo", init_method="file://" + sys.argv[1], rank=0, world_size=1)
@@ -447,8 +447,8 @@ module = builder.build(sys.argv[2])
 ddp = DistributedDataParallel(module)
 ddp(torch.randint(0, 50, (2, 8))).float().pow(2).mean().backward()
 print("grad", module.get_submodule("wte").weight.grad is not None, flush=True)
-del ddp  # the reducer goes before its process group
-dist.destroy_process_group()
+os._exit(0)  # no gloo teardown: with one rank it sometimes aborts ("terminate called without an active
+             # exception") after the work is done; what is tested here is DDP over the compiled module
 """
 
 
