@@ -41,8 +41,10 @@ def join(device: torch.device) -> World:
     return World(dist.get_rank(), dist.get_world_size(), int(os.environ["LOCAL_RANK"]))
 
 
-def leave(world: World) -> None:
+def leave(world: World, finished: bool = True) -> None:
     if world.active and dist.is_initialized():
+        if finished:  # every rank done before any tears gloo down; not after a failure (it would wait forever)
+            dist.barrier()
         dist.destroy_process_group()
 
 

@@ -11,6 +11,7 @@ import contextlib
 import copy
 import math
 import signal
+import sys
 import threading
 import time
 import types
@@ -144,7 +145,7 @@ def fit(networks, cfg, *, name="model", run_dir=None, resume=False, device="auto
     finally:
         if run is not None:
             run.release()
-        leave(world)
+        leave(world, finished=sys.exc_info()[0] is None)
 
 
 # ----------------------------------------------------------------------------------------------------
