@@ -144,9 +144,9 @@ def cli_seconds(argv: list[str], runs: int) -> tuple[list[float], list[float]]:
 def phases(spec_path: Path) -> dict:
     """In-process seconds of each phase of the backward picture."""
     import builder
-    from export.dot_render import write_picture
-    from export.viz_backward import backward_dot
-    from export.viz_step import one_step
+    from viz.dot_render import write_picture
+    from viz.backward import backward_dot
+    from viz.step import one_step
 
     out = {}
     t = time.perf_counter()
@@ -171,9 +171,9 @@ def phases(spec_path: Path) -> dict:
 def zoo_table(quick: bool) -> None:
     import builder
     from builder.errors import UserError
-    from export.viz_backward import backward_dot
-    from export.viz_forward import forward_dot
-    from export.viz_step import one_step
+    from viz.backward import backward_dot
+    from viz.forward import forward_dot
+    from viz.step import one_step
 
     print(f"\n{'spec':<24} {'fwd nodes':>9} {'fwd s':>7} {'bwd nodes':>9} {'bwd s':>7}")
     for path in sorted((ROOT / "specs").glob("*.yaml")):
@@ -225,7 +225,7 @@ def main() -> None:
 
         r50, r50_name = spec_file("resnet50", RESNET50_FALLBACK, tmp)
         import builder
-        from export.viz_forward import auto_depth, count_visible, forward_dot, max_depth
+        from viz.forward import auto_depth, count_visible, forward_dot, max_depth
 
         g = builder.load(r50).network().graph
         t = time.perf_counter()

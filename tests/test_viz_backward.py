@@ -7,10 +7,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from export.autograd_walk import record_backward
-from export.dot_render import parse_dot
-from export.grad_heat import PALETTE
-from export.viz_backward import backward_dot
+from viz.autograd_walk import record_backward
+from viz.dot_render import parse_dot
+from viz.grad_heat import PALETTE
+from viz.backward import backward_dot
 
 
 class Block(nn.Module):

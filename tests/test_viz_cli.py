@@ -7,8 +7,8 @@ import torch
 
 import builder
 from builder.cli import main
-from export.dot_render import parse_dot
-from export.grad_heat import PALETTE
+from viz.dot_render import parse_dot
+from viz.grad_heat import PALETTE
 
 TINY_RESNET = """\
 spec: 1

@@ -5,8 +5,8 @@ import re
 import networkx as nx
 import pytest
 
-from export.dot_render import parse_dot, write_picture, dot_binary
-from export.viz_forward import auto_depth, forward_dot, skip_edges
+from viz.dot_render import parse_dot, write_picture, dot_binary
+from viz.forward import auto_depth, forward_dot, skip_edges
 
 
 def contract_graph(name, inputs, nodes, outputs, blocks=None):

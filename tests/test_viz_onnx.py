@@ -4,8 +4,8 @@ import onnx
 from onnx import TensorProto, helper
 
 from builder.cli import main
-from export.dot_render import parse_dot
-from export.viz_onnx import onnx_dot
+from viz.dot_render import parse_dot
+from viz.onnx_view import onnx_dot
 
 
 def named_model():

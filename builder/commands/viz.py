@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from builder.commands.common import add_spec_args, load_spec
-from export.dot_render import FORMATS, INSTALL_HINT, MissingDot, side_by_side, write_picture
+from viz.dot_render import FORMATS, INSTALL_HINT, MissingDot, side_by_side, write_picture
 
 VIEWS = ("forward", "backward", "both")
 
@@ -82,7 +82,7 @@ def make_dot(args):
     if args.spec.lower().endswith(".onnx"):
         if args.view != "forward":
             raise UserError("an .onnx file has no backward graph: use --view forward (the default)")
-        from export.viz_onnx import onnx_dot
+        from viz.onnx_view import onnx_dot
 
         if not Path(args.spec).is_file():
             raise UserError(f"{args.spec}: no such ONNX file")
@@ -93,7 +93,7 @@ def make_dot(args):
             raise UserError(f"{args.spec}: not a readable ONNX model ({first})") from None
         return dot, Path(args.spec).stem + "_onnx", f"{_count(dot)} nodes"
 
-    from export.viz_forward import forward_dot, max_depth
+    from viz.forward import forward_dot, max_depth
 
     spec = load_spec(args)
     if args.network is None and len(spec.networks) > 1 and args.view == "forward":
@@ -106,8 +106,8 @@ def make_dot(args):
         forward = forward_dot(net.graph, depth=args.depth, rankdir=args.rankdir)
         notes.append(f"forward: {_count(forward)} nodes ({max_depth(net.graph)} block levels)")
     if args.view in ("backward", "both"):
-        from export.viz_backward import backward_dot
-        from export.viz_step import one_step
+        from viz.backward import backward_dot
+        from viz.step import one_step
 
         step = one_step(spec, args.network, args.run, args.weights, args.batch_size, args.seed)
         backward = backward_dot(step.trace, net.graph, full=args.full, grads=args.grads,
@@ -127,8 +127,8 @@ def make_dot(args):
 
 def _all_networks(spec, args):
     """The forward pictures of every network of a spec (a GAN's generator and discriminator) in one."""
-    from export.dot_render import combine
-    from export.viz_forward import forward_dot
+    from viz.dot_render import combine
+    from viz.forward import forward_dot
 
     parts = [(f"{name}:", forward_dot(net.graph, depth=args.depth, rankdir=args.rankdir), f"network {name}")
              for name, net in spec.networks.items()]

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import networkx as nx
 
-from export.dot_render import DotGraph
-from export.viz_labels import format_count, format_shape, key_args, wrap_items
+from viz.dot_render import DotGraph
+from viz.labels import format_count, format_shape, key_args, wrap_items
 
 AUTO_MAX_NODES = 120  # the automatic depth is the deepest one whose picture stays within this
 COLORS = {

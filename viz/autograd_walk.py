@@ -15,7 +15,7 @@ from typing import Callable
 
 import torch
 
-from export.grad_fn_names import plain_name
+from viz.grad_fn_names import plain_name
 
 
 @dataclass

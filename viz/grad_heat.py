@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from export.dot_render import DotGraph
+from viz.dot_render import DotGraph
 
 LOW_EXP = -7  # the first bucket holds norms below 1e-7, the last norms of 10 and above
 PALETTE = [  # RdYlBu reversed: cold (vanishing) -> hot (large)

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from export.dot_render import DotGraph
-from export.viz_labels import format_count, format_shape
+from viz.dot_render import DotGraph
+from viz.labels import format_count, format_shape
 
 PATH_KEY = "builder.spec_path"
 COLORS = {"input": "#d9f2d9", "output": "#ffe0b3", "op": "#f5f5f5", "weights": "#dde8f7",

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from export.autograd_walk import BackwardTrace, record_backward
+from viz.autograd_walk import BackwardTrace, record_backward
 
 SYMBOLIC_SIZE = 8  # size given to a symbolic dim other than the batch dim when inputs are random
 LARGE_MODEL = 20_000_000  # above this many parameters data sequences are cut shorter (see max_seq)

@@ -14,12 +14,12 @@ import math
 
 import networkx as nx
 
-from export.autograd_walk import BackwardTrace
-from export.dot_render import DotGraph
-from export.grad_fn_names import is_bookkeeping
-from export.grad_heat import FLAG_TEXT, add_legend, heat_color, heat_style, judge
-from export.viz_forward import _cluster_label, block_chain
-from export.viz_labels import format_shape
+from viz.autograd_walk import BackwardTrace
+from viz.dot_render import DotGraph
+from viz.grad_fn_names import is_bookkeeping
+from viz.grad_heat import FLAG_TEXT, add_legend, heat_color, heat_style, judge
+from viz.forward import _cluster_label, block_chain
+from viz.labels import format_shape
 
 LOSS_CLUSTER = "#loss"  # '#' never starts a spec path
 COLORS = {"root": "#ffb366", "param": "#dde8f7", "input": "#d9f2d9", "op": "white", "book": "#eeeeee"}
