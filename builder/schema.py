@@ -8,6 +8,7 @@ from __future__ import annotations
 from . import ops as ops_pkg
 from .graph import BLOCK_KEYS, INPUT_KEYS, NODE_KEYS
 from .spec import DTYPES, TOP_KEYS
+from .sweep.space import sweep_schema
 
 _EXPR = {"type": "string", "pattern": r"\$\{.*\}"}
 _SCALAR = {"anyOf": [{"type": ["number", "boolean", "string", "null"]}, {"type": "array"}, {"type": "object"}]}
@@ -70,6 +71,7 @@ def spec_schema() -> dict:
         "nodes": nodes, "outputs": outputs, "networks": {"type": "object", "additionalProperties": network},
         "use": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
         "train": {"type": "object"}, "export": {"type": "object"}, "labels": {"type": "array"},
+        "sweep": sweep_schema(),
     }
     assert set(props) == set(TOP_KEYS)
     return {

@@ -21,7 +21,7 @@ from .yaml_loader import to_plain as _plain
 
 SPEC_VERSION = 1
 TOP_KEYS = ("spec", "name", "description", "params", "inputs", "blocks", "nodes", "outputs", "networks",
-            "use", "train", "export", "labels")
+            "use", "train", "export", "labels", "sweep")
 NETWORK_KEYS = ("inputs", "nodes", "outputs", "description")
 DTYPES = ("float32", "float64", "float16", "bfloat16", "int64", "int32", "bool")
 MAX_DIM = 2**31
@@ -76,6 +76,7 @@ class Spec:
     train: dict = field(default_factory=dict)
     export: dict = field(default_factory=dict)
     labels: list | None = None
+    sweep: object = None  # builder.sweep.SweepConfig of a `sweep:` section, else None
     resolved: dict = field(default_factory=dict)  # the resolved document, plain data
 
     def network(self, name: str | None = None) -> Network:
@@ -325,11 +326,20 @@ class SpecReader:
         train = self.eval_section(doc, "train", params)
         export = self.eval_section(doc, "export", params)
         labels = doc.get("labels")
+        sweep = _read_sweep(doc, self.err, params, train)
         self.errors.raise_if_any()
         resolved = {"spec": SPEC_VERSION, "name": name, "params": params, "train": train, "export": export,
                     "networks": {n: _describe(net) for n, net in networks.items()}}
         return Spec(name=name, path=self.path, params=params, networks=networks, train=train, export=export,
-                    labels=_plain(labels) if labels else None, resolved=_plain(resolved))
+                    labels=_plain(labels) if labels else None, sweep=sweep, resolved=_plain(resolved))
+
+
+def _read_sweep(doc, err, params, train):
+    """The hook of the `sweep:` section (checked by builder.sweep.space, which imports no Optuna)."""
+    if "sweep" not in doc:
+        return None
+    from .sweep.space import read_sweep
+    return read_sweep(doc, err, params, train)
 
 
 def _describe(net: Network) -> dict:

@@ -5,7 +5,9 @@ this module (`python -m builder.commands.train ...`) with the remaining argument
 """
 from __future__ import annotations
 
+import contextlib
 import sys
+from pathlib import Path
 
 
 def add_arguments(p):
@@ -23,6 +25,9 @@ def add_arguments(p):
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     p.add_argument("--log-json", action="store_true", help="print one JSON line of metrics per epoch")
     p.add_argument("--tensorboard", action="store_true", help="also write TensorBoard event files")
+    p.add_argument("--mlflow", nargs="?", const="sqlite:///mlflow.db", metavar="URI",
+                   help="log params, per-epoch metrics and the run's files to MLflow (default sqlite:///mlflow.db)")
+    p.add_argument("--onnx", action="store_true", help="with --mlflow: also export and log model.onnx")
     p.add_argument("--nproc-per-node", type=int, default=1, metavar="N",
                    help="train on N processes per machine (DistributedDataParallel via torchrun)")
     p.add_argument("--nnodes", default="1", help="machines taking part (torchrun's --nnodes)")
@@ -53,20 +58,53 @@ def run(args):
     epochs = {} if args.epochs is None else {"epochs": args.epochs}
     options = dict(run_dir=args.run_dir, device=args.device, quiet=args.quiet, log_json=args.log_json,
                    compile=args.compile, tensorboard=args.tensorboard)
+    if args.onnx and not args.mlflow:
+        raise UserError("build train: --onnx exports the trained model for --mlflow; give --mlflow too")
     try:
         if args.resume:
             train_sets = {k: v for k, v in sets.items() if k.startswith("train.")}
-            _, history, run_dir = train(resume=args.resume, **options, **train_sets, **epochs)
+            with _tracked(args, None) as callback:
+                _, history, run_dir = train(resume=args.resume, callback=callback, **options, **train_sets,
+                                            **epochs)
         else:
             import builder
             spec = builder.load(args.spec, overrides=sets, safe=args.safe)
-            _, history, run_dir = train(spec, overwrite=args.overwrite, **options, **epochs)
+            with _tracked(args, spec) as callback:
+                _, history, run_dir = train(spec, overwrite=args.overwrite, callback=callback, **options, **epochs)
     except TrainingInterrupted as e:  # Ctrl-C or SIGTERM: the finished epochs are saved
         print(str(e), file=sys.stderr)
         return 128 + e.signum
     if not args.quiet and not args.log_json:
         print(f"run folder: {run_dir}")
     return 0
+
+
+@contextlib.contextmanager
+def _tracked(args, spec):
+    """With --mlflow (on the main process only): an MLflow run fed by the trainer's epoch callback, given
+    the run folder's files (and model.onnx with --onnx) at the end; else no callback."""
+    import os
+    if not args.mlflow or os.environ.get("RANK", "0") != "0":
+        yield None
+        return
+    import builder
+    from ..tracking import MlflowRun, export_onnx_file
+
+    if spec is None:  # --resume: the spec the run was started from
+        from ..runlog import read_resolved
+        from ..trainer import _spec_source
+        resolved = read_resolved(args.resume)
+        spec = builder.load(_spec_source(args.resume, resolved), overrides=resolved.get("params") or {})
+    run_dir = Path(args.resume or args.run_dir or Path("runs") / spec.name)
+    tracker = MlflowRun(args.mlflow, experiment=spec.name, run_name=run_dir.name, spec=spec)
+    try:
+        yield tracker.chain()
+    except BaseException as e:
+        tracker.finish(run_dir, "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
+        raise
+    if args.onnx:
+        export_onnx_file(spec, run_dir)
+    tracker.finish(run_dir, "FINISHED")
 
 
 def _worker_argv(args):
@@ -80,7 +118,9 @@ def _worker_argv(args):
                         ("--device", args.device)):
         if value is not None:
             argv += [flag, str(value)]
-    for flag in ("safe", "overwrite", "compile", "quiet", "log_json", "tensorboard"):
+    if args.mlflow:
+        argv += ["--mlflow", args.mlflow]
+    for flag in ("safe", "overwrite", "compile", "quiet", "log_json", "tensorboard", "onnx"):
         if getattr(args, flag):
             argv.append("--" + flag.replace("_", "-"))
     return argv
