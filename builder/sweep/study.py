@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 import warnings
 
 from ..errors import UserError
@@ -34,14 +35,20 @@ def open_study(cfg, url: str, name: str, seed_offset: int = 0):
     """The study `name` in `url` (created when new) with the sweep's direction, sampler and pruner."""
     opt = optuna()
     kwargs = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {}
-    try:
-        storage = opt.storages.RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_S,
-                                          grace_period=GRACE_S)
-    except Exception as e:  # a bad URL, a driver not installed, a server not reachable
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"--storage {url}: cannot open the study storage: {first}") from None
-    return opt.create_study(storage=storage, study_name=name, direction=cfg.direction, load_if_exists=True,
-                            sampler=make_sampler(cfg, seed_offset), pruner=make_pruner(cfg))
+    for attempt in range(5):  # processes creating the same new database race on its tables: look again
+        try:
+            storage = opt.storages.RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_S,
+                                              grace_period=GRACE_S)
+            return opt.create_study(storage=storage, study_name=name, direction=cfg.direction,
+                                    load_if_exists=True, sampler=make_sampler(cfg, seed_offset),
+                                    pruner=make_pruner(cfg))
+        except Exception as e:  # a bad URL, a driver not installed, a server not reachable
+            if attempt < 4 and ("UNIQUE constraint" in str(e) or "already exists" in str(e)
+                                or "database is locked" in str(e)):
+                time.sleep(0.2 * (attempt + 1))
+                continue
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise UserError(f"--storage {url}: cannot open the study storage: {first}") from None
 
 
 def make_sampler(cfg, seed_offset=0):
