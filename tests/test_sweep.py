@@ -184,3 +184,15 @@ def test_sigkilled_sweep_loses_only_its_running_trial_and_the_rerun_continues(tm
     assert len(lost) == 1 and lost[0]["trial"] == str(running[0].number)
     assert "was killed" in lost[0]["reason"]
     assert sum(r["state"] == "COMPLETE" for r in got) == 2  # topped up to --trials finished ones
+
+
+def test_check_reads_the_sweep_section_without_importing_optuna_or_mlflow():
+    code = ("import sys, builder.cli\n"
+            "assert builder.cli.main(['check', 'specs/mlp_digits.yaml']) == 0\n"
+            "import builder\n"
+            "assert builder.load('specs/mlp_digits.yaml').sweep.space[0].key == 'hidden'\n"
+            "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'optuna', 'mlflow', 'sqlalchemy', 'alembic'})\n"
+            "assert not heavy, heavy\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
