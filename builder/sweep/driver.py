@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from . import results
-from .study import counts, distributions, grid_size, open_study, optuna, owner_tag, reap_lost
+from .study import HEARTBEAT_S, counts, distributions, fail_trial, grid_size, open_study, owner_tag, reap_lost
 
 POLL_S = 1.0  # how often an idle driver looks again while other processes' trials run
 
@@ -106,7 +106,7 @@ class Pool:
         self.error = None
         self.distributions = distributions(cfg)
         done, _ = counts(study)
-        self.bar = _bar(target, done, quiet, out)
+        self.bar = None if quiet else _bar(target, done)
 
     def run(self):
         threads = [threading.Thread(target=self.feed, args=(slot,), daemon=True) for slot in range(self.jobs)]
@@ -153,7 +153,6 @@ class Pool:
                     why = worker.why_dead()
                     worker = None
                     with self.lock:
-                        from .study import fail_trial
                         fail_trial(self.study, trial_id, number, f"the trial's process died ({why})",
                                    lost=self.stop.is_set())
                 with self.lock:
@@ -189,7 +188,6 @@ class Pool:
 
     def heartbeat(self):
         """Record the heartbeat of this driver's running trials (other drivers fail them when it stops)."""
-        from .study import HEARTBEAT_S
         while not self.stop.wait(HEARTBEAT_S):
             with self.lock:
                 for trial_id in list(self.running):
@@ -268,8 +266,6 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def _bar(total, initial, quiet, out):
-    if quiet:
-        return None
+def _bar(total, initial):
     from tqdm import tqdm
     return tqdm(total=total, initial=initial, unit="trial", desc="sweep", file=sys.stderr, dynamic_ncols=True)

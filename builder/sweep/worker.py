@@ -131,13 +131,12 @@ def main():
     spec = builder.load(ctx["spec"], overrides=ctx["sets"], safe=ctx["safe"])
     study = open_study(spec.sweep, ctx["storage"], ctx["study"])
     answers.write(json.dumps({"ready": True}) + "\n")
-    for line in sys.stdin:
-        job = json.loads(line)
-        try:
-            answer = run_trial(ctx, study, spec.sweep, job["trial_id"], job["number"])
-        except KeyboardInterrupt:
-            return 130
-        answers.write(json.dumps(answer) + "\n")
+    try:
+        for line in sys.stdin:
+            job = json.loads(line)
+            answers.write(json.dumps(run_trial(ctx, study, spec.sweep, job["trial_id"], job["number"])) + "\n")
+    except KeyboardInterrupt:  # Ctrl-C reaches the whole process group; the driver stops too
+        return 130
     return 0
 
 
