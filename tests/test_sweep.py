@@ -196,3 +196,20 @@ def test_check_reads_the_sweep_section_without_importing_optuna_or_mlflow():
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_the_sweep_section_becomes_a_typed_config():
+    import builder
+    spec = builder.load(TINY % {"sampler": "grid", "space": "hidden: {int: [4, 16], step: 4}\n"
+                                "    train.optimizer.lr: {float: [0.05, 0.2], step: 0.05}\n"
+                                "    train.optimizer.type: {choice: [sgd, adam]}"})
+    cfg = spec.sweep
+    assert (cfg.metric, cfg.direction, cfg.trials, cfg.sampler, cfg.pruner) == \
+        ("val.accuracy", "maximize", 2, "grid", "none")
+    hidden, lr, kind = cfg.space
+    assert hidden.values() == [4, 8, 12, 16] and kind.values() == ["sgd", "adam"]
+    assert lr.values() == pytest.approx([0.05, 0.1, 0.15, 0.2])
+    assert hidden.source == "22:5"  # where the key was written, for messages
+    loss = builder.load(TINY % {"sampler": "tpe", "space": "hidden: {int: [4, 16]}"}
+                        .replace("metric: val.accuracy", "metric: val.loss")).sweep
+    assert loss.direction == "minimize"  # the default follows the metric
