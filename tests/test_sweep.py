@@ -210,6 +210,6 @@ def test_the_sweep_section_becomes_a_typed_config():
     assert hidden.values() == [4, 8, 12, 16] and kind.values() == ["sgd", "adam"]
     assert lr.values() == pytest.approx([0.05, 0.1, 0.15, 0.2])
     assert hidden.source == "22:5"  # where the key was written, for messages
-    loss = builder.load(TINY % {"sampler": "tpe", "space": "hidden: {int: [4, 16]}"}
-                        .replace("metric: val.accuracy", "metric: val.loss")).sweep
+    text = TINY % {"sampler": "tpe", "space": "hidden: {int: [4, 16]}"}
+    loss = builder.load(text.replace("metric: val.accuracy", "metric: val.loss")).sweep
     assert loss.direction == "minimize"  # the default follows the metric
