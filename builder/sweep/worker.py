@@ -57,6 +57,8 @@ def run_trial(ctx, study, cfg, trial_id: int, number: int) -> dict:
 
     def report(row):
         nonlocal pruned
+        if cfg.pruner == "none":  # each report is a database write: only for a pruner to read
+            return False
         value = row.get(cfg.metric)
         if isinstance(value, (int, float)) and math.isfinite(value):
             trial.report(float(value), int(row["epoch"]))
