@@ -28,8 +28,7 @@ def run(args):
 
     spec = load_spec(args)
     net = spec.network(args.network)
-    module, checkpoint = trained_network(spec, net.name, run=args.run, weights=args.weights,
-                                                 random=args.random)
+    module, checkpoint = trained_network(spec, net.name, run=args.run, weights=args.weights, random=args.random)
     labels = metadata.class_labels(spec, checkpoint)
     result = export_onnx(module, args.output, spec=spec, network=net.name, dynamic=parse_dims(args.dynamic),
                          opset=args.opset, labels=labels)
