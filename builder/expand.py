@@ -7,60 +7,22 @@ them into edges. Also checks the network's `inputs:` and reads its `outputs:`.
 from __future__ import annotations
 
 import keyword
-from dataclasses import dataclass, field
 
 import torch
 
 from . import ops as ops_pkg
 from .argtypes import first_line
+from .blocks import add_block
 from .errors import Diagnostic, did_you_mean
 from .expr import ExprError
-from .types import (BLOCK_KEYS, DTYPES, INPUT_KEYS, MAX_BLOCK_DEPTH, MAX_DIM, MAX_NODES, MAX_REPEAT, NODE_KEYS,
-                    NodeDraft, TensorSpec)
+from .scopes import NameRef, NodeRef, Scope
+from .types import DTYPES, INPUT_KEYS, MAX_DIM, MAX_NODES, NODE_KEYS, NodeDraft, TensorSpec
 from .yaml_loader import LocDict, LocList
 from .yaml_loader import to_plain as _plain
 
 # Node names become submodule attributes and names in the generated forward: never a keyword or an
 # attribute every torch module already has (`type`, `training`, `forward`, ...).
 RESERVED_NAMES = frozenset(dir(torch.fx.GraphModule(torch.nn.Module(), torch.fx.Graph()))) | {"self", "build_info"}
-
-
-@dataclass
-class NameRef:
-    scope: "Scope"
-    name: str
-    port: str | None
-    loc: tuple | None
-    file: str
-
-
-@dataclass
-class NodeRef:
-    node: str
-    port: str
-
-
-@dataclass
-class ExportRef:
-    export: "BlockExport"
-    port: str | None
-    loc: tuple | None
-    file: str
-
-
-@dataclass
-class BlockExport:
-    path: str
-    outputs: list  # [(port name, target)]
-
-
-@dataclass
-class Scope:
-    prefix: str
-    file: str
-    env: dict
-    table: dict = field(default_factory=dict)   # local name -> (kind, ...)
-    declared: set = field(default_factory=set)  # every name written in this scope, even a failed one
 
 
 class _TooBig(Exception):
@@ -332,136 +294,7 @@ class Expander:
             raise _TooBig()
 
     def add_block(self, entry, scope, local, path, targets, slots, loc, file, stack):
-        name = entry["block"]
-        bdef = self.blocks.get(name) if isinstance(name, str) else None
-        if bdef is None:
-            self.err(f"unknown block '{name}'", entry.loc_of("block"), node=path, file=file,
-                     hint=did_you_mean(name, self.blocks) or (f"blocks are: {', '.join(self.blocks)}"
-                                                              if self.blocks else "this spec defines no blocks"))
-            return
-        if name in stack:
-            self.err(f"recursive block: {' -> '.join(stack + (name,))}", entry.loc_of("block"), node=path, file=file)
-            return
-        if len(stack) >= MAX_BLOCK_DEPTH:
-            self.err(f"blocks nested deeper than {MAX_BLOCK_DEPTH}", loc, node=path, file=file)
-            return
-        body = bdef.body
-        bfile = bdef.file
-        for k in body:
-            if k not in BLOCK_KEYS:
-                self.err(f"unknown key '{k}' in block '{name}'", body.loc_of(k), hint=did_you_mean(k, BLOCK_KEYS),
-                         file=bfile)
-        decl = body.get("params") or LocDict()
-        if not isinstance(decl, dict):
-            self.err(f"block '{name}' params must be a mapping", body.loc_of("params"), file=bfile)
-            decl = LocDict()
-        block_inputs = body.get("inputs") or ["x"]
-        if isinstance(block_inputs, str):
-            block_inputs = [block_inputs]
-        if not isinstance(block_inputs, list) or not all(isinstance(b, str) and b.isidentifier()
-                                                         for b in block_inputs):
-            self.err(f"block '{name}' inputs must be a list of names, got {_plain(block_inputs)!r}",
-                     body.loc_of("inputs"), file=bfile)
-            return
-        inner_nodes = body.get("nodes")
-        if not isinstance(inner_nodes, dict) or not inner_nodes:
-            self.err(f"block '{name}' needs `nodes:`", bdef.loc, file=bfile)
-            return
-        block_outputs = body.get("outputs") or [list(inner_nodes)[-1]]
-        if isinstance(block_outputs, str):
-            block_outputs = [block_outputs]
-        if isinstance(block_outputs, dict):
-            out_pairs = list(block_outputs.items())
-        elif isinstance(block_outputs, list):
-            out_pairs = [(str(o).rsplit(".", 1)[-1], o) for o in block_outputs]
-        else:
-            self.err(f"block '{name}' outputs must be a list of its node names, got {block_outputs!r}",
-                     body.loc_of("outputs"), file=bfile)
-            return
-        # instance args: declared block params only
-        inst_args = {k: v for k, v in entry.items() if k not in NODE_KEYS}
-        for k in inst_args:
-            if k not in decl:
-                self.err(f"block '{name}' has no param '{k}'", entry.loc_of(k), node=path, file=file,
-                         hint=did_you_mean(k, decl) or (f"its params are: {', '.join(decl)}" if decl else
-                                                        "it declares no params"))
-        for k in ("share", "tie", "init", "trainable"):
-            if k in entry and k != "init":
-                self.err(f"`{k}` applies to op nodes, not to block instances", entry.loc_of(k), node=path, file=file)
-        # inputs of the instance
-        if slots is not None:
-            by_name = dict(zip(slots, targets))
-            for s in slots:
-                if s not in block_inputs:
-                    self.err(f"block '{name}' has no input '{s}'", entry.loc_of("in"), node=path, file=file,
-                             hint=did_you_mean(s, block_inputs))
-            inst_inputs = []
-            for i, b_in in enumerate(block_inputs):
-                if b_in in by_name:
-                    inst_inputs.append(by_name[b_in])
-                elif i == 0 and "in" not in entry:
-                    inst_inputs.append(targets[0] if targets else None)
-                else:
-                    self.err(f"block '{name}' input '{b_in}' is not connected", entry.loc_of("in"), node=path,
-                             file=file)
-                    return
-        else:
-            if len(targets) > len(block_inputs):
-                self.err(f"block '{name}' takes {len(block_inputs)} input(s), got {len(targets)}",
-                         entry.loc_of("in") if "in" in entry else loc, node=path, file=file)
-                return
-            if len(targets) < len(block_inputs):
-                self.err(f"block '{name}' takes inputs {block_inputs}; connect them with in: {{...}}",
-                         entry.loc_of("in") if "in" in entry else loc, node=path, file=file)
-                return
-            inst_inputs = list(targets)
-        repeat = None
-        if "repeat" in entry:
-            repeat = self.ev(entry["repeat"], scope.env, entry.loc_of("repeat"), path, file)
-            if not isinstance(repeat, int) or isinstance(repeat, bool) or not 1 <= repeat <= MAX_REPEAT:
-                if repeat is not None:
-                    self.err(f"repeat must be an integer between 1 and {MAX_REPEAT}, got {repeat!r}",
-                             entry.loc_of("repeat"), node=path, file=file)
-                return
-        copies = repeat or 1
-        if repeat:
-            self.block_meta[path] = {"block": name, "repeat": repeat, "index": None, "parent": scope.prefix[:-1]}
-        export = None
-        for k in range(copies):
-            copy_path = f"{path}.{k}" if repeat else path
-            caller_env = dict(scope.env)
-            if repeat:
-                caller_env["i"] = k
-            values = dict(self.params)
-            for p, default in decl.items():
-                if p in inst_args:
-                    v = self.ev(inst_args[p], caller_env, entry.loc_of(p), path, file)
-                else:
-                    v = self.ev(default, values, decl.loc_of(p), f"{name}.params.{p}", bfile)
-                values[p] = v
-            values["i"] = k if repeat else 0
-            inner = Scope(copy_path + ".", bfile, values)
-            for i, b_in in enumerate(block_inputs):
-                target = inst_inputs[i]
-                if k > 0 and i == 0:
-                    target = ExportRef(export, None, loc, file)
-                inner.table[b_in] = ("input", target)
-            self.block_meta[copy_path] = {"block": name, "repeat": None, "index": k if repeat else None,
-                                          "parent": path if repeat else scope.prefix[:-1]}
-            self.sites[copy_path] = (file, loc)
-            first = NameRef(inner, block_inputs[0], None, bdef.loc, bfile)
-            self.expand_scope(inner_nodes, inner, first, stack + (name,), block_type=name)
-            out_locs = block_outputs if isinstance(block_outputs, (LocList, LocDict)) else None
-            outs = []
-            for j, (port, ref) in enumerate(out_pairs):
-                oloc = (out_locs.loc_of(j) if isinstance(out_locs, LocList) else
-                        out_locs.loc_of(port) if isinstance(out_locs, LocDict) else bdef.loc)
-                if not isinstance(ref, str):
-                    self.err(f"block '{name}' outputs must name its nodes, got {ref!r}", oloc, file=bfile)
-                    continue
-                outs.append((str(port), self.parse_ref(ref, inner, oloc, bfile)))
-            export = BlockExport(copy_path, outs)
-        scope.table[local] = ("block", export)
+        add_block(self, entry, scope, local, path, targets, slots, loc, file, stack)
 
 
 def init_problem(init) -> str | None:

@@ -1,6 +1,7 @@
 """The graph stage: one network body -> a checked networkx graph of NodeRecords, as a row of passes.
 
-    expand (builder.expand)   scopes, blocks, repeats -> NodeDrafts with lazy references; inputs, outputs
+    expand (builder.expand)   scopes, blocks (builder.blocks), repeats -> NodeDrafts with lazy references
+                              (builder.scopes); the network's inputs and outputs
     wire   (builder.wiring)   references -> sources and edges; cycle check; topological order
     infer  (builder.infer)    per node: arguments, input shapes, shape rule, outputs, parameter count
     share  (builder.sharing)  share:/tie: checks and parameter counts

@@ -18,7 +18,7 @@ from .errors import Collector, Diagnostic, SpecError, UserError, did_you_mean
 from .expr import ExprError, substitute
 from .graph import build_network
 from .infer import ParamShapeCache
-from .types import DTYPES, MAX_DIM, BlockDef, Network, OutputRef, TensorSpec, records  # noqa: F401 (re-exported)
+from .types import BlockDef, Network, records
 from .yaml_loader import MAX_FILE_BYTES, LocDict, LocList, load_yaml
 from .yaml_loader import to_plain as _plain
 

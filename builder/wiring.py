@@ -11,7 +11,7 @@ import networkx as nx
 
 from . import ops as ops_pkg
 from .errors import did_you_mean
-from .expand import ExportRef, NodeRef
+from .scopes import ExportRef, NodeRef
 from .types import DRAFT_KEY
 
 
