@@ -3,7 +3,7 @@ then `os.replace` it over the target (atomic on POSIX), and fsync the folder so 
 Loading uses `weights_only=True`: a checkpoint can hold tensors and plain data, never code.
 
 The trainer snapshots its state at the end of every epoch and writes it through a `BackgroundWriter`, so
-the fsyncs (about 10 ms each here) overlap the next epoch; see trainer.Book for how often."""
+the fsyncs (about 10 ms each here) overlap the next epoch; see training.book.Book for how often."""
 from __future__ import annotations
 
 import os
