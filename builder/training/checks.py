@@ -12,8 +12,7 @@ from ..initializers import check_init
 from ..losses import make_loss
 from ..metrics import make_metric
 from ..optim import Schedule, make_optimizer
-from .config import TrainConfig
-from .gan import per_network
+from .config import TrainConfig, per_network
 
 
 def option_errors(cfg: TrainConfig, skip=()) -> list:

@@ -8,6 +8,7 @@ options are checked by their own modules (training/checks.py), which need torch;
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -272,6 +273,13 @@ def _clip_grad(values, bad) -> ClipGrad:
 def _checkpoint(values, bad) -> float:
     cp = _mapping(values, "checkpoint", ("every_seconds",), bad, "the only key is every_seconds (0 = every epoch)")
     return _number(cp, "every_seconds", 5.0, ("checkpoint",), bad, 0)
+
+
+def per_network(cfg, names):
+    """One optimizer/schedule config for both GAN networks, or {generator: ..., discriminator: ...}."""
+    if isinstance(cfg, dict) and set(cfg) and set(cfg) <= set(names):
+        return {n: cfg.get(n) for n in names}
+    return {n: copy.deepcopy(cfg) for n in names}
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -1,13 +1,13 @@
 """The GAN loop (generator and discriminator) and its losses: minimax, non_saturating, wgan, wgan_gp."""
 from __future__ import annotations
 
-import copy
 import time
 
 import torch
 import torch.nn as nn
 
 from ..optim import Schedule, make_optimizer
+from .config import per_network
 from .setup import adapt_inputs, first_output, mean_over_ranks, static_shape, to_device, wrap
 
 
@@ -127,10 +127,3 @@ def mean_distance(G, dataset, noise):
     fake = G(noise(len(real))).reshape(real.shape)
     G.train(was_training)
     return (fake.float().mean(0) - real.float().mean(0)).norm().item()
-
-
-def per_network(cfg, names):
-    """One optimizer/schedule config for both GAN networks, or {generator: ..., discriminator: ...}."""
-    if isinstance(cfg, dict) and set(cfg) and set(cfg) <= set(names):
-        return {n: cfg.get(n) for n in names}
-    return {n: copy.deepcopy(cfg) for n in names}
