@@ -28,7 +28,6 @@ def train_supervised(networks, data, cfg, book, device, world, compile_model):
                                             data.info.get("input_statistics") or {}, data.train.n_inputs)
     to_device(data, device)
     loss_fn = make_loss(cfg.loss)
-    metric_cfgs = cfg.metrics
     batch_size, shuffle, drop_last = cfg.data.batch_size, cfg.data.shuffle, cfg.data.drop_last
     per_rank = len(data.train) // world.size
     steps_per_epoch = per_rank // batch_size if drop_last else math.ceil(per_rank / batch_size)
@@ -51,12 +50,12 @@ def train_supervised(networks, data, cfg, book, device, world, compile_model):
             optimizer.zero_grad(set_to_none=True)
             guard = (first_batch_check(inputs, target, cfg, active=True)
                      if epoch == book.first_epoch and step == 0 else _UNGUARDED)
-            with autocast, guard:
+            with autocast, guard:  # forward and loss
                 prediction = first_output(net(*inputs))
                 loss = loss_fn(prediction, target)
             loss_value = loss.item()
             book.check_finite(loss_value, epoch, step)
-            scaler.scale(loss).backward()
+            scaler.scale(loss).backward()  # backward, then the optimizer's step
             clip_gradients(model, optimizer, scaler, cfg.clip_grad)
             scaler.step(optimizer)
             scaler.update()
@@ -67,9 +66,10 @@ def train_supervised(networks, data, cfg, book, device, world, compile_model):
             if step % 10 == 0 and hasattr(batches, "set_postfix"):
                 batches.set_postfix(loss=f"{loss_value:.4g}", refresh=False)
 
+        # validate, record the epoch (checkpoints, early stopping)
         row = {"epoch": epoch + 1, "train.loss": mean_over_ranks(loss_sum, seen, world)}
         if data.val is not None:
-            row.update(evaluate(model, data.val, loss_fn, metric_cfgs, batch_size, world, autocast, "val."))
+            row.update(evaluate(model, data.val, loss_fn, cfg.metrics, batch_size, world, autocast, "val."))
         row["lr"] = schedule.lr()
         row["seconds"] = time.perf_counter() - t0
         schedule.epoch_end(row)
@@ -77,7 +77,7 @@ def train_supervised(networks, data, cfg, book, device, world, compile_model):
             break
         book.stop_point()
 
-    book.finish(lambda: evaluate(model, data.test, loss_fn, metric_cfgs, batch_size, world, autocast, "")
+    book.finish(lambda: evaluate(model, data.test, loss_fn, cfg.metrics, batch_size, world, autocast, "")
                 if data.test is not None else None)
     return model
 
