@@ -110,8 +110,8 @@ class TrainDiagnostic(Diagnostic):
 def read_train(section, values, file: str | None, overrides: Mapping, networks, errors: list) -> TrainConfig | None:
     """The spec stage's hook: `section` is the loaded `train:` mapping (positions), `values` the same with
     `${...}` resolved and `--set train.*` applied. Appends one Diagnostic per mistake to `errors`."""
-    if not values:
-        return None
+    if not values or any(getattr(d, "node", None) == "train" for d in errors):
+        return None  # no section, or one whose `${...}` failed (reported): its values are not resolved
     where = _positions(section, ())
     for dotted, value in overrides.items():
         if isinstance(dotted, str) and dotted.startswith("train."):
@@ -128,7 +128,7 @@ def from_plain(values, networks) -> TrainConfig:
     `train.KEY: message` line per mistake."""
     config, problems = parse(values, networks, {})
     if problems:
-        raise UserError("\n".join(f"{'.'.join(('train',) + tuple(p))}: {m}" + (f" ({h})" if h else "")
+        raise UserError("\n".join(f"{'.'.join(map(str, ('train',) + tuple(p)))}: {m}" + (f" ({h})" if h else "")
                                   for p, m, h in problems))
     return config
 
@@ -302,7 +302,7 @@ def _locate(where, path) -> tuple:
     """(line, col, node): a `--set` that gave this key (or a key around it) wins; else the position of
     the deepest written key on the path."""
     path = tuple(path)
-    node = ".".join(("train",) + path)
+    node = ".".join(map(str, ("train",) + path))
     for key, loc in where.items():
         if isinstance(loc, str) and (key[:len(path)] == path or path[:len(key)] == key):
             return None, None, f"{loc.split('=', 1)[0]}: {node}" if key != path else loc.split("=", 1)[0]
