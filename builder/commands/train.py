@@ -52,7 +52,8 @@ def run(args):
         return launch(_worker_argv(args), args.nproc_per_node, args.nnodes, args.rdzv_endpoint)
 
     from ..spec import parse_override
-    from ..trainer import TrainingInterrupted, train
+    from ..training.book import TrainingInterrupted
+    from ..training.entry import train
 
     sets = dict(parse_override(item) for item in args.overrides)
     epochs = {} if args.epochs is None else {"epochs": args.epochs}
@@ -92,7 +93,7 @@ def _tracked(args, spec):
 
     if spec is None:  # --resume: the spec the run was started from
         from ..runlog import read_resolved
-        from ..trainer import _spec_source
+        from ..training.entry import _spec_source
         resolved = read_resolved(args.resume)
         spec = builder.load(_spec_source(args.resume, resolved), overrides=resolved.get("params") or {})
     run_dir = Path(args.resume or args.run_dir or Path("runs") / spec.name)

@@ -19,6 +19,7 @@ from pathlib import Path
 import yaml
 
 from ..io_utils import atomic_write_bytes, atomic_write_text
+from .space import set_dotted
 from .study import is_lost, optuna
 
 SUMMARY_ROWS = 10
@@ -80,17 +81,10 @@ def write_best(spec_path, values: dict, best, cfg, path: Path):
     doc = to_plain(load_yaml(source.read_text(encoding="utf-8"), str(source)))
     doc.pop("sweep", None)
     for key, value in values.items():
-        head, _, rest = key.partition(".")
-        if not rest:
+        if "." not in key:
             doc.setdefault("params", {})[key] = value
             continue
-        target = doc.setdefault(head, {})
-        parts = rest.split(".")
-        for p in parts[:-1]:  # as `--set` does (builder.spec's eval_section)
-            if not isinstance(target.get(p), dict):
-                target[p] = {}
-            target = target[p]
-        target[parts[-1]] = value
+        set_dotted(doc, key, value)
     uses = doc.get("use")
     if uses:
         uses = [uses] if isinstance(uses, str) else uses

@@ -69,23 +69,29 @@ class SweepConfig:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def metric_names(train: dict) -> list:
-    """The metrics a run of this train section records (history rows and test.json)."""
+def metric_names(training) -> list:
+    """The metrics a run of this TrainConfig records (history rows and test.json)."""
     from ..metrics import make_metric
 
-    data = train.get("data") or {}
-    source = data if isinstance(data, str) else data.get("source")
-    gan = train.get("mode") == "gan" or "gan" in train
-    if gan:
+    if training.mode == "gan":
         return ["train.d_loss", "train.g_loss", "val.mean_distance", "test.mean_distance"]
-    lm = train.get("mode") == "language_model" or source == "text"
     names = []
-    for m in train.get("metrics", ["perplexity"] if lm else []):
+    for m in training.metrics:
         try:
             names.append(make_metric(m)[0])
         except UserError:
-            pass  # reported by the train check
+            pass  # reported by the train checks
     return ["train.loss", "val.loss", "test.loss"] + [f"{p}.{n}" for n in names for p in ("val", "test")]
+
+
+def set_dotted(doc: dict, dotted: str, value) -> None:
+    """Set `a.b.c` in nested mappings as `--set` does (a non-mapping on the way becomes one)."""
+    parts = dotted.split(".")
+    for p in parts[:-1]:
+        if not isinstance(doc.get(p), dict):
+            doc[p] = {}
+        doc = doc[p]
+    doc[parts[-1]] = value
 
 
 def default_direction(metric: str) -> str:
@@ -93,9 +99,10 @@ def default_direction(metric: str) -> str:
     return "maximize" if last in ("accuracy", "r2") or last.startswith("top") else "minimize"
 
 
-def read_sweep(doc, err, params: dict, train: dict):
+def read_sweep(doc, err, params: dict, train: dict, training, networks):
     """The checked SweepConfig of `doc["sweep"]`, or None; each mistake is reported through
-    `err(message, loc, node=..., hint=...)` (the spec reader's error collector)."""
+    `err(message, loc, node=..., hint=...)` (the spec reader's error collector). `train` is the plain
+    train section, `training` its TrainConfig (None when it has errors of its own, reported already)."""
     section = doc.get("sweep")
     if section is None:
         return None
@@ -118,10 +125,10 @@ def read_sweep(doc, err, params: dict, train: dict):
         bad("a sweep trains each trial: the spec needs a train: section")
         return None
     metric = section.get("metric", "val.loss")
-    known = metric_names(train)
-    if not isinstance(metric, str) or metric not in known:
+    known = metric_names(training) if training is not None else None
+    if not isinstance(metric, str) or (known is not None and metric not in known):
         bad(f"the runs record no metric {metric!r}", "metric",
-            hint=did_you_mean(str(metric), known) or f"known: {', '.join(known)}")
+            hint=did_you_mean(str(metric), known or []) or f"known: {', '.join(known or [])}")
     direction = section.get("direction", default_direction(str(metric)))
     if direction not in DIRECTIONS:
         bad(f"direction must be maximize or minimize, not {direction!r}", "direction",
@@ -148,7 +155,7 @@ def read_sweep(doc, err, params: dict, train: dict):
         return None
     dims = []
     for key, body in space.items():
-        dim = _read_dim(key, body, space, err, params, train)
+        dim = _read_dim(key, body, space, err, params, train if training is not None else None, networks)
         if dim is None:
             ok = False
         elif sampler == "grid" and dim.kind == "float" and dim.step is None:
@@ -163,7 +170,7 @@ def read_sweep(doc, err, params: dict, train: dict):
                        seed=seed, space=tuple(dims))
 
 
-def _read_dim(key, body, space, err, params, train):
+def _read_dim(key, body, space, err, params, train, networks):
     node = f"sweep.space.{key}"
     loc = space.loc_of(key)
     where = "{}:{}".format(*loc) if loc else ""
@@ -231,8 +238,8 @@ def _read_dim(key, body, space, err, params, train):
             low, high = float(low), float(high)
             step = None if step is None else float(step)
         dim = Dim(key, kind, low=low, high=high, log=log, step=step, source=where)
-    if key.startswith("train."):
-        _check_train_values(dim, loc, node, err, train)
+    if key.startswith("train.") and train is not None:
+        _check_train_values(dim, loc, node, err, train, networks)
     return dim
 
 
@@ -256,22 +263,32 @@ def _key_exists(key, loc, node, err, params, train) -> bool:
     return False
 
 
-def _check_train_values(dim, loc, node, err, train):
+def _check_train_values(dim, loc, node, err, train, networks):
     """Each end of the range (each choice) must make a valid train section: this catches unknown train
     keys (with did-you-mean, from the train checks) and values the trainer refuses."""
-    from ..trainer import apply_overrides, check_train
+    import copy
+
+    for value in dim.choices if dim.kind == "choice" else (dim.low, dim.high):
+        values = copy.deepcopy(train)
+        set_dotted(values, dim.key.removeprefix("train."), value)
+        problem = train_problem(values, networks)
+        if problem:
+            err(f"{problem} (with {dim.key}={value!r})", loc, node=node)
+            return
+
+
+def train_problem(values, networks) -> str | None:
+    """The first mistake of a plain train section (structure, then names and options), or None."""
+    from ..training.checks import option_errors
+    from ..training.config import from_plain
 
     try:
-        check_train(train)
-    except UserError:
-        return  # the train section itself is wrong: `build check` reports that, not each space key
-    probes = dim.choices if dim.kind == "choice" else (dim.low, dim.high)
-    for value in probes:
-        try:
-            check_train(apply_overrides(train, {dim.key: value}))
-        except UserError as e:
-            err(f"{e} (with {dim.key}={value!r})", loc, node=node)
-            return
+        config = from_plain(values, networks)
+    except UserError as e:
+        return str(e).splitlines()[0]
+    for d in option_errors(config):
+        return f"{d.node}: {d.message}" + (f" ({d.hint})" if d.hint else "")
+    return None
 
 
 def sweep_schema() -> dict:

@@ -45,7 +45,7 @@ def run_trial(ctx, study, cfg, trial_id: int, number: int) -> dict:
     """Train one trial and tell the study its value, PRUNED, or FAIL with the reason."""
     import builder
     from ..errors import UserError
-    from ..trainer import TrainingInterrupted
+    from ..training.book import TrainingInterrupted
     from .study import fail_trial, optuna
 
     opt = optuna()
