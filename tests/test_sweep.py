@@ -108,7 +108,7 @@ def test_two_sweep_processes_share_one_storage(tmp_path):
     spec = tiny(tmp_path)
     url = f"sqlite:///{tmp_path / 'shared.db'}"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    procs = [subprocess.Popen([sys.executable, "-m", "builder.cli", "sweep", str(spec), "--trials", "4",
+    procs = [subprocess.Popen([sys.executable, "-m", "builder.cli", "sweep", str(spec), "--trials", "3",
                                "--storage", url, "--sweep-dir", str(tmp_path / f"machine{i}"), "--quiet"],
                               cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for i in range(2)]
@@ -117,7 +117,7 @@ def test_two_sweep_processes_share_one_storage(tmp_path):
         assert p.returncode == 0, err[-3000:]
     import optuna
     trials = optuna.load_study(study_name="tiny", storage=url).get_trials()
-    assert 4 <= len(trials) <= 5  # the processes may both start a last trial at the same moment
+    assert 3 <= len(trials) <= 4  # the processes may both start a last trial at the same moment
     assert all(t.state.name == "COMPLETE" for t in trials)
     owners = {t.user_attrs["owner"] for t in trials}
     assert len(owners) == 2, owners  # both processes ran trials of the one study
@@ -162,7 +162,7 @@ def test_sigkilled_sweep_loses_only_its_running_trial_and_the_rerun_continues(tm
     spec = tiny(tmp_path)
     folder = tmp_path / "sweeps" / "tiny"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "builder.cli", "sweep", str(spec), "--trials", "2",
+    proc = subprocess.Popen([sys.executable, "-m", "builder.cli", "sweep", str(spec), "--trials", "1",
                              "--set", "train.epochs=400", "--quiet"], cwd=tmp_path, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
@@ -178,12 +178,12 @@ def test_sigkilled_sweep_loses_only_its_running_trial_and_the_rerun_continues(tm
         time.sleep(0.1)
     else:
         pytest.fail(f"worker {worker} outlived its killed sweep")
-    build("sweep", spec, "--trials", 2, "--set", "train.epochs=1", "--quiet", cwd=tmp_path)
+    build("sweep", spec, "--trials", 1, "--set", "train.epochs=1", "--quiet", cwd=tmp_path)
     got = rows(folder)
     lost = [r for r in got if r["state"] == "LOST"]
     assert len(lost) == 1 and lost[0]["trial"] == str(running[0].number)
     assert "was killed" in lost[0]["reason"]
-    assert sum(r["state"] == "COMPLETE" for r in got) == 2  # topped up to --trials finished ones
+    assert [r["state"] for r in got] == ["LOST", "COMPLETE"]  # topped up to --trials finished ones
 
 
 def test_check_reads_the_sweep_section_without_importing_optuna_or_mlflow():
