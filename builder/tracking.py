@@ -139,16 +139,3 @@ def finish_parent(uri, run_id, folder):
             client.log_artifact(run_id, str(Path(folder) / name))
     client.set_terminated(run_id, "FINISHED")
 
-
-def export_onnx_file(spec, run_dir) -> Path:
-    """The run's best weights as a verified ONNX file `model.onnx` in the run folder (for --onnx)."""
-    from export import metadata
-    from export.onnx_export import export_onnx
-
-    from .weight_sources import trained_network
-
-    net = spec.network()
-    module, checkpoint = trained_network(spec, net.name, run=str(run_dir))
-    out = Path(run_dir) / "model.onnx"
-    export_onnx(module, out, spec=spec, network=net.name, labels=metadata.class_labels(spec, checkpoint))
-    return out

@@ -89,7 +89,7 @@ def _tracked(args, spec):
         yield None
         return
     import builder
-    from ..tracking import MlflowRun, export_onnx_file
+    from ..tracking import MlflowRun
 
     if spec is None:  # --resume: the spec the run was started from
         from ..runlog import read_resolved
@@ -106,6 +106,20 @@ def _tracked(args, spec):
     if args.onnx:
         export_onnx_file(spec, run_dir)
     tracker.finish(run_dir, "FINISHED")
+
+
+def export_onnx_file(spec, run_dir) -> Path:
+    """The run's best weights as a verified ONNX file `model.onnx` in the run folder (for --onnx)."""
+    from export import metadata
+    from export.onnx_export import export_onnx
+
+    from ..weight_sources import trained_network
+
+    net = spec.network()
+    module, checkpoint = trained_network(spec, net.name, run=str(run_dir))
+    out = Path(run_dir) / "model.onnx"
+    export_onnx(module, out, spec=spec, network=net.name, labels=metadata.class_labels(spec, checkpoint))
+    return out
 
 
 def _worker_argv(args):
