@@ -271,14 +271,15 @@ def _check_train_values(dim, loc, node, err, train, networks):
     for value in dim.choices if dim.kind == "choice" else (dim.low, dim.high):
         values = copy.deepcopy(train)
         set_dotted(values, dim.key.removeprefix("train."), value)
-        problem = train_problem(values, networks)
+        problem = train_problem(values, networks, dim.key.split(".")[1])
         if problem:
             err(f"{problem} (with {dim.key}={value!r})", loc, node=node)
             return
 
 
-def train_problem(values, networks) -> str | None:
-    """The first mistake of a plain train section (structure, then names and options), or None."""
+def train_problem(values, networks, key) -> str | None:
+    """The first mistake of a plain train section (its structure, then the names and options under
+    `key`, the top-level key a space value changes), or None."""
     from ..training.checks import option_errors
     from ..training.config import from_plain
 
@@ -286,7 +287,8 @@ def train_problem(values, networks) -> str | None:
         config = from_plain(values, networks)
     except UserError as e:
         return str(e).splitlines()[0]
-    for d in option_errors(config):
+    others = {"data", "loss", "metrics", "optimizer", "schedule", "init"} - {key}
+    for d in option_errors(config, skip=others):
         return f"{d.node}: {d.message}" + (f" ({d.hint})" if d.hint else "")
     return None
 
