@@ -95,4 +95,5 @@ def _compile(spec: Spec, network, device) -> fx.GraphModule:
     gm.spec_name = spec.name
     gm.network_name = net.name
     gm.node_inits = node_inits
+    gm.spec_network = net  # the checked graph, for what is derived from it later (kv_cache.py)
     return gm
