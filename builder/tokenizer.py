@@ -141,3 +141,11 @@ def in_folder(folder):
         if (folder / name).is_file():
             return from_file(folder / name)
     return None
+
+
+def find(file=None, run=None, checkpoint: dict | None = None):
+    """The tokenizer of a model: `--tokenizer FILE`, else the run folder's, else the checkpoint's (or None)."""
+    if file:
+        return from_file(file)
+    found = in_folder(run) if run else None
+    return found if found is not None else from_state(checkpoint)

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from . import checkpoint
+from . import checkpoint, tokenizer
 from .data import check_data, load_data
 from .distributed import World, all_sum, join, leave
 from .errors import UserError, did_you_mean
@@ -119,6 +119,9 @@ def fit(networks, cfg, *, name="model", run_dir=None, resume=False, device="auto
         seed = seed_of(cfg)
         torch.manual_seed(seed)
         data = load_data(_data_cfg(cfg))
+        vocabulary = tokenizer.from_state(data.info)  # a language model's vocabulary travels with the run
+        if vocabulary is not None:
+            run.write_text(*vocabulary.file())
         for net in networks.values():
             net.to(device)
             apply_init(net, cfg.get("init"), skip=getattr(net, "node_inits", {}) or {})
@@ -127,6 +130,8 @@ def fit(networks, cfg, *, name="model", run_dir=None, resume=False, device="auto
         mode = mode_of(cfg, networks, data)
         loop = train_gan if mode == "gan" else train_supervised
         book = Book(cfg, run, console, world, seed, resume, callback, tensorboard)
+        book.vocabulary = vocabulary.state() if vocabulary is not None else {}
+        book.unigram_perplexity = data.info.get("unigram_perplexity")
         try:
             with stop_on_signals(book):
                 result = loop(networks, data, cfg, book, device, world, compile)
@@ -545,6 +550,7 @@ class Book:
             "monitor": {"best": self.best, "bad": self.bad, "best_epoch": self.best_epoch},
             "seed": self.seed,
             "input_preparation": getattr(self, "input_preparation", None) or {},
+            **(getattr(self, "vocabulary", None) or {}),
         }
 
     def finish(self, test_fn):
@@ -561,7 +567,10 @@ class Book:
         test = test_fn()
         if test is not None:
             self.run.write_json("test.json", test)
-            self.console.say("test: " + "  ".join(f"{k} {v:.4g}" for k, v in test.items()))
+            unigram = getattr(self, "unigram_perplexity", None)
+            baseline = f"  (unigram perplexity of the training split {unigram:.4g})" \
+                if unigram is not None and "perplexity" in test else ""
+            self.console.say("test: " + "  ".join(f"{k} {v:.4g}" for k, v in test.items()) + baseline)
         self.finish_files()
 
     def finish_files(self):

@@ -61,6 +61,8 @@ def load_data(cfg: dict) -> Data:
     reader, args = check_data(cfg)
     if name in sources.BUILTIN:
         args.setdefault("seed", cfg.get("seed", 0))
+    if name == "text" and args.get("tokenizer") and "files" not in cfg:  # trained on the training part only
+        args.setdefault("train_fraction", float(cfg.get("split", [0.8])[0]))
 
     if "files" in cfg:
         raws, info = _read_per_split(name, reader, args, cfg["files"])
