@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import warnings
+from pathlib import Path
 
 from ..errors import UserError
 
@@ -34,9 +35,9 @@ def register(sub):
 
 def _decoder(args):
     """(Decoder, tokenizer, vocabulary size, engine) for a spec with weights or an exported folder."""
-    from .. import tokenizer
     from export.generate_onnx import OnnxDecoder, is_generation_folder
-    from pathlib import Path
+
+    from .. import tokenizer
     if Path(args.model).is_dir():
         if args.run or args.weights or args.overrides:
             raise UserError("--run/--weights/--set go with a spec, not with an exported folder")
@@ -54,7 +55,12 @@ def _decoder(args):
 
     from ..generation import decoder_for
     from ..spec import parse_override
-    spec = builder.load(args.model, overrides=dict(parse_override(x) for x in args.overrides))
+    params = {}
+    if args.run and (Path(args.run) / "resolved.yaml").is_file():  # the sizes the run was trained with
+        from ..runlog import read_resolved
+        params = dict(read_resolved(args.run).get("params") or {})
+    params.update(parse_override(x) for x in args.overrides)
+    spec = builder.load(args.model, overrides=params)
     module, checkpoint = weights.trained_network(spec, run=args.run, weights=args.weights)
     module.eval()
     tok = tokenizer.find(args.tokenizer, args.run, checkpoint)
