@@ -118,8 +118,11 @@ def generate(model, ids, max_new_tokens, temperature=0.0, top_k=None, top_p=None
         model.train(was_training)
 
 
-def sample(decoder, ids, max_new_tokens, temperature=0.0, top_k=None, top_p=None, seed=None):
-    """Yield the new tokens [B, 1], one step at a time (the loop `generate` and `build generate` share)."""
+def sample(decoder, ids, max_new_tokens, temperature=0.0, top_k=None, top_p=None, seed=None, vocab_size=None):
+    """Yield the new tokens [B, 1], one step at a time (the loop `generate` and `build generate` share).
+
+    `vocab_size`: only ids below it are chosen (a model whose output is wider than its tokenizer, e.g.
+    `char_lstm`'s 128 logits over a text of 57 characters)."""
     check_request(ids, max_new_tokens, temperature, top_k, top_p)
     generator = None
     if seed is not None and temperature > 0:
@@ -130,7 +133,7 @@ def sample(decoder, ids, max_new_tokens, temperature=0.0, top_k=None, top_p=None
     with torch.inference_mode():  # entered per step: the caller runs between the yields
         logits = decoder.start(ids)
     for i in range(max_new_tokens):
-        new = pick(torch.as_tensor(logits), temperature, top_k, top_p, generator)
+        new = pick(torch.as_tensor(logits)[:, :vocab_size], temperature, top_k, top_p, generator)
         yield new
         if i + 1 < max_new_tokens:
             with torch.inference_mode():

@@ -132,7 +132,8 @@ def run(args):
     if tok is None and not args.ids:
         print("note: no vocabulary saved with these weights: printing token ids", file=sys.stderr)
     printer = _Printer(tok, ids[0].tolist(), args.ids)
-    for new in sample(decoder, ids, args.max_new, args.temperature, args.top_k, args.top_p, args.seed):
+    for new in sample(decoder, ids, args.max_new, args.temperature, args.top_k, args.top_p, args.seed,
+                      vocab_size=tok.size if tok is not None else None):
         printer.add(int(new[0, 0]))
     printer.emit(final=True)
     return 0

@@ -1,0 +1,95 @@
+"""README's "Make it write" section, run as written (one epoch instead of 30): train a character model,
+generate in torch, export the decoder, generate in onnxruntime; the vocabulary travels with the run."""
+import json
+import re
+import shlex
+from pathlib import Path
+
+import onnx
+import pytest
+import torch
+
+from builder import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def readme_commands():
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Make it write", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```", 2)[1]
+    return [shlex.split(line[2:], comments=True)[1:] for line in block.splitlines() if line.startswith("$ build ")]
+
+
+def run(argv, capsys):
+    code = cli.main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """The README's training line with one epoch, in a scratch folder."""
+    folder = tmp_path_factory.mktemp("write")
+    commands = [[str(ROOT / a) if a.startswith("specs/") else a for a in argv] for argv in readme_commands()]
+    train = commands[0]
+    train[train.index("--epochs") + 1] = "1"
+    return folder, commands
+
+
+def test_readme_make_it_write_runs(trained, capsys, monkeypatch):
+    folder, (train, generate, export, generate_onnx) = trained
+    monkeypatch.chdir(folder)
+    code, out, err = run(train, capsys)
+    assert code == 0, err
+    assert re.search(r"test: loss [\d.]+  perplexity [\d.]+  \(unigram perplexity of the training split 19\.63\)", out + err)
+    vocab = json.loads((folder / "runs/char_lstm/vocab.json").read_text(encoding="utf-8"))
+    assert vocab == sorted(vocab) and len(vocab) == 57
+    assert torch.load(folder / "runs/char_lstm/best.pt", weights_only=True)["vocab"] == vocab
+
+    texts = []
+    for argv in (generate, generate, export, generate_onnx):
+        code, out, err = run(argv, capsys)
+        assert code == 0, err
+        texts.append(out)
+    assert texts[0] == texts[1] == texts[3]
+    assert texts[0].startswith("The ") and len(texts[0]) == len("The ") + 200 + 1
+    assert set(texts[0][:-1]) <= set(vocab)
+    decode = onnx.load(folder / "char_lstm_decoder/decode.onnx", load_external_data=False)
+    assert json.loads({p.key: p.value for p in decode.metadata_props}["builder.vocab"]) == vocab
+
+
+def test_a_prompt_outside_the_vocabulary_is_one_line(trained, capsys, monkeypatch):
+    folder, (_, generate, _, generate_onnx) = trained
+    monkeypatch.chdir(folder)
+    if not (folder / "runs/char_lstm/best.pt").exists():
+        pytest.skip("needs the trained run of test_readme_make_it_write_runs")
+    for argv in (generate, generate_onnx):
+        argv = list(argv)
+        argv[argv.index("--prompt") + 1] = "Thé €"
+        code, out, err = run(argv, capsys)
+        assert code == 2 and out == ""
+        assert err == "the prompt has characters outside the model's vocabulary of 57: 'é', '€'\n"
+    code, out, err = run(generate[:generate.index("--prompt")] + ["--prompt-ids", "3,57", "--max-new", "2"], capsys)
+    assert code == 2 and "57 outside the vocabulary (ids 0..56)" in err
+    code, out, err = run(generate[:generate.index("--prompt")] + ["--prompt-ids", "3,4", "--max-new", "2", "--ids"],
+                         capsys)
+    assert code == 0 and re.fullmatch(r"3,4,\d+,\d+\n", out)
+
+
+def test_a_bpe_tokenizer_is_trained_saved_and_used(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    spec = str(ROOT / "specs/char_lstm.yaml")
+    sizes = ["--set", "vocab=300", "--set", "hidden=16", "--set", "embed=8", "--set", "seq_len=16"]
+    code, out, err = run(["train", spec, *sizes, "--set", "train.data.tokenizer={type: bpe, vocab_size: 300}",
+                          "--epochs", "1"], capsys)
+    assert code == 0, err
+    from tokenizers import Tokenizer
+    tok = Tokenizer.from_file(str(tmp_path / "runs/char_lstm/tokenizer.json"))
+    assert tok.get_vocab_size() == 300
+    assert "(unigram perplexity of the training split" in out + err
+    code, out, err = run(["generate", spec, "--run", "runs/char_lstm", "--prompt", "The machine", "--max-new", "5",
+                          "--ids"], capsys)
+    assert code == 0, err
+    ids = [int(i) for i in out.split(",")]
+    assert ids[:-5] == tok.encode("The machine").ids and len(ids) > 5
