@@ -137,3 +137,18 @@ def test_requests_that_make_no_sense_are_one_line_errors(gpt_pair):
         builder.generate(ours, ids, 3, temperature=1.0, top_p=1.5)
     with pytest.raises(UserError, match="not a language model"):
         builder.generate(builder.build(SPECS / "xor_mlp.yaml"), ids, 3)
+
+
+def test_the_exported_attention_decoder_writes_what_torch_writes(gpt_pair, tmp_path):
+    """prefill.onnx/decode.onnx of a 1-layer GPT: verified at export; the onnxruntime loop then gives
+    torch's greedy tokens, also past the 24 positions the model has (the window slides)."""
+    from builder.generation import sample
+    from export.generate_onnx import OnnxDecoder, export_generation
+    torch.manual_seed(0)
+    small = builder.build(SPECS / "gpt2.yaml", **{**GPT, "layers": 1}).eval()
+    manifest = export_generation(small, tmp_path / "gpt")
+    assert [c["name"] for c in manifest["cache"]] == ["h.0.attn.sdpa.key", "h.0.attn.sdpa.value"]
+    assert manifest["context"] == GPT["ctx"] and manifest["max_abs_diff"] <= TOL
+    ids = torch.randint(0, GPT["vocab"], (2, 6), generator=torch.Generator().manual_seed(6))
+    onnx_ids = torch.cat([ids, *sample(OnnxDecoder(tmp_path / "gpt"), ids, 22)], dim=1)
+    assert torch.equal(onnx_ids, builder.generate(small, ids, 22))

@@ -50,6 +50,9 @@ def check_data(cfg: dict):
     reader = pick(READERS, name, "train.data.source", "source")
     args = {k: v for k, v in cfg.items() if k not in COMMON_KEYS}
     _check_args(name, reader, args)
+    if args.get("tokenizer") is not None:
+        from ..tokenizer import check_config
+        check_config(args["tokenizer"])
     Preparation(cfg)  # checks the transform keys
     return reader, args
 
