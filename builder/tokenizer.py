@@ -149,3 +149,15 @@ def find(file=None, run=None, checkpoint: dict | None = None):
         return from_file(file)
     found = in_folder(run) if run else None
     return found if found is not None else from_state(checkpoint)
+
+
+def token_labels(tok) -> list[str]:
+    """Each id's text, quoted so that spaces and newlines show (`build predict` of a language model)."""
+    return [repr(tok.decode([i])) for i in range(tok.size)]
+
+
+def from_metadata(meta: dict):
+    """The tokenizer an exported file's `builder.*` metadata carries, or None."""
+    if meta.get("tokenizer"):
+        return BpeTokenizer.from_json(meta["tokenizer"])
+    return CharTokenizer(meta["vocab"]) if meta.get("vocab") else None

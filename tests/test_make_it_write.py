@@ -5,6 +5,7 @@ import re
 import shlex
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 import torch
@@ -29,18 +30,24 @@ def run(argv, capsys):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """The README's training line with one epoch, in a scratch folder."""
+    """The README's training line with one epoch, in a scratch folder: (folder, commands, its output)."""
     folder = tmp_path_factory.mktemp("write")
     commands = [[str(ROOT / a) if a.startswith("specs/") else a for a in argv] for argv in readme_commands()]
     train = commands[0]
     train[train.index("--epochs") + 1] = "1"
-    return folder, commands
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(folder)
+        from io import StringIO
+        out, err = StringIO(), StringIO()
+        mp.setattr("sys.stdout", out)
+        mp.setattr("sys.stderr", err)
+        code = cli.main(train)
+    return folder, commands, (code, out.getvalue(), err.getvalue())
 
 
 def test_readme_make_it_write_runs(trained, capsys, monkeypatch):
-    folder, (train, generate, export, generate_onnx) = trained
+    folder, (_, generate, export, generate_onnx), (code, out, err) = trained
     monkeypatch.chdir(folder)
-    code, out, err = run(train, capsys)
     assert code == 0, err
     assert re.search(r"test: loss [\d.]+  perplexity [\d.]+  \(unigram perplexity of the training split 19\.63\)", out + err)
     vocab = json.loads((folder / "runs/char_lstm/vocab.json").read_text(encoding="utf-8"))
@@ -59,22 +66,31 @@ def test_readme_make_it_write_runs(trained, capsys, monkeypatch):
     assert json.loads({p.key: p.value for p in decode.metadata_props}["builder.vocab"]) == vocab
 
 
-def test_a_prompt_outside_the_vocabulary_is_one_line(trained, capsys, monkeypatch):
-    folder, (_, generate, _, generate_onnx) = trained
+def test_prompts_outside_the_vocabulary_and_predict_with_token_names(trained, capsys, monkeypatch):
+    folder, (_, generate, _, _), (code, _, err) = trained
     monkeypatch.chdir(folder)
-    if not (folder / "runs/char_lstm/best.pt").exists():
-        pytest.skip("needs the trained run of test_readme_make_it_write_runs")
-    for argv in (generate, generate_onnx):
-        argv = list(argv)
-        argv[argv.index("--prompt") + 1] = "Thé €"
-        code, out, err = run(argv, capsys)
-        assert code == 2 and out == ""
-        assert err == "the prompt has characters outside the model's vocabulary of 57: 'é', '€'\n"
+    assert code == 0, err
+    argv = list(generate)
+    argv[argv.index("--prompt") + 1] = "Thé €"
+    code, out, err = run(argv, capsys)
+    assert code == 2 and out == ""
+    assert err == "the prompt has characters outside the model's vocabulary of 57: 'é', '€'\n"
     code, out, err = run(generate[:generate.index("--prompt")] + ["--prompt-ids", "3,57", "--max-new", "2"], capsys)
     assert code == 2 and "57 outside the vocabulary (ids 0..56)" in err
     code, out, err = run(generate[:generate.index("--prompt")] + ["--prompt-ids", "3,4", "--max-new", "2", "--ids"],
                          capsys)
     assert code == 0 and re.fullmatch(r"3,4,\d+,\d+\n", out)
+
+    vocab = json.loads((folder / "runs/char_lstm/vocab.json").read_text(encoding="utf-8"))
+    np.save(folder / "prompt.npy", np.array([[vocab.index(c) for c in "The machin"]], dtype=np.int64))
+    spec = generate[1]
+    code, torch_out, err = run(["predict", spec, "--run", "runs/char_lstm", "--input", "prompt.npy", "--top-k", "2"],
+                               capsys)
+    assert code == 0, err
+    assert re.fullmatch(r"next token after the last position:\n0: '.' \(0\.\d+\), '.' \(0\.\d+\)\n", torch_out)
+    assert run(["export", spec, "--run", "runs/char_lstm", "-o", "lm.onnx"], capsys)[0] == 0
+    code, onnx_out, err = run(["predict", "lm.onnx", "--input", "prompt.npy", "--top-k", "2"], capsys)
+    assert code == 0 and onnx_out.split(" (")[0] == torch_out.split(" (")[0]
 
 
 def test_a_bpe_tokenizer_is_trained_saved_and_used(tmp_path, capsys, monkeypatch):
