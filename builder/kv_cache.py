@@ -88,6 +88,12 @@ def token_input(network) -> str | None:
     return inp.name
 
 
+def logits_shape(network) -> tuple:
+    """Shape of the network's first output ([B, T, V] for a language model)."""
+    out = network.outputs[0]
+    return tuple(_record(network.graph, out.node).out_shapes[out.port])
+
+
 def context_of(network) -> int | None:
     """The positions a model has: the shortest position table among its nodes (None: no table)."""
     sizes = []
@@ -125,10 +131,9 @@ def plan(network) -> CachePlan:
             entries += [CacheEntry(f"{path}.key", path, 0, 1), CacheEntry(f"{path}.value", path, 0, 1)]
         elif kind == "recurrent":
             entries += [CacheEntry(f"{path}.{port}", path, 1, None) for port in r.ports[1:]]
-    out = network.outputs[0]
-    shape = g.nodes[out.node]["out_shapes"][out.port]
+    shape = logits_shape(network)
     if len(shape) != 3 or shape[0] != batch or shape[1] != time:
-        p.reason = f"the output {out.name} is not per-position logits [B, T, V]"
+        p.reason = f"the output {network.outputs[0].name} is not per-position logits [B, T, V]"
         return p
     if "positions" in p.cached.values() and not any(e.time_axis is not None for e in entries):
         entries.append(CacheEntry("past_tokens", tokens, 0, 1))  # where the decode step reads its position

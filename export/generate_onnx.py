@@ -54,7 +54,7 @@ def export_generation(module, out_dir, *, spec=None, tokenizer=None, opset=None)
     tok_name = plan.token_input
     present, past = _names(plan.entries, "present"), _names(plan.entries, "past")
     batch, length, past_len = (torch.export.Dim(n, min=1) for n in ("batch", "length", "past"))
-    vocab_size = int(net.outputs and net.graph.nodes[net.outputs[0].node]["out_shapes"][net.outputs[0].port][-1])
+    vocab_size = int(kv_cache.logits_shape(net)[-1])
     manifest = {"token_input": tok_name, "context": plan.context, "vocab_size": vocab_size,
                 "cache": [{"name": e.name, "batch_axis": e.batch_axis, "time_axis": e.time_axis}
                           for e in plan.entries]}

@@ -53,6 +53,7 @@ def _decoder(args):
     import builder
     from export import weights
 
+    from .. import kv_cache
     from ..generation import decoder_for
     from ..spec import parse_override
     params = {}
@@ -69,10 +70,7 @@ def _decoder(args):
         decoder = decoder_for(module, use_cache=not args.no_cache)
     for w in caught:
         print(f"note: {w.message}", file=sys.stderr)
-    net = module.spec_network
-    out = net.outputs[0]
-    vocab = net.graph.nodes[out.node]["out_shapes"][out.port][-1]
-    return decoder, tok, vocab, "torch"
+    return decoder, tok, kv_cache.logits_shape(module.spec_network)[-1], "torch"
 
 
 def _prompt_ids(args, tok, vocab):
