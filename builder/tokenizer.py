@@ -8,6 +8,7 @@ and `build predict` decode with exactly the ids the model was trained on.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 from .errors import UserError
@@ -96,7 +97,7 @@ def train_bpe(text: str, cfg) -> BpeTokenizer:
 
 def check_config(cfg) -> dict:
     """`train.data.tokenizer`, or a one-line error."""
-    if not isinstance(cfg, dict) or cfg.get("type") != "bpe":
+    if not isinstance(cfg, Mapping) or cfg.get("type") != "bpe":
         raise UserError(f"train.data.tokenizer must be {{type: bpe, vocab_size: N}}, got {cfg!r}")
     unknown = sorted(set(cfg) - set(BPE_KEYS))
     if unknown:
