@@ -11,18 +11,21 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def split_heads(x, heads: int):
+    """[B, T, D] -> [B, heads, T, D / heads]: the layout the cache keeps (new positions append on axis 2)."""
+    b, t, d = x.shape
+    return x.reshape(b, t, heads, d // heads).transpose(1, 2)
+
+
 def attend(q, k, v, heads: int, scale=None):
-    """Multi-head attention of t new queries [B, t, D] over s >= t keys/values [B, s, D], the new
-    positions being the last t of the s: query i sees keys 0 .. s - t + i (causal, offset by the past)."""
-    b, t, d = q.shape
-    s = k.shape[1]
-    q = q.reshape(b, t, heads, d // heads).transpose(1, 2)
-    k = k.reshape(b, s, heads, k.shape[2] // heads).transpose(1, 2)
-    v = v.reshape(b, s, heads, v.shape[2] // heads).transpose(1, 2)
+    """Multi-head attention of t new queries [B, t, D] over s >= t cached keys/values [B, heads, s, d], the
+    new positions being the last t of the s: query i sees keys 0 .. s - t + i (causal, offset by the past)."""
+    b, t, _ = q.shape
+    s = k.shape[2]
     mask = None
     if t > 1:
         mask = torch.ones(t, s, dtype=torch.bool, device=q.device).tril(s - t)
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
+    out = F.scaled_dot_product_attention(split_heads(q, heads), k, v, attn_mask=mask, scale=scale)
     return out.transpose(1, 2).reshape(b, t, v.shape[1] * v.shape[3])
 
 
@@ -40,11 +43,12 @@ class CachedAttention(nn.Module):
         q = named.get("q", xs[0])
         k = named.get("k", q)
         v = named.get("v", k)
+        h = self.inner.heads
         if len(xs) == n:
-            return self.inner(*xs), k, v
-        k = torch.cat([xs[n], k], dim=1)
-        v = torch.cat([xs[n + 1], v], dim=1)
-        return attend(q, k, v, self.inner.heads, self.inner.scale), k, v
+            return self.inner(*xs), split_heads(k, h), split_heads(v, h)
+        k = torch.cat([xs[n], split_heads(k, h)], dim=2)
+        v = torch.cat([xs[n + 1], split_heads(v, h)], dim=2)
+        return attend(q, k, v, h, self.inner.scale), k, v
 
 
 class CachedSelfAttention(nn.Module):
@@ -60,11 +64,12 @@ class CachedSelfAttention(nn.Module):
 
     def forward(self, x, past_k=None, past_v=None):
         q, k, v = self._projections(x)
+        h = self.inner.attn.num_heads
         if past_k is None:
-            return self.inner(x), k, v
-        k = torch.cat([past_k, k], dim=1)
-        v = torch.cat([past_v, v], dim=1)
-        return self.inner.attn.out_proj(attend(q, k, v, self.inner.attn.num_heads)), k, v
+            return self.inner(x), split_heads(k, h), split_heads(v, h)
+        k = torch.cat([past_k, split_heads(k, h)], dim=2)
+        v = torch.cat([past_v, split_heads(v, h)], dim=2)
+        return self.inner.attn.out_proj(attend(q, k, v, h)), k, v
 
 
 class OffsetPositions(nn.Module):

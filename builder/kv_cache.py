@@ -5,7 +5,7 @@ every node either works position by position (B and T stay axes 0 and 1 of every
 writes, and its op never reduces, moves or mixes those axes: Linear, LayerNorm, activations, add, ...) or
 is an op that mixes time steps causally, with what it must remember:
 
-    causal `attention`, causal self-`MultiheadAttention`   keys and values of the past positions [B, P, D]
+    causal `attention`, causal self-`MultiheadAttention`   keys and values of the past positions [B, heads, P, d]
     `learned_pe`, `sinusoidal_pe`                          nothing: positions start at the past length P
     `RNN`, `LSTM`, `GRU` (one direction, no state inputs)  the hidden (and cell) state [layers, B, H]
 
@@ -50,7 +50,7 @@ class CacheEntry:
     name: str        # `h.0.attn.sdpa.key`, `lstm.h`, `past_tokens`
     node: str        # spec path of the node that owns it
     batch_axis: int  # 0 for keys/values and tokens, 1 for recurrent states [layers, B, H]
-    time_axis: int | None  # the axis that grows by one per step (None for recurrent states)
+    time_axis: int | None  # the axis that grows by one per step: 2 for keys/values, 1 for tokens, None for states
 
 
 @dataclass
@@ -128,7 +128,7 @@ def plan(network) -> CachePlan:
             continue
         p.cached[path] = kind
         if kind in ("attention", "self_attention"):
-            entries += [CacheEntry(f"{path}.key", path, 0, 1), CacheEntry(f"{path}.value", path, 0, 1)]
+            entries += [CacheEntry(f"{path}.key", path, 0, 2), CacheEntry(f"{path}.value", path, 0, 2)]
         elif kind == "recurrent":
             entries += [CacheEntry(f"{path}.{port}", path, 1, None) for port in r.ports[1:]]
     shape = logits_shape(network)
@@ -235,7 +235,7 @@ def derive(module: fx.GraphModule, cache_plan: CachePlan, decode: bool) -> fx.Gr
     past_len = 0
     timed = [e for e in cache_plan.entries if e.time_axis is not None]
     if decode and timed:
-        past_len = graph.call_method("size", (past[timed[0].name], 1))
+        past_len = graph.call_method("size", (past[timed[0].name], timed[0].time_axis))
     present = {}
     for path in g.nodes:
         r = _record(g, path)
