@@ -34,18 +34,18 @@ def register(sub):
 
 
 def _decoder(args):
-    """(Decoder, tokenizer, vocabulary size, engine) for a spec with weights or an exported folder."""
+    """(Decoder, tokenizer, vocabulary size) for a spec with weights or an exported folder."""
     from export.generate_onnx import OnnxDecoder, is_generation_folder
 
     from .. import tokenizer
     if Path(args.model).is_dir():
-        if args.run or args.weights or args.overrides:
-            raise UserError("--run/--weights/--set go with a spec, not with an exported folder")
+        if args.run or args.weights or args.overrides or args.no_cache:
+            raise UserError("--run/--weights/--set/--no-cache go with a spec, not with an exported folder")
         if not is_generation_folder(args.model):
             raise UserError(f"{args.model}: not a folder written by `build export --generate`")
         decoder = OnnxDecoder(args.model)
         tok = tokenizer.from_file(args.tokenizer) if args.tokenizer else tokenizer.in_folder(args.model)
-        return decoder, tok, decoder.vocab_size, "onnxruntime"
+        return decoder, tok, decoder.vocab_size
     if not args.model.lower().endswith((".yaml", ".yml")):
         raise UserError(f"{args.model}: expected a spec .yaml or a folder of `build export --generate`")
     if not (args.run or args.weights):
@@ -70,7 +70,7 @@ def _decoder(args):
         decoder = decoder_for(module, use_cache=not args.no_cache)
     for w in caught:
         print(f"note: {w.message}", file=sys.stderr)
-    return decoder, tok, kv_cache.logits_shape(module.spec_network)[-1], "torch"
+    return decoder, tok, kv_cache.logits_shape(module.spec_network)[-1]
 
 
 def _prompt_ids(args, tok, vocab):
@@ -124,7 +124,7 @@ def run(args):
     import torch
 
     from ..generation import check_request, sample
-    decoder, tok, vocab, engine = _decoder(args)
+    decoder, tok, vocab = _decoder(args)
     ids = torch.tensor([_prompt_ids(args, tok, vocab)], dtype=torch.long)
     check_request(ids, args.max_new, args.temperature, args.top_k, args.top_p)
     if tok is None and not args.ids:
