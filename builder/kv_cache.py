@@ -14,8 +14,11 @@ does not know) leaves `plan.reason` saying which node and why; generation then r
 context each step. `derive(module, plan)` builds both modules as torch.fx graphs over the compiled
 module's own submodules (same parameters, spec paths kept):
 
-    prefill(tokens)                -> (logits [B, T, V], *cache)
+    prefill(tokens [B, T])         -> (logits of the last position [B, 1, V], *cache)
     decode(tokens [B, 1], *cache)  -> (logits [B, 1, V], *cache one position longer)
+
+The prefill feeds only the last position to the output node (the head, per position by construction): a
+prompt's other logits are never used, and the head over a large vocabulary is the costliest layer.
 """
 from __future__ import annotations
 
@@ -236,6 +239,8 @@ def derive(module: fx.GraphModule, cache_plan: CachePlan, decode: bool) -> fx.Gr
     timed = [e for e in cache_plan.entries if e.time_axis is not None]
     if decode and timed:
         past_len = graph.call_method("size", (past[timed[0].name], timed[0].time_axis))
+    out = cache_plan.network.outputs[0]
+    last_only = out.node if not decode and out.node not in cache_plan.cached and g.out_degree(out.node) == 0 else None
     present = {}
     for path in g.nodes:
         r = _record(g, path)
@@ -246,6 +251,9 @@ def derive(module: fx.GraphModule, cache_plan: CachePlan, decode: bool) -> fx.Gr
         inner = module.get_submodule(target)
         args = [env[s] for s in r.sources]
         name = _fx_name(path)
+        if path == last_only:  # per position: the head of the prompt's last position is all a step needs
+            args = [graph.create_node("call_function", operator.getitem, (a, (slice(None), slice(-1, None))),
+                                      name=f"{name}_last") for a in args]
         if kind in WRAPPERS:
             _install(root, target, WRAPPERS[kind](inner))
             extra = [past[f"{path}.key"], past[f"{path}.value"]] if decode else []
@@ -272,7 +280,6 @@ def derive(module: fx.GraphModule, cache_plan: CachePlan, decode: bool) -> fx.Gr
     if any(e.name == "past_tokens" for e in cache_plan.entries):
         present["past_tokens"] = graph.call_function(torch.cat, ([past["past_tokens"], tokens], 1)) \
             if decode else tokens
-    out = cache_plan.network.outputs[0]
     graph.output((env[(out.node, out.port)], *[present[e.name] for e in cache_plan.entries]))
     cls = type(module).__name__ + ("Decode" if decode else "Prefill")
     derived = fx.GraphModule(root, graph, class_name=cls)

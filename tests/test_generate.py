@@ -45,7 +45,7 @@ def decode_errors(model, ids, prompt_len):
         full = model(ids)
         full = full[0] if isinstance(full, tuple) else full
         logits, *cache = prefill(ids[:, :prompt_len])
-        worst = (logits - full[:, :prompt_len]).abs().max().item()
+        worst = (logits[:, 0] - full[:, prompt_len - 1]).abs().max().item()
         for t in range(prompt_len, ids.shape[1]):
             logits, *cache = decode(ids[:, t:t + 1], *cache)
             worst = max(worst, (logits[:, 0] - full[:, t]).abs().max().item())
