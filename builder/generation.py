@@ -20,6 +20,7 @@ import torch
 
 from . import kv_cache
 from .errors import UserError
+from .types import build_info
 
 
 class NoCacheWarning(UserWarning):
@@ -72,7 +73,9 @@ _DERIVED = weakref.WeakKeyDictionary()  # model -> (plan, prefill, decode), deri
 
 
 def network_of(model):
-    net = getattr(model, "spec_network", None)
+    """The checked Network a module was compiled from (its build_info), or a one-line error."""
+    info = build_info(model)
+    net = info.network if info is not None else None
     if net is None:
         raise UserError("generate: the model carries no spec graph (pass what builder.build returns)")
     return net

@@ -25,13 +25,13 @@ from __future__ import annotations
 import operator
 import re
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 
 import torch
 import torch.fx as fx
 from torch import nn
 
 from .cached_ops import CachedAttention, CachedSelfAttention, OffsetPositions
+from .types import record
 
 POSITIONWISE = {
     "Linear", "Embedding", "Dropout", "Identity", "add", "mul", "sub", "div", "scale", "matmul", "reshape",
@@ -71,15 +71,6 @@ class CachePlan:
         return self.reason is None
 
 
-def _record(graph, path):
-    """The node's facts read by attribute (op, args, sources, slots, in/out shapes, ports, share)."""
-    d = graph.nodes[path]
-    return SimpleNamespace(path=path, op=d["op"], args=d.get("args") or {}, sources=tuple(d.get("inputs") or ()),
-                           slots=d.get("input_names"), in_shapes=tuple(d.get("in_shapes") or ()),
-                           out_shapes=d.get("out_shapes") or {}, ports=tuple(d.get("ports") or ("out",)),
-                           share=d.get("share"))
-
-
 def token_input(network) -> str | None:
     """The name of a network's token input when it is a language model ([B, T] integers, T symbolic),
     else None."""
@@ -94,14 +85,14 @@ def token_input(network) -> str | None:
 def logits_shape(network) -> tuple:
     """Shape of the network's first output ([B, T, V] for a language model)."""
     out = network.outputs[0]
-    return tuple(_record(network.graph, out.node).out_shapes[out.port])
+    return tuple(record(network.graph, out.node).out_shapes[out.port])
 
 
 def context_of(network) -> int | None:
     """The positions a model has: the shortest position table among its nodes (None: no table)."""
     sizes = []
     for path in network.graph.nodes:
-        r = _record(network.graph, path)
+        r = record(network.graph, path)
         if r.op in POSITION_OPS:
             sizes.append(int(r.args.get("max_len", 5000)))
     return min(sizes) if sizes else None
@@ -118,7 +109,7 @@ def plan(network) -> CachePlan:
     g = network.graph
     entries = []
     for path in g.nodes:
-        r = _record(g, path)
+        r = record(g, path)
         if r.op == "input":
             continue
         kind, why = _classify(r, batch, time)
@@ -243,7 +234,7 @@ def derive(module: fx.GraphModule, cache_plan: CachePlan, decode: bool) -> fx.Gr
     last_only = out.node if not decode and out.node not in cache_plan.cached and g.out_degree(out.node) == 0 else None
     present = {}
     for path in g.nodes:
-        r = _record(g, path)
+        r = record(g, path)
         if r.op == "input":
             continue
         kind = cache_plan.cached.get(path)

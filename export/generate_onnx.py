@@ -19,7 +19,7 @@ from builder import kv_cache
 from builder.errors import UserError
 
 from . import metadata, runtime, verify
-from .files import atomic_output
+from builder.io_utils import atomic_output
 from .onnx_export import ExportError, _quiet, _summary
 
 PREFILL, DECODE, MANIFEST = "prefill.onnx", "decode.onnx", "generation.json"
@@ -38,7 +38,7 @@ def export_generation(module, out_dir, *, spec=None, tokenizer=None, opset=None)
     """Write prefill.onnx, decode.onnx, generation.json (and the tokenizer) into `out_dir`; returns the
     manifest with the largest difference seen in verification. Raises a UserError when the network
     cannot be cached (naming the node) or the export does not verify."""
-    net = module.spec_network
+    net = module.build_info.network
     plan = kv_cache.plan(net)
     if not plan.ok:
         raise ExportError(f"--generate needs a key/value cache and {net.name} has none: {plan.reason}")

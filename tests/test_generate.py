@@ -38,7 +38,7 @@ def gpt_pair():
 
 def decode_errors(model, ids, prompt_len):
     """Max |logits| difference between each cached decode step and a full forward over the same tokens."""
-    p = kv_cache.plan(model.spec_network)
+    p = kv_cache.plan(model.build_info.network)
     assert p.ok, p.reason
     prefill, decode = kv_cache.derive(model, p, False), kv_cache.derive(model, p, True)
     with torch.no_grad():
@@ -80,7 +80,7 @@ def test_the_context_is_cropped_to_the_position_table(gpt_pair):
 def test_recurrent_state_and_multihead_attention_are_cached_exactly(spec, params, entries):
     torch.manual_seed(0)
     model = builder.build(ROOT / spec, **params).eval()
-    assert [e.name for e in kv_cache.plan(model.spec_network).entries] == entries
+    assert [e.name for e in kv_cache.plan(model.build_info.network).entries] == entries
     ids = torch.randint(0, 128, (3, 4), generator=torch.Generator().manual_seed(3))
     cached = builder.generate(model, ids, 12)
     assert torch.equal(cached, builder.generate(model, ids, 12, use_cache=False))
@@ -101,7 +101,7 @@ nodes:
 def test_a_network_that_cannot_be_cached_falls_back_and_says_why():
     torch.manual_seed(0)
     model = builder.build(builder.load(NON_CAUSAL)).eval()
-    assert kv_cache.plan(model.spec_network).reason.startswith("attn (MultiheadAttention): not causal")
+    assert kv_cache.plan(model.build_info.network).reason.startswith("attn (MultiheadAttention): not causal")
     ids = torch.randint(0, 50, (2, 3), generator=torch.Generator().manual_seed(4))
     with pytest.warns(NoCacheWarning, match="attn .MultiheadAttention.: not causal"):
         cached = builder.generate(model, ids, 6)

@@ -8,15 +8,14 @@ import warnings
 from pathlib import Path
 
 from ..errors import UserError
+from .common import add_weight_args
 
 
 def register(sub):
     p = sub.add_parser("generate", help="make a language model write (torch, or an exported decoder in onnxruntime)")
     p.add_argument("model", metavar="SPEC|DIR", help="a spec YAML (with --run or --weights), or a folder written "
                    "by `build export --generate`")
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--run", metavar="DIR", help="a training run folder (weights and vocabulary)")
-    src.add_argument("--weights", metavar="FILE", help="a checkpoint or state_dict file")
+    add_weight_args(p, random=False, when="with a spec: ")
     prompt = p.add_mutually_exclusive_group(required=True)
     prompt.add_argument("--prompt", metavar="TEXT", help="the text to continue (encoded with the model's vocabulary)")
     prompt.add_argument("--prompt-ids", metavar="1,2,3", help="the token ids to continue")
@@ -39,8 +38,8 @@ def _decoder(args):
 
     from .. import tokenizer
     if Path(args.model).is_dir():
-        if args.run or args.weights or args.overrides or args.no_cache:
-            raise UserError("--run/--weights/--set/--no-cache go with a spec, not with an exported folder")
+        if args.run or args.weights or args.overrides or args.network or args.no_cache:
+            raise UserError("--run/--weights/--set/--network/--no-cache go with a spec, not with an exported folder")
         if not is_generation_folder(args.model):
             raise UserError(f"{args.model}: not a folder written by `build export --generate`")
         decoder = OnnxDecoder(args.model)
@@ -51,18 +50,18 @@ def _decoder(args):
     if not (args.run or args.weights):
         raise UserError("generating with a spec needs trained weights: --run DIR or --weights FILE")
     import builder
-    from export import weights
 
     from .. import kv_cache
     from ..generation import decoder_for
     from ..spec import parse_override
+    from ..weight_sources import trained_network
     params = {}
     if args.run and (Path(args.run) / "resolved.yaml").is_file():  # the sizes the run was trained with
         from ..runlog import read_resolved
         params = dict(read_resolved(args.run).get("params") or {})
     params.update(parse_override(x) for x in args.overrides)
     spec = builder.load(args.model, overrides=params)
-    module, checkpoint = weights.trained_network(spec, run=args.run, weights=args.weights)
+    module, checkpoint = trained_network(spec, args.network, run=args.run, weights=args.weights)
     module.eval()
     tok = tokenizer.find(args.tokenizer, args.run, checkpoint)
     with warnings.catch_warnings(record=True) as caught:
@@ -70,7 +69,7 @@ def _decoder(args):
         decoder = decoder_for(module, use_cache=not args.no_cache)
     for w in caught:
         print(f"note: {w.message}", file=sys.stderr)
-    return decoder, tok, kv_cache.logits_shape(module.spec_network)[-1]
+    return decoder, tok, kv_cache.logits_shape(module.build_info.network)[-1]
 
 
 def _prompt_ids(args, tok, vocab):
