@@ -62,7 +62,7 @@ class CachePlan:
     network: object
     token_input: str
     entries: tuple = ()
-    cached: dict = field(default_factory=dict)  # spec path -> "attention" | "self_attention" | "positions" | "recurrent"
+    cached: dict = field(default_factory=dict)  # path -> attention, self_attention, positions or recurrent
     context: int | None = None  # positions the model has (the smallest position table), None when unbounded
     reason: str | None = None
 
@@ -223,6 +223,10 @@ def derive(module: fx.GraphModule, cache_plan: CachePlan, decode: bool) -> fx.Gr
         raise ValueError(f"no cache: {cache_plan.reason}")
     g = cache_plan.network.graph
     root, graph, env = nn.Module(), fx.Graph(), {}
+
+    def item(node, index, name):
+        return graph.create_node("call_function", operator.getitem, (node, index), name=name)
+
     tokens = graph.placeholder(_fx_name(cache_plan.token_input))
     env[(cache_plan.token_input, "out")] = tokens
     past = {e.name: graph.placeholder(_fx_name("past." + e.name)) for e in cache_plan.entries} if decode else {}
@@ -243,15 +247,14 @@ def derive(module: fx.GraphModule, cache_plan: CachePlan, decode: bool) -> fx.Gr
         args = [env[s] for s in r.sources]
         name = _fx_name(path)
         if path == last_only:  # per position: the head of the prompt's last position is all a step needs
-            args = [graph.create_node("call_function", operator.getitem, (a, (slice(None), slice(-1, None))),
-                                      name=f"{name}_last") for a in args]
+            args = [item(a, (slice(None), slice(-1, None)), f"{name}_last") for a in args]
         if kind in WRAPPERS:
             _install(root, target, WRAPPERS[kind](inner))
             extra = [past[f"{path}.key"], past[f"{path}.value"]] if decode else []
             call = graph.create_node("call_module", target, tuple(args + extra), name=name)
-            env[(path, r.ports[0])] = graph.create_node("call_function", operator.getitem, (call, 0), name=f"{name}_out")
-            present[f"{path}.key"] = graph.create_node("call_function", operator.getitem, (call, 1), name=f"{name}_key")
-            present[f"{path}.value"] = graph.create_node("call_function", operator.getitem, (call, 2), name=f"{name}_value")
+            env[(path, r.ports[0])] = item(call, 0, f"{name}_out")
+            present[f"{path}.key"] = item(call, 1, f"{name}_key")
+            present[f"{path}.value"] = item(call, 2, f"{name}_value")
             continue
         if kind == "positions" and decode:
             _install(root, target, OffsetPositions(inner))
@@ -265,7 +268,7 @@ def derive(module: fx.GraphModule, cache_plan: CachePlan, decode: bool) -> fx.Gr
             env[(path, r.ports[0])] = call
         else:
             for i, port in enumerate(r.ports):
-                env[(path, port)] = graph.create_node("call_function", operator.getitem, (call, i), name=_fx_name(f"{path}_{port}"))
+                env[(path, port)] = item(call, i, _fx_name(f"{path}_{port}"))
         if kind == "recurrent":
             present.update({f"{path}.{port}": env[(path, port)] for port in r.ports[1:]})
     if any(e.name == "past_tokens" for e in cache_plan.entries):
