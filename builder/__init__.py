@@ -47,7 +47,7 @@ def generate(model, ids, max_new_tokens, temperature=0.0, top_k=None, top_p=None
 def __getattr__(name):
     # builder.train / builder.load_weights live in modules other stages own; import on first use
     if name == "train":
-        from .trainer import train
+        from .training.entry import train
         return train
     if name == "load_weights":
         from .weights import load_weights
