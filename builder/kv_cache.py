@@ -77,8 +77,8 @@ def token_input(network) -> str | None:
     if len(network.inputs) != 1:
         return None
     inp = network.inputs[0]
-    if not inp.dtype.startswith("int") or len(inp.shape) != 2 or isinstance(inp.shape[1], int):
-        return None
+    if not inp.dtype.startswith("int") or len(inp.shape) != 2 or str(inp.shape[1]).isdigit():
+        return None  # a fixed length leaves no room for new tokens
     return inp.name
 
 

@@ -152,3 +152,27 @@ def test_the_exported_attention_decoder_writes_what_torch_writes(gpt_pair, tmp_p
     ids = torch.randint(0, GPT["vocab"], (2, 6), generator=torch.Generator().manual_seed(6))
     onnx_ids = torch.cat([ids, *sample(OnnxDecoder(tmp_path / "gpt"), ids, 22)], dim=1)
     assert torch.equal(onnx_ids, builder.generate(small, ids, 22))
+
+
+POSITIONS_ONLY = """
+spec: 1
+name: positions_lm
+inputs: {tokens: {shape: [B, T], dtype: int64}}
+nodes:
+  embed: {op: Embedding, num_embeddings: 30, embedding_dim: 8}
+  pos: {op: learned_pe, max_len: 10}
+  act: {op: GELU}
+  head: {op: Linear, out_features: 30}
+"""
+
+
+def test_a_network_whose_only_memory_is_its_positions_caches_the_past_tokens():
+    """No attention and no state: the decode step needs only the past length, read from the past tokens;
+    past max_len positions every step re-reads the last max_len tokens."""
+    torch.manual_seed(0)
+    model = builder.build(builder.load(POSITIONS_ONLY)).eval()
+    assert [e.name for e in kv_cache.plan(model.build_info.network).entries] == ["past_tokens"]
+    ids = torch.randint(0, 30, (2, 3), generator=torch.Generator().manual_seed(7))
+    cached = builder.generate(model, ids, 12)
+    assert torch.equal(cached, builder.generate(model, ids, 12, use_cache=False))
+    assert decode_errors(model, cached[:, :10], 3) <= TOL
