@@ -110,3 +110,19 @@ def test_a_bpe_tokenizer_is_trained_saved_and_used(tmp_path, capsys, monkeypatch
     assert code == 0, err
     ids = [int(i) for i in out.split(",")]
     assert ids[:-5] == tok.encode("The machine").ids and len(ids) > 5
+
+
+def test_streamed_text_never_shows_half_a_character(capsys):
+    """Byte-level BPE tokens may split a UTF-8 character: the printer holds such a token back until the
+    character is complete, so the streamed text is exactly the decoded text."""
+    from builder.commands.generate import _Printer
+    from builder.tokenizer import train_bpe
+    tok = train_bpe("naïve café über " * 50, {"type": "bpe", "vocab_size": 260})
+    text = "über naïve café"
+    ids = tok.encode(text)
+    assert any("\ufffd" in tok.decode(ids[:i]) for i in range(1, len(ids)))  # some prefix ends mid-character
+    printer = _Printer(tok, ids[:1], as_ids=False)
+    for token in ids[1:]:
+        printer.add(token)
+    printer.emit(final=True)
+    assert capsys.readouterr().out == text + "\n"
