@@ -64,7 +64,10 @@ def load_data(cfg: dict) -> Data:
     reader, args = check_data(cfg)
     if name in sources.BUILTIN:
         args.setdefault("seed", cfg.get("seed", 0))
-    if name == "text" and args.get("tokenizer") and "files" not in cfg:  # trained on the training part only
+    if name == "text" and args.get("tokenizer"):  # trained on the training part only
+        if "files" in cfg:
+            raise UserError("train.data.tokenizer needs one text split by `split:`; with `files:` every split "
+                            "would train its own tokenizer")
         args.setdefault("train_fraction", float(cfg.get("split", [0.8])[0]))
 
     if "files" in cfg:
