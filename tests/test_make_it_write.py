@@ -126,3 +126,13 @@ def test_streamed_text_never_shows_half_a_character(capsys):
         printer.add(token)
     printer.emit(final=True)
     assert capsys.readouterr().out == text + "\n"
+
+
+def test_a_tokenizer_over_per_split_files_is_refused(tmp_path):
+    from builder.data import load_data
+    from builder.errors import UserError
+    (tmp_path / "a.txt").write_text("some text " * 20)
+    cfg = {"source": "text", "seq_len": 8, "tokenizer": {"type": "bpe", "vocab_size": 300},
+           "files": {"train": str(tmp_path / "a.txt"), "val": str(tmp_path / "a.txt")}}
+    with pytest.raises(UserError, match="would train its own tokenizer"):
+        load_data(cfg)
