@@ -268,10 +268,13 @@ def _check_train_values(dim, loc, node, err, train, networks):
     keys (with did-you-mean, from the train checks) and values the trainer refuses."""
     import copy
 
+    key = dim.key.split(".")[1]
+    if train_problem(train, networks, key):
+        return  # the train section is wrong as written: reported there, not again for each space key
     for value in dim.choices if dim.kind == "choice" else (dim.low, dim.high):
         values = copy.deepcopy(train)
         set_dotted(values, dim.key.removeprefix("train."), value)
-        problem = train_problem(values, networks, dim.key.split(".")[1])
+        problem = train_problem(values, networks, key)
         if problem:
             err(f"{problem} (with {dim.key}={value!r})", loc, node=node)
             return
