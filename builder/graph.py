@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 import networkx as nx
 import torch
 
+from . import dimenv
+from . import macs as macs_pkg
 from . import ops as ops_pkg
 from . import shapes as S
 from .errors import did_you_mean
@@ -118,6 +120,7 @@ class GraphBuilder:
         self.expanding = (None, None)
         self.inputs_broken = False
         self.sites: dict[str, tuple] = {}  # block instance path -> (file, loc) where the spec uses it
+        self.dim_env = dimenv.DimEnv()  # `dims:` declarations and the minimum sizes nodes need
 
     def err(self, msg, loc=None, node=None, hint=None, file=None):
         self.reader.err(msg, loc, node=node, hint=hint, file=file)
@@ -644,15 +647,21 @@ class GraphBuilder:
     def infer_all(self):
         order = {n: i for i, n in enumerate(self.g.nodes)}
         failed: set[str] = set()
-        for path in nx.lexicographical_topological_sort(self.g, key=lambda n: order[n]):
-            rec = self.records.get(path)
-            if rec is None:
-                continue  # an input node
-            if any(src in failed for src, _ in rec.inputs):
-                failed.add(path)
-                continue
-            if not self.infer_node(rec):
-                failed.add(path)
+        with dimenv.active(self.dim_env):
+            for path in nx.lexicographical_topological_sort(self.g, key=lambda n: order[n]):
+                rec = self.records.get(path)
+                if rec is None:
+                    continue  # an input node
+                if any(src in failed for src, _ in rec.inputs):
+                    failed.add(path)
+                    continue
+                self.dim_env.node = path
+                if not self.infer_node(rec):
+                    failed.add(path)
+            self.g.graph["dims"] = self.dim_env.summary()
+            if not failed:  # MACs at the final example sizes (a later node may raise a minimum)
+                for path in self.records:
+                    self.g.nodes[path]["macs"] = macs_pkg.node_macs(self.g, path)
         if not self.reader.errors.items:
             self.check_shares()
 
@@ -744,7 +753,13 @@ class GraphBuilder:
                 node_err(f"invalid arguments for {rec.op}: output shape {shape!r} is not a list of sizes")
                 return False
             for d in shape:
-                if S.is_static(d) and d <= 0:
+                if not S.is_static(d):
+                    try:  # every size the declarations allow must give a non-empty output
+                        S.require(d, 1, f"output size {d}")
+                    except ShapeError as e:
+                        node_err(str(e))
+                        return False
+                elif d <= 0:
                     culprits = [f"{k}={v}" for k, v in rec.args.items() if v == d and _is_int(v)]
                     node_err(f"output {S.fmt(shape)} has a non-positive size" +
                              (f" ({', '.join(culprits)})" if culprits else ""),
@@ -781,10 +796,7 @@ class GraphBuilder:
         if params > MAX_PARAMS:
             node_err(f"{params:.3g} parameters in one node: absurd size")
             return False
-        try:
-            macs = int(op.macs(ctx, out)) if op.macs else 0
-        except Exception:
-            macs = 0
+        macs = 0  # counted by infer_all at the final example sizes
         ports = list(out)
         if not ports:
             node_err(f"invalid arguments for {rec.op}: it would have no outputs")

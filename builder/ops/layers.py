@@ -27,7 +27,7 @@ def _rank(ctx: InferContext, *ranks, what=None):
 
 
 def _numel(shape):
-    return _prod(S.concrete(shape))
+    return S.numel(shape)
 
 
 def _prod(xs):
@@ -66,7 +66,7 @@ layer("Linear", nn.Linear, _linear, inferred=("in_features",), required=("out_fe
 def _bilinear(ctx):
     a, b = ctx.shapes
     ctx.args["in1_features"], ctx.args["in2_features"] = a[-1], b[-1]
-    if a[:-1] != b[:-1]:
+    if not S.same_shape(a[:-1], b[:-1]):
         raise ShapeError(f"Bilinear inputs must agree except in the last dim: {S.fmt(a)} and {S.fmt(b)}")
     return a[:-1] + (ctx.args["out_features"],)
 
@@ -278,15 +278,15 @@ def _unflatten(ctx):
     if sizes.count(-1) > 1:
         raise ShapeError("at most one -1 in unflattened_size")
     known = _prod(s for s in sizes if s != -1)
-    if S.is_static(n):
-        if -1 in sizes:
-            if n % known:
-                raise ShapeError(f"cannot unflatten dim of size {n} into {sizes}")
-            sizes[sizes.index(-1)] = n // known
-        elif known != n:
-            raise ShapeError(f"cannot unflatten dim of size {n} into {sizes} (product {known})")
+    out = list(sizes)
+    if -1 in sizes:
+        out[sizes.index(-1)] = S.exact_div(n, known, f"cannot unflatten dim {dim} into {sizes}")
+        if S.is_static(n):  # nn.Unflatten keeps the -1 for a symbolic dim and resolves it per call
+            sizes = out
+    elif not S.same(known, n):
+        raise S.mismatch(f"cannot unflatten dim of size {n} into {sizes} (product {known})", n, known)
     ctx.args["unflattened_size"] = sizes
-    return shape[:dim] + tuple(sizes) + shape[dim + 1:]
+    return shape[:dim] + tuple(out) + shape[dim + 1:]
 
 
 layer("Unflatten", nn.Unflatten, _unflatten, required=("dim", "unflattened_size"), in_dtype=None,
