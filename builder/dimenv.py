@@ -36,6 +36,7 @@ class DimDecl:
 class DimEnv:
     decls: dict = field(default_factory=dict)        # name -> DimDecl
     needed: dict = field(default_factory=dict)       # name -> (minimum the network needs, node path)
+    capped: dict = field(default_factory=dict)       # name -> (maximum the network takes, node path)
     node: str = ""                                   # the node whose shape rule runs now
 
     @property
@@ -51,6 +52,11 @@ class DimEnv:
         low = max(d.min or 1, self.needed.get(name, (1, ""))[0])
         return _round_up(low, d.multiple_of)
 
+    def highest(self, name: str) -> int | None:
+        """The largest size `name` may take (None: unbounded)."""
+        caps = [c for c in (self.decl(name).max, self.capped.get(name, (None,))[0]) if c is not None]
+        return min(caps) if caps else None
+
     def example(self, name: str) -> int:
         d = self.decl(name)
         return d.example if d.example is not None else self.lowest(name)
@@ -62,7 +68,7 @@ class DimEnv:
         d = self.decl(name)
         decls = dict(self.decls)
         decls[name] = DimDecl(name, d.min, d.max, math.lcm(d.multiple_of, m), d.example)
-        return DimEnv(decls, dict(self.needed), self.node)
+        return DimEnv(decls, dict(self.needed), dict(self.capped), self.node)
 
     def require(self, text: str, least: int, what: str) -> None:
         """`text` >= `least` for every allowed size, raising the minimum of an undeclared dim if needed."""
@@ -77,14 +83,26 @@ class DimEnv:
         name = names[0]
         d = self.decl(name)
         need = self._smallest(text, name, least)
-        if need is None or (d.max is not None and need > d.max):
-            cap = f" (dims: {name} max is {d.max})" if d.max is not None and need is not None else ""
+        top = self.highest(name)
+        if need is None or (top is not None and need > top):
+            cap = f" (its max is {top})" if top is not None and need is not None else ""
             raise DimError(f"{what} is {value} at {name}={at[name]} and stays below {least} for every allowed "
                            f"{name}{cap}")
         if d.min is not None:
             raise DimError(f"{what} is {value} at {name}={at[name]} (its declared min), needs {name} >= {need}: "
                            f"declare `{name}: {{min: {need}}}` under `dims:`")
         self.needed[name] = (need, self.node)
+
+    def require_at_most(self, name: str, most: int, what: str) -> None:
+        """The dim `name` itself must stay <= most (a table of max_len rows): cap it, or check its max."""
+        low, d = self.lowest(name), self.decl(name)
+        if low > most:
+            raise DimError(f"{what}: {name} must be <= {most} but is at least {low}")
+        if d.max is not None and d.max > most:
+            raise DimError(f"{what}: {name} must be <= {most}, dims: declares max: {d.max}; "
+                           f"declare `{name}: {{max: {most}}}` under `dims:`")
+        if self.highest(name) is None or self.highest(name) > most:
+            self.capped[name] = (most, self.node)
 
     def _smallest(self, text, name, least) -> int | None:
         """The smallest allowed size of `name` that makes `text` >= least (sizes grow monotonically)."""
@@ -108,12 +126,13 @@ class DimEnv:
     def summary(self) -> dict:
         """Per dim: what the graph records (declared values, the effective minimum and which node needs it)."""
         out = {}
-        for name in sorted(set(self.decls) | set(self.needed)):
+        for name in sorted(set(self.decls) | set(self.needed) | set(self.capped)):
             d = self.decl(name)
             need, node = self.needed.get(name, (None, None))
-            out[name] = {"min": self.lowest(name), "max": d.max, "multiple_of": d.multiple_of,
+            out[name] = {"min": self.lowest(name), "max": self.highest(name), "multiple_of": d.multiple_of,
                          "example": self.example(name), "declared": name in self.decls,
-                         "min_needed_by": node if need is not None and need > (d.min or 1) else None}
+                         "min_needed_by": node if need is not None and need > (d.min or 1) else None,
+                         "max_needed_by": self.capped.get(name, (None, None))[1]}
         return out
 
 

@@ -118,6 +118,20 @@ def require(d, least: int, what: str) -> None:
         raise ShapeError(str(e)) from None
 
 
+def require_at_most(d, most: int, what: str) -> None:
+    """d <= most for every allowed size; a symbolic d must be a bare dim name (its max is capped)."""
+    if is_static(d):
+        if d > most:
+            raise ShapeError(f"{what} is {d}, at most {most} allowed")
+        return
+    if not d.isidentifier():
+        raise ShapeError(f"{what} ({d}) must be at most {most}: give the dim a fixed size")
+    try:
+        D.current().require_at_most(d, most, what)
+    except D.DimError as e:
+        raise ShapeError(str(e)) from None
+
+
 def floordiv(a, b: int):
     if is_static(a):
         return a // b

@@ -134,9 +134,7 @@ def _pe(ctx):
     if len(x) != 3:
         raise ShapeError(f"positional encodings expect [B, T, D], got {S.fmt(x)}")
     ctx.args["dim"] = x[2]
-    t = x[1]
-    if S.is_static(t) and t > ctx.args.get("max_len", 5000):
-        raise ShapeError(f"sequence length {t} exceeds max_len {ctx.args.get('max_len', 5000)}")
+    S.require_at_most(x[1], ctx.args.get("max_len", 5000), "the sequence length")
     return x
 
 
