@@ -41,8 +41,12 @@ class FloorDiv(sympy.Function):
         if not all(c.is_Integer for c in coeffs):
             return None  # rational coefficients: only while `text` writes a multiple back
         out = [t / div for t, c in zip(terms, coeffs) if not t.is_Integer and c % div == 0]
+        if const.is_Integer and not 0 <= const < div:  # the constant goes to [0, div): one form per value
+            out.append(Integer(int(const) // int(div)))
         if out:
-            keep = [t for t, c in zip(terms, coeffs) if t.is_Integer or c % div != 0]
+            keep = [t for t, c in zip(terms, coeffs) if not t.is_Integer and c % div != 0]
+            if const.is_Integer:
+                keep.append(Integer(int(const) % int(div)))
             return sympy.Add(*out) + FloorDiv(sympy.Add(*keep), div)
         var = [int(c) for t, c in zip(terms, coeffs) if not t.is_Integer]
         g = math.gcd(int(div), *var)

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import yaml
 
+from .dimdecl import check_used, read_dims
+from .dimenv import DimEnv
 from .errors import Collector, Diagnostic, SpecError, UserError, did_you_mean
 from .expr import ExprError, substitute
 from .yaml_loader import MAX_FILE_BYTES, LocDict, LocList, load_yaml
@@ -21,7 +23,7 @@ from .yaml_loader import to_plain as _plain
 
 SPEC_VERSION = 1
 TOP_KEYS = ("spec", "name", "description", "params", "inputs", "blocks", "nodes", "outputs", "networks",
-            "use", "train", "export", "labels")
+            "use", "train", "export", "labels", "dims")
 NETWORK_KEYS = ("inputs", "nodes", "outputs", "description")
 DTYPES = ("float32", "float64", "float16", "bfloat16", "int64", "int32", "bool")
 MAX_DIM = 2**31
@@ -289,6 +291,7 @@ class SpecReader:
             self.err("name must be a string", doc.loc_of("name"))
             name = str(name)
         params = self.resolve_params(doc)
+        dims = read_dims(self, doc, params)
         blocks = self.load_blocks(doc, self.file, self.path, (self.path.resolve(),) if self.path else ())
         self.errors.raise_if_any()
 
@@ -319,7 +322,11 @@ class SpecReader:
         networks = {}
         for net_name, (body, loc) in bodies.items():
             builder = GraphBuilder(self, name, net_name, params, blocks)
+            builder.dim_env = DimEnv(dict(dims))
             networks[net_name] = builder.build(body, loc)
+        self.errors.raise_if_any()
+        check_used(self, doc, dims, {d for net in networks.values() for t in net.inputs for d in t.shape
+                                     if isinstance(d, str)})
         self.errors.raise_if_any()
 
         train = self.eval_section(doc, "train", params)
@@ -327,6 +334,7 @@ class SpecReader:
         labels = doc.get("labels")
         self.errors.raise_if_any()
         resolved = {"spec": SPEC_VERSION, "name": name, "params": params, "train": train, "export": export,
+                    **({"dims": {k: vars(v) for k, v in dims.items()}} if dims else {}),
                     "networks": {n: _describe(net) for n, net in networks.items()}}
         return Spec(name=name, path=self.path, params=params, networks=networks, train=train, export=export,
                     labels=_plain(labels) if labels else None, resolved=_plain(resolved))
