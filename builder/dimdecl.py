@@ -30,7 +30,7 @@ def read_dims(reader, doc, params) -> dict[str, DimDecl]:
             reader.err(f"dims: '{name}' must be an identifier (the name used in input shapes)", loc)
             continue
         if not isinstance(entry, dict):
-            reader.err(f"dims: {name} must be a mapping like {{min: 32, multiple_of: 16, example: 224}}", loc,
+            reader.err(f"must be a mapping like {{min: 32, multiple_of: 16, example: 224}}", loc,
                        node=f"dims.{name}")
             continue
         decl = _read_entry(reader, name, entry, params)
@@ -44,7 +44,7 @@ def _read_entry(reader, name, entry, params) -> DimDecl | None:
     for key, value in entry.items():
         kloc = entry.loc_of(key)
         if key not in DIM_KEYS:
-            reader.err(f"dims: {name}: unknown key '{key}'", kloc, node=f"dims.{name}",
+            reader.err(f"unknown key '{key}'", kloc, node=f"dims.{name}",
                        hint=did_you_mean(key, DIM_KEYS) or f"keys are: {', '.join(DIM_KEYS)}")
             ok = False
             continue
@@ -55,7 +55,7 @@ def _read_entry(reader, name, entry, params) -> DimDecl | None:
             ok = False
             continue
         if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= BIG:
-            reader.err(f"dims: {name}.{key} must be a positive whole number (<= 2**31), got {value!r}", kloc,
+            reader.err(f"{key} must be a positive whole number (<= 2**31), got {value!r}", kloc,
                        node=f"dims.{name}")
             ok = False
             continue
@@ -66,7 +66,7 @@ def _read_entry(reader, name, entry, params) -> DimDecl | None:
     problem = check(decl)
     if problem:
         key = next((k for k in ("example", "max", "multiple_of", "min") if k in values), None)
-        reader.err(f"dims: {name}: {problem}", entry.loc_of(key) if key else entry.loc, node=f"dims.{name}")
+        reader.err(problem, entry.loc_of(key) if key else entry.loc, node=f"dims.{name}")
         return None
     return decl
 
@@ -92,6 +92,6 @@ def check_used(reader, doc, decls: dict, input_dims: set) -> None:
     raw = doc.get("dims")
     for name in decls:
         if name not in input_dims:
-            reader.err(f"dims: '{name}' is not a dim of any input", raw.loc_of(name), node=f"dims.{name}",
+            reader.err(f"'{name}' is not a dim of any input", raw.loc_of(name), node=f"dims.{name}",
                        hint=did_you_mean(name, sorted(input_dims)) or
                        f"input dims are: {', '.join(sorted(input_dims)) or 'none'}")

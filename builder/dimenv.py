@@ -130,7 +130,7 @@ class DimEnv:
             d = self.decl(name)
             need, node = self.needed.get(name, (None, None))
             out[name] = {"min": self.lowest(name), "max": self.highest(name), "multiple_of": d.multiple_of,
-                         "example": self.example(name), "declared": name in self.decls,
+                         "example": d.example, "declared": name in self.decls,
                          "min_needed_by": node if need is not None and need > (d.min or 1) else None,
                          "max_needed_by": self.capped.get(name, (None, None))[1]}
         return out
