@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from .dimenv import BIG, DimDecl
 from .errors import did_you_mean
+from .expr import ExprError
 
 DIM_KEYS = ("min", "max", "multiple_of", "example")
 
 
-def read_dims(reader, doc, params) -> dict[str, DimDecl]:
-    """name -> DimDecl from the document's `dims:` (errors through reader.err, at their positions)."""
+def read_dims(reader, doc, params, evaluate) -> dict[str, DimDecl]:
+    """name -> DimDecl from the document's `dims:` (errors through reader.err, at their positions);
+    evaluate(value, params) resolves `${...}`."""
     raw = doc.get("dims")
     if raw is None:
         return {}
@@ -33,13 +35,13 @@ def read_dims(reader, doc, params) -> dict[str, DimDecl]:
             reader.err(f"must be a mapping like {{min: 32, multiple_of: 16, example: 224}}", loc,
                        node=f"dims.{name}")
             continue
-        decl = _read_entry(reader, name, entry, params)
+        decl = _read_entry(reader, name, entry, params, evaluate)
         if decl is not None:
             out[name] = decl
     return out
 
 
-def _read_entry(reader, name, entry, params) -> DimDecl | None:
+def _read_entry(reader, name, entry, params, evaluate) -> DimDecl | None:
     values, ok = {}, True
     for key, value in entry.items():
         kloc = entry.loc_of(key)
@@ -49,8 +51,8 @@ def _read_entry(reader, name, entry, params) -> DimDecl | None:
             ok = False
             continue
         try:
-            value = reader.eval_value(value, params)
-        except Exception as e:  # an ExprError in ${...}
+            value = evaluate(value, params)
+        except ExprError as e:
             reader.err(str(e), kloc, node=f"dims.{name}")
             ok = False
             continue

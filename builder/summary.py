@@ -8,6 +8,7 @@ from . import macs as M
 from . import shapes as S
 from .errors import UserError
 from .spec import Spec
+from .types import records
 
 
 def summarize(spec: Spec, sizes: dict | None = None) -> dict:
@@ -19,16 +20,16 @@ def summarize(spec: Spec, sizes: dict | None = None) -> dict:
         counts = M.count(net.graph, sizes)
         used.update(M.example_sizes(net.graph, sizes))
         dims.update(net.graph.graph.get("dims") or {})
-        for path, d in net.graph.nodes(data=True):
+        for rec in records(net.graph):
             rows.append({
-                "path": f"{net_name}.{path}" if several else path,
-                "op": d["op"],
-                "output_shape": list(d["out_shape"]),
-                "params": d["params"],
-                "trainable_params": d["trainable_params"],
-                "macs": counts[path],
-                "block": d["block"],
-                "source": d["source"],
+                "path": f"{net_name}.{rec.path}" if several else rec.path,
+                "op": rec.op,
+                "output_shape": list(rec.out_shape),
+                "params": rec.param_count,
+                "trainable_params": rec.trainable_param_count,
+                "macs": counts[rec.path],
+                "block": rec.block,
+                "source": rec.source,
                 **({"network": net_name} if several else {}),
             })
     return {"name": spec.name, "total_params": spec.total_params, "trainable_params": spec.trainable_params,

@@ -19,6 +19,7 @@ from builder import ops as ops_pkg
 from builder import shapes as S
 from builder.meta import meta_device
 from builder.ops.registry import InferContext
+from builder.types import record
 
 SYMS = ("B", "H", "W", "T")
 
@@ -450,7 +451,7 @@ def check_chain(draw, text: str) -> bool:
     rows = {r["path"]: r["output_shape"] for r in data["nodes"]}
     graph = spec.network().graph
     for (_, node, port), t in zip(graph.graph["outputs"], outs):
-        assert port == graph.nodes[node]["ports"][0]
+        assert port == record(graph, node).ports[0]
         shape = rows[node]
         want = tuple(dimexpr.evaluate(d, sizes) if isinstance(d, str) else d for d in shape)
         assert tuple(t.shape) == want, f"{node}: {shape} at {sizes} is {want}, torch gives {tuple(t.shape)}\n{text}"

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 import builder
+from builder.types import record
 
 SPEC = "specs/unet.yaml"
 
@@ -113,6 +114,6 @@ def test_unet_skips_need_the_multiple_of_16_declaration():
 
 def test_unet_summary_shapes_are_short_and_exact():
     g = builder.load(SPEC, width=4).network().graph
-    assert g.nodes["down4.pool"]["out_shape"] == ("B", 32, "H//16", "W//16")
-    assert g.nodes["up1.cat"]["out_shape"] == ("B", 64, "H//8", "W//8")
-    assert g.nodes["outc"]["out_shape"] == ("B", 2, "H", "W")
+    assert record(g, "down4.pool").out_shape == ("B", 32, "H//16", "W//16")
+    assert record(g, "up1.cat").out_shape == ("B", 64, "H//8", "W//8")
+    assert record(g, "outc").out_shape == ("B", 2, "H", "W")
