@@ -6,6 +6,7 @@ from torch import nn
 from .. import shapes as S
 from ..shapes import ShapeError
 from . import modules as M
+from .adaptive import AdaptiveAvgPool
 from .registry import InferContext, OpDef, register
 from .registry import public_args as _public
 
@@ -159,8 +160,10 @@ def _adaptive(nd):
     return infer
 
 
-layer("AdaptiveAvgPool1d", nn.AdaptiveAvgPool1d, _adaptive(1), required=("output_size",))
-layer("AdaptiveAvgPool2d", nn.AdaptiveAvgPool2d, _adaptive(2), required=("output_size",))
+layer("AdaptiveAvgPool1d", nn.AdaptiveAvgPool1d, _adaptive(1), required=("output_size",),
+      build=lambda a: AdaptiveAvgPool(a["output_size"], 1))
+layer("AdaptiveAvgPool2d", nn.AdaptiveAvgPool2d, _adaptive(2), required=("output_size",),
+      build=lambda a: AdaptiveAvgPool(a["output_size"], 2))
 layer("AdaptiveMaxPool2d", nn.AdaptiveMaxPool2d, _adaptive(2), required=("output_size",))
 
 
