@@ -157,6 +157,9 @@ def rename_dims(model, sig, exported_program) -> None:
                 coeff, sym = got.node.expr.as_coeff_Mul()
                 if sym.is_Symbol:
                     mapping[sym.name] = (want, int(coeff))
+    for sym, r in sig.dims.items():  # the exporter may name a dim after its torch.export.Dim
+        name = dims.dim_name(sym)
+        mapping[name if r.multiple_of == 1 else f"{name}_over_{r.multiple_of}"] = (sym, r.multiple_of)
     for value in list(model.graph.inputs) + list(model.graph.outputs):
         if value.shape is not None:
             value.shape = ir.Shape([_spec_dim(d, mapping) for d in value.shape.dims])
