@@ -42,6 +42,7 @@ ZOO = [
     ("bert_base", {"hidden": 64, "layers": 2, "heads": 4, "intermediate": 128, "vocab": 100,
                    "max_positions": 64}, None),
     ("gpt2", {"d_model": 64, "layers": 2, "heads": 4, "vocab": 256, "ctx": 128}, None),
+    ("unet", {"width": 8}, None),
 ]
 FULL = [
     ("resnet50", {}, None),

@@ -18,6 +18,7 @@ def test_every_op_of_the_registry_has_a_case():
     assert sorted(set(OPS) - set(C.OP_CASES)) == []
 
 
+@pytest.mark.filterwarnings("ignore:Using padding=.same.")
 @pytest.mark.parametrize("name", OPS)
 def test_op_shape_rule_matches_torch(name):
     accepted = []
