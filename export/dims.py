@@ -79,6 +79,11 @@ def narrowed_beyond(r: DimRange, low, high) -> bool:
     return low > floor or (high != math.inf and (r.high is None or high < r.high))
 
 
+def fixes_a_dim(error_text: str) -> bool:
+    """torch.export's guards pin a dim (or a size made from it) to one value: it cannot stay dynamic."""
+    return any("==" in guard or "Eq(" in guard for _, guard in GUARD.findall(error_text))
+
+
 def specialisation_message(error_text: str, sig, graph) -> str | None:
     """One line for torch.export's "Constraints violated" error: the dim, the node whose input carries
     the guarded size, and the declaration that would satisfy the guard. None for other errors."""

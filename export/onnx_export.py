@@ -21,6 +21,7 @@ import onnx_ir as ir
 import torch
 from builder.errors import UserError
 from builder.io_utils import atomic_output, check_writable
+from builder.types import records
 
 from . import dims, metadata, naming, rnn, runtime, signature, verify
 
@@ -123,24 +124,45 @@ def _export_section(spec) -> dict:
     return cfg
 
 
+RECURRENT_OPS = ("RNN", "LSTM", "GRU")
+
+
 def _torch_onnx_export(module, sig, dyn, opset, graph=None):
-    """The dims carry the ranges the network allows, so a dim torch.export must specialise fails in its
-    tracing step (seconds, before the ONNX translation), and the message names the dim and the node."""
+    """The dims carry the ranges the network allows. torch.export runs first, alone: in seconds, a dim it
+    must fix to one size stops the export with a message naming dim and node (torch.onnx would fall back
+    to a draft export and translate all of it first). Guards that only keep an inner size away from 1
+    (torch's caution about broadcasting) go to torch.onnx's own capture, and verification at the
+    smallest sizes decides. Recurrent networks go to torch.onnx whole: it traces them with its own
+    while_loop kernels."""
     args = signature.example_inputs(sig, sig.sizes)
-    ds = signature.dynamic_shapes(sig, dyn)
-    output_names = list(sig.outputs) or None
-    try:
-        with _quiet(), rnn.rnn_export_patches():
-            return torch.onnx.export(
-                module, args, dynamo=True, input_names=[i.name for i in sig.inputs], output_names=output_names,
-                dynamic_shapes=tuple(ds[i.name] for i in sig.inputs), opset_version=opset,
-                external_data=False, custom_translation_table=rnn.translations(), verbose=False,
-                optimize=True)
-    except UserError:
-        raise
-    except Exception as e:  # torch.onnx / torch.export raise many types; report one line
-        why = dims.specialisation_message(str(e), sig, graph)
-        raise ExportError(why or f"torch.onnx.export failed: {_summary(e)}") from None
+    shapes = tuple(signature.dynamic_shapes(sig, dyn)[i.name] for i in sig.inputs)
+    recurrent = graph is None or any(r.op in RECURRENT_OPS for r in records(graph))
+    first_error = None
+    with _quiet(), rnn.rnn_export_patches():
+        if not recurrent:
+            try:
+                program = torch.export.export(module, args, dynamic_shapes=shapes, strict=False)
+                return _translate(program, args, sig, None, opset)
+            except UserError:
+                raise
+            except Exception as e:
+                first_error = str(e)
+                if dims.fixes_a_dim(first_error):
+                    raise ExportError(dims.specialisation_message(first_error, sig, graph)) from None
+        try:
+            return _translate(module, args, sig, shapes, opset)
+        except UserError:
+            raise
+        except Exception as e:  # torch.onnx / torch.export raise many types; report one line
+            why = dims.specialisation_message(first_error or str(e), sig, graph)
+            raise ExportError(why or f"torch.onnx.export failed: {_summary(e)}") from None
+
+
+def _translate(model, args, sig, shapes, opset):
+    return torch.onnx.export(
+        model, args, dynamo=True, input_names=[i.name for i in sig.inputs], output_names=list(sig.outputs) or None,
+        dynamic_shapes=shapes, opset_version=opset, external_data=False,
+        custom_translation_table=rnn.translations(), verbose=False, optimize=True)
 
 
 def rename_dims(model, sig, exported_program) -> None:
