@@ -26,7 +26,6 @@ class DimRange:
     high: int | None = None
     multiple_of: int = 1
     example: int | None = None  # declared `example:`
-    low_from: str | None = None  # the node that needs `low`, when the network (not a declaration) sets it
 
     def fit(self, value: int) -> int:
         """The allowed size nearest above `value` (below it when `value` passes the maximum)."""
@@ -45,7 +44,7 @@ def ranges_of(graph, symbols) -> dict[str, DimRange]:
     for sym in symbols:
         info = known.get(sym)
         out[sym] = DimRange(sym) if info is None else DimRange(
-            sym, info["min"], info["max"], info["multiple_of"], info["example"], info.get("min_needed_by"))
+            sym, info["min"], info["max"], info["multiple_of"], info["example"])
     return out
 
 
