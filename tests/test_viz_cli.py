@@ -95,7 +95,7 @@ def test_backward_dot_is_byte_identical_across_runs(resnet_spec, tmp_path):
 
 
 def test_backward_same_names_and_clusters_as_forward(resnet_spec, tmp_path):
-    assert viz(resnet_spec, "--view", "backward", "--format", "dot", "-o", tmp_path / "b.dot") == 0
+    assert viz(resnet_spec, "--view", "backward", "--depth", "-1", "--format", "dot", "-o", tmp_path / "b.dot") == 0
     assert viz(resnet_spec, "--depth", "-1", "--format", "dot", "-o", tmp_path / "f.dot") == 0
     bwd = parse_dot((tmp_path / "b.dot").read_text())
     fwd = parse_dot((tmp_path / "f.dot").read_text())

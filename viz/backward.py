@@ -15,10 +15,12 @@ import math
 import networkx as nx
 
 from viz.autograd_walk import BackwardTrace
+from viz.backward_fold import fold_backward
 from viz.dot_render import DotGraph
 from viz.grad_fn_names import is_bookkeeping
 from viz.grad_heat import FLAG_TEXT, add_legend, heat_color, heat_style, judge
-from viz.forward import _cluster_label, block_chain
+from viz.fold import block_chain, block_levels
+from viz.forward import _cluster_label
 from viz.labels import format_shape
 
 LOSS_CLUSTER = "#loss"  # '#' never starts a spec path
@@ -119,7 +121,11 @@ def _cluster_labels(trace: BackwardTrace, graph: nx.MultiDiGraph | None) -> dict
 
 def backward_dot(trace: BackwardTrace, graph: nx.MultiDiGraph | None = None, full: bool = False,
                  grads: bool = False, rankdir: str = "TB", title: str | None = None,
-                 name: str = "network") -> DotGraph:
+                 name: str = "network", depth: int | None = None) -> DotGraph:
+    """The backward picture, folded like the forward one (viz.backward_fold) when `graph` is given.
+
+    rankdir names the order of the spec: 'TB' puts the inputs at the top and the loss at the bottom, the
+    arrows (gradients) pointing up, so the picture reads in the spec's order beside the forward one."""
     drawn = drawn_ops(trace, full)
     edges = folded_edges(trace, drawn)
     labels = _cluster_labels(trace, graph)
@@ -128,12 +134,13 @@ def backward_dot(trace: BackwardTrace, graph: nx.MultiDiGraph | None = None, ful
                      f"the arrows from the loss (root) to the leaves (parameters, inputs); "
                      f"{len(drawn)} operation nodes" + (f", {n_folded} bookkeeping nodes folded"
                                                          if n_folded else ""))
+    flipped = {"TB": "BT", "BT": "TB", "LR": "RL", "RL": "LR"}[rankdir]
     dot = DotGraph(f"{name}-backward", {
-        "rankdir": rankdir, "label": head, "labelloc": "t", "fontname": "Helvetica", "nodesep": "0.25",
+        "rankdir": flipped, "label": head, "labelloc": "t", "fontname": "Helvetica", "nodesep": "0.25",
         "ranksep": "0.35",
     }, {"fontname": "Helvetica", "fontsize": "10"}, {"fontname": "Helvetica", "fontsize": "9",
                                                       "color": "#b2182b"})
-    cl_attrs = {}
+    cl_attrs = _spec_order_clusters(dot, graph, labels)
     dot.add_node("loss", [], label=f"loss (root)\n{trace.loss_name} = {trace.loss:.4g}",
                  shape="doubleoctagon", style="filled", fillcolor=COLORS["root"])
 
@@ -158,7 +165,8 @@ def backward_dot(trace: BackwardTrace, graph: nx.MultiDiGraph | None = None, ful
 
     for leaf_id, leaf in trace.leaves.items():
         if leaf.kind == "param":
-            lines = [leaf_id, f"parameter {format_shape(leaf.shape)}"]
+            lines = [f"{leaf.path}: {leaf.torch_name}" if leaf.path else leaf_id,
+                     f"parameter {format_shape(leaf.shape)}"]
             lines += [f"also {n} (tied)" for n in leaf.names[1:]]
             attrs = {"shape": "box", "style": "filled", "fillcolor": COLORS["param"]}
             chain = cluster_chain(leaf.path, graph)
@@ -185,11 +193,48 @@ def backward_dot(trace: BackwardTrace, graph: nx.MultiDiGraph | None = None, ful
 
     for u, v in edges:
         dot.add_edge(u, v)
+    _params_beside_ops(dot, trace, graph, edges)
     _attach_integer_inputs(dot, trace, graph, drawn)
     if grads:
         _color_clusters(dot, trace, graph)
         add_legend(dot)
-    return dot
+    dot.prune()
+    if graph is None:
+        return dot
+    folded, used = fold_backward(dot, trace, graph, depth, drawn, grads)
+    deepest = max(block_levels(graph.graph.get("blocks") or {}).values(), default=0)
+    folded.graph_attrs["label"] += f"; depth {'all' if used < 0 else used} of {deepest}"
+    return folded
+
+
+def _spec_order_clusters(dot: DotGraph, graph, labels: dict) -> dict:
+    """Creates the clusters of every spec node in the spec's order (the walk from the loss meets them in
+    reverse), so graphviz and the HTML view lay them out in that order; returns the cluster attributes."""
+    attrs: dict = {}
+    if graph is None:
+        return attrs
+    for path in graph.nodes:
+        if graph.nodes[path].get("op") != "input":
+            for c in cluster_chain(path, graph):
+                attrs[c] = {"labeljust": "l"}
+            dot.cluster(cluster_chain(path, graph), labels, attrs)
+    return attrs
+
+
+def _params_beside_ops(dot: DotGraph, trace: BackwardTrace, graph, edges) -> None:
+    """Each operation's parameters sit on its rank, beside it: one rank per operation keeps the picture
+    a straight column in the spec's order instead of a staircase."""
+    groups: dict[str, list[str]] = {}
+    placed = set()
+    for u, v in edges:
+        leaf = trace.leaves.get(v)
+        if leaf is None or leaf.kind != "param" or v in placed or u not in trace.ops:
+            continue
+        if cluster_chain(leaf.path, graph) == cluster_chain(trace.ops[u].path, graph):
+            groups.setdefault(u, [u]).append(v)
+            placed.add(v)
+    for op_id, group in groups.items():
+        dot.cluster(cluster_chain(trace.ops[op_id].path, graph)).same_rank.append(group)
 
 
 def _attach_integer_inputs(dot: DotGraph, trace: BackwardTrace, graph, drawn: set[str]) -> None:

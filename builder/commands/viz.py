@@ -111,7 +111,7 @@ def make_dot(args):
 
         step = one_step(spec, args.network, args.run, args.weights, args.batch_size, args.seed)
         backward = backward_dot(step.trace, net.graph, full=args.full, grads=args.grads,
-                                rankdir=args.rankdir, name=stem)
+                                rankdir=args.rankdir, name=stem, depth=args.depth)
         backward.graph_attrs["label"] += f"\n{step.batch_note}"
         notes.append(f"backward: {_count(backward)} nodes, loss {step.trace.loss:.4g} on {step.batch_note}")
     if args.view == "both":
