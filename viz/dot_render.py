@@ -28,8 +28,13 @@ def quote(text: object) -> str:
     return f'"{s}"'
 
 
+class HtmlLabel(str):
+    """A graphviz HTML-like label: written between < and > instead of quotes."""
+
+
 def format_attrs(attrs: dict) -> str:
-    items = [f"{k}={quote(v)}" for k, v in sorted(attrs.items()) if v is not None]
+    items = [f"{k}=<{v}>" if isinstance(v, HtmlLabel) else f"{k}={quote(v)}"
+             for k, v in sorted(attrs.items()) if v is not None]
     return f" [{', '.join(items)}]" if items else ""
 
 
