@@ -134,8 +134,8 @@ def layout_px(dot_text: str) -> tuple[float, float] | None:
     head = proc.stdout.split("\n", 1)[0].split()
     if proc.returncode != 0 or len(head) < 4 or head[0] != "graph":
         return None
-    scale = float(head[1])
-    return float(head[2]) * scale * 96, float(head[3]) * scale * 96
+    scale, pad = float(head[1]), 2 * 4 / 72  # graphviz pads the drawing with 4 points on each side
+    return (float(head[2]) * scale + pad) * 96, (float(head[3]) * scale + pad) * 96
 
 
 def pick_depth(deepest: int, make: Callable[[int], object], max_nodes: int = MAX_NODES) -> tuple[int, object]:
