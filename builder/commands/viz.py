@@ -1,7 +1,8 @@
 """`build viz`: graphviz pictures of the forward graph, the backward (autograd) graph, or an ONNX file.
 
-    build viz SPEC [--view forward|backward|both] [-o OUT] [--format svg|png|pdf|dot] [--depth N]
-                   [--rankdir TB|LR] [--run DIR | --weights FILE] [--grads] [--full]
+    build viz SPEC [--view forward|backward|both|grads] [-o OUT] [--format svg|png|pdf|dot|html]
+                   [--depth N] [--rankdir TB|LR] [--run DIR | --weights FILE] [--grads] [--full]
+                   [--inputs FILE.npz | --data SOURCE] [--steps N]
     build viz MODEL.onnx [-o OUT] [--format ...]
 """
 
@@ -14,7 +15,7 @@ from pathlib import Path
 from builder.commands.common import add_spec_args, load_spec
 from viz.dot_render import FORMATS, INSTALL_HINT, MissingDot, side_by_side, write_picture
 
-VIEWS = ("forward", "backward", "both")
+VIEWS = ("forward", "backward", "both", "grads")
 
 
 def register(subparsers) -> None:
@@ -50,6 +51,15 @@ def register(subparsers) -> None:
     p.add_argument("--batch-size", type=int, default=None,
                    help="backward view: rows in the batch (default 8, down to 2 for costly models); "
                         "data sequences are cut to 32 steps (16 above 20M parameters)")
+    p.add_argument("--steps", type=int, default=1,
+                   help="grads view: average the gradient norms over N steps of real training (default 1)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--inputs", metavar="FILE.npz",
+                     help="backward and grads views: run the step on these inputs (one array per network "
+                          "input, named like the spec's inputs; optional `target` for the spec's loss)")
+    src.add_argument("--data", metavar="SOURCE",
+                     help="backward and grads views: take the batch from this train data source instead "
+                          "of the spec's train.data (e.g. one that fits the network's inputs)")
     p.add_argument("--seed", type=int, default=None,
                    help="backward view: seed for initial weights, dropout and random inputs "
                         "(default: the trainer's seed from train:, else 0)")
@@ -109,7 +119,8 @@ def make_dot(args):
         from viz.backward import backward_dot
         from viz.step import one_step
 
-        step = one_step(spec, args.network, args.run, args.weights, args.batch_size, args.seed)
+        step = one_step(spec, args.network, args.run, args.weights, args.batch_size, args.seed,
+                        args.inputs, args.data)
         backward = backward_dot(step.trace, net.graph, full=args.full, grads=args.grads,
                                 rankdir=args.rankdir, name=stem, depth=args.depth)
         backward.graph_attrs["label"] += f"\n{step.batch_note}"
@@ -139,7 +150,34 @@ def _all_networks(spec, args):
     return dot, f"{spec.name}_forward", f"forward: {counts}"
 
 
+def _grads_chart(args) -> int:
+    """--view grads: the gradient-flow chart (matplotlib), png unless OUT says svg or pdf."""
+    from builder.errors import UserError
+    from viz.grads_chart import CHART_FORMATS, draw_chart, measure
+
+    if args.steps < 1:
+        raise UserError(f"--steps must be at least 1, got {args.steps}")
+    spec = load_spec(args)
+    net = spec.network(args.network)
+    stem = spec.name if net.name == "model" else f"{spec.name}_{net.name}"
+    out = Path(args.output) if args.output else Path(f"{stem}_grads.png")
+    fmt = args.format or (out.suffix.lstrip(".").lower() or "png")
+    if fmt not in CHART_FORMATS:
+        raise UserError(f"--view grads draws png, svg or pdf, not {fmt!r}")
+    flow = measure(spec, args.network, args.steps, args.run, args.weights, args.batch_size, args.seed,
+                   args.inputs, args.data)
+    try:
+        written = draw_chart(flow, out, f"{stem}: gradient norm per spec node", fmt, dpi=args.dpi or 100)
+    except OSError as e:
+        raise UserError(f"cannot write {out}: {e}") from None
+    print(f"wrote {written}: {len(flow.paths)} spec nodes with parameters, {len(flow.losses)} step(s) on "
+          f"{flow.note}")
+    return 0
+
+
 def run(args) -> int:
+    if args.view == "grads":
+        return _grads_chart(args)
     dot, stem, note = make_dot(args)
     out, fmt = _output_path(args, stem)
     try:
@@ -169,7 +207,7 @@ def draw(spec, view: str = "forward", out=None, fmt: str | None = None, *, grads
     args = argparse.Namespace(spec=str(spec), view=view, output=str(out) if out else None, format=fmt,
                               dpi=dpi, depth=depth, rankdir="TB", network=network,
                               overrides=list(overrides), safe=False, run=run, weights=weights, grads=grads,
-                              full=full, batch_size=None, seed=None)
+                              full=full, batch_size=None, seed=None, inputs=None, data=None, steps=1)
     dot, stem, _ = make_dot(args)
     path, fmt = _output_path(args, stem)
     return write_picture(dot.to_dot(), path, fmt, dpi=dpi)
