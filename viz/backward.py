@@ -204,6 +204,7 @@ def backward_dot(trace: BackwardTrace, graph: nx.MultiDiGraph | None = None, ful
     folded, used = fold_backward(dot, trace, graph, depth, drawn, grads)
     deepest = max(block_levels(graph.graph.get("blocks") or {}).values(), default=0)
     folded.graph_attrs["label"] += f"; depth {'all' if used < 0 else used} of {deepest}"
+    folded.depth = used
     return folded
 
 

@@ -58,6 +58,8 @@ class DotGraph:
     root: Cluster = field(default_factory=lambda: Cluster(""))
     node_attrs: dict = field(default_factory=dict)  # id -> attrs
     edges: list = field(default_factory=list)  # (src, dst, attrs)
+    depth: int | None = None  # the block depth drawn (-1: everything), when the picture has blocks
+    collapsed: set = field(default_factory=set)  # clusters the interactive view shows closed at first
 
     def cluster(self, path: list[str], labels: dict | None = None, attrs: dict | None = None) -> Cluster:
         """The cluster at `path` (a list of cluster names, outermost first), created on demand."""
@@ -144,7 +146,8 @@ class DotGraph:
         """A copy where each cluster named in `folds` (name -> (node id, attrs)), with everything inside
         it, is one node; several clusters may fold into the same node. Edges follow their ends to the
         nodes standing for them; edges inside one fold disappear and repeats (same ends, same label) merge."""
-        out = DotGraph(self.name, dict(self.graph_attrs), dict(self.node_defaults), dict(self.edge_defaults))
+        out = DotGraph(self.name, dict(self.graph_attrs), dict(self.node_defaults), dict(self.edge_defaults),
+                       depth=self.depth, collapsed=set(self.collapsed))
         stand_in: dict[str, str] = {}
 
         def members(c: Cluster):
@@ -198,6 +201,8 @@ def combine(parts: list[tuple[str, DotGraph, str]], name: str) -> DotGraph:
     for prefix, g, title in parts:
         top = Cluster(prefix + "view", title, {"style": "rounded", "color": "gray40", "fontsize": "16"})
         both.root.children[top.name] = top
+        both.root.order.append(("cluster", top.name))
+        both.collapsed |= {prefix + c for c in g.collapsed}
         _copy_cluster(g.root, top, prefix, g, both)
         for src, dst, attrs in g.edges:
             edge = dict(g.edge_defaults)
@@ -216,6 +221,8 @@ def _copy_cluster(src: Cluster, dst: Cluster, prefix: str, g: DotGraph, out: Dot
         c = Cluster(prefix + child.name, child.label, dict(child.attrs))
         dst.children[c.name] = c
         _copy_cluster(child, c, prefix, g, out)
+    dst.order = [(kind, prefix + name) for kind, name in src.order]
+    dst.same_rank = [[prefix + n for n in group] for group in src.same_rank]
 
 
 def dot_binary() -> str | None:

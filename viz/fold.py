@@ -78,6 +78,12 @@ def fold_of(blocks: dict, levels: dict, chain: list[str], depth: int) -> tuple[s
     return None
 
 
+def folded_blocks(blocks: dict, depth: int) -> set:
+    """Every block path folded at `depth` (the interactive view shows them closed at first)."""
+    levels = block_levels(blocks)
+    return {b for b in blocks if fold_of(blocks, levels, block_chain(blocks, b), depth) is not None}
+
+
 def fold_node_id(blocks: dict, fold: tuple[str, str]) -> str:
     kind, block = fold
     return repeat_id(blocks, block) if kind == "repeat" else block

@@ -13,7 +13,7 @@ import networkx as nx
 
 from viz.dot_render import DotGraph
 from viz.fold import MAX_NODES, block_chain, block_levels, fold_node_id, fold_of, fold_parent, pick_depth
-from viz.labels import format_count, format_shape, key_args, wrap_items
+from viz.labels import format_count, format_shape, format_value, key_args, wrap_items
 
 COLORS = {
     "input": "#d9f2d9", "output": "#ffe0b3", "param": "#dde8f7", "plain": "#f5f5f5",
@@ -60,7 +60,7 @@ def _node_label(g: nx.MultiDiGraph, n: str) -> tuple[str, dict]:
         return "\n".join(lines), {"shape": "oval", "fillcolor": COLORS["input"], "style": "filled"}
     lines = [n, op]
     lines += wrap_items(key_args(op, a.get("args")))
-    style = {"shape": "box", "style": "rounded,filled", "fillcolor": COLORS["plain"]}
+    style = {"shape": "box", "style": "rounded,filled", "fillcolor": COLORS["plain"], "tooltip": _details(a)}
     params = int(a.get("params") or 0)
     if params:
         trainable = a.get("trainable_params", params)
@@ -75,6 +75,18 @@ def _node_label(g: nx.MultiDiGraph, n: str) -> tuple[str, dict]:
             lines.append(f"{p} tied to {target}")
         style.update(color=COLORS["share"], penwidth="2")
     return "\n".join(lines), style
+
+
+def _details(a: dict) -> str:
+    """Hover text of a node: op, every argument, shapes in and out, parameters, where it was written."""
+    args = ", ".join(f"{k}={format_value(v)}" for k, v in sorted((a.get("args") or {}).items())
+                     if not k.startswith("_") and isinstance(v, (int, float, str, bool, tuple, list)))
+    shapes = " ; ".join(format_shape(s) for s in a.get("in_shapes") or [])
+    lines = [f"op: {a.get('op')}", f"arguments: {args or '-'}", f"in: {shapes or '-'}",
+             f"out: {format_shape(a.get('out_shape'))}", f"parameters: {format_count(int(a.get('params') or 0))}"]
+    if a.get("source"):
+        lines.append(f"spec: {a['source']}")
+    return "\n".join(lines)
 
 
 def _collapsed_label(g: nx.MultiDiGraph, fold: tuple[str, str], members: list[str]) -> tuple[str, dict]:
@@ -158,7 +170,7 @@ def forward_dot(g: nx.MultiDiGraph, depth: int | None = None, rankdir: str = "TB
                                                f"{len(shown)} nodes; data flows along the arrows)",
         "labelloc": "t", "fontname": "Helvetica", "compound": "true", "nodesep": "0.25",
         "ranksep": "0.35",
-    }, {"fontname": "Helvetica", "fontsize": "10"}, {"fontname": "Helvetica", "fontsize": "9"})
+    }, {"fontname": "Helvetica", "fontsize": "10"}, {"fontname": "Helvetica", "fontsize": "9"}, depth=depth)
 
     cluster_labels = {b: _cluster_label(blocks, b) for b in blocks}
     cluster_attrs = {b: {"style": "rounded,dashed" if blocks[b].get("repeat") else "rounded",

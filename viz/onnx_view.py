@@ -92,6 +92,7 @@ def onnx_dot(model_or_path, rankdir: str = "TB", title: str | None = None, depth
     elif depth < 0 or depth > deepest:
         depth = deepest
     dot.graph_attrs["label"] += f"; depth {depth} of {deepest}"
+    dot.depth = depth
 
     collapsed: dict[str, list] = {}
     for i, n, levels in nodes:

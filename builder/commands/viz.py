@@ -15,6 +15,8 @@ from pathlib import Path
 from builder.commands.common import add_spec_args, load_spec
 from viz.dot_render import FORMATS, INSTALL_HINT, MissingDot, side_by_side, write_picture
 
+OUT_FORMATS = FORMATS + ("html",)  # html: the interactive view (viz.html_view)
+
 VIEWS = ("forward", "backward", "both", "grads")
 
 
@@ -31,9 +33,10 @@ def register(subparsers) -> None:
     p.add_argument("--view", choices=VIEWS, default="forward", help="which picture (default: forward)")
     p.add_argument("-o", "--output", metavar="OUT",
                    help="output file (default: <spec name>_<view>.<format> in the current folder)")
-    p.add_argument("--format", choices=FORMATS, default=None,
-                   help="svg, png, pdf or dot (default: from OUT's suffix, else svg); image formats also "
-                        "write the .dot beside the picture")
+    p.add_argument("--format", choices=OUT_FORMATS, default=None,
+                   help="svg, png, pdf, dot or html (default: from OUT's suffix, else svg); image formats "
+                        "also write the .dot beside the picture; html is one self-contained interactive "
+                        "page (blocks expand on click, search by spec path, hover details)")
     p.add_argument("--dpi", type=int, default=None, help="resolution of png pictures (graphviz default 96)")
     p.add_argument("--depth", type=int, default=None,
                    help="forward and ONNX views: block nesting depth shown; deeper blocks collapse to one node "
@@ -71,11 +74,11 @@ def _output_path(args, default_stem: str) -> tuple[Path, str]:
     fmt = args.format
     if fmt is None:
         suffix = out.suffix.lstrip(".").lower() if out else ""
-        fmt = suffix if suffix in FORMATS else "svg"
+        fmt = suffix if suffix in OUT_FORMATS else "svg"
     if out is None:
         out = Path(f"{default_stem}.{fmt}")
     elif out.suffix.lstrip(".").lower() != fmt:
-        known = out.suffix.lstrip(".").lower() in FORMATS
+        known = out.suffix.lstrip(".").lower() in OUT_FORMATS
         out = out.with_suffix(f".{fmt}") if known else out.with_name(f"{out.name}.{fmt}")
     return out, fmt
 
@@ -85,8 +88,9 @@ def _count(dot) -> int:
     return sum(1 for n in dot.node_attrs if "#legend:" not in n)
 
 
-def make_dot(args):
-    """The DotGraph asked for by `args`, and a one-line note about what it shows."""
+def make_dot(args, interactive: bool = False):
+    """The DotGraph asked for by `args`, and a one-line note about what it shows. interactive: the
+    picture fully expanded, with the blocks the static picture folds marked `collapsed`."""
     from builder.errors import UserError
 
     if args.spec.lower().endswith(".onnx"):
@@ -98,22 +102,27 @@ def make_dot(args):
             raise UserError(f"{args.spec}: no such ONNX file")
         try:
             dot = onnx_dot(args.spec, rankdir=args.rankdir, depth=args.depth)
+            if interactive:
+                from viz.html_view import clusters_deeper_than
+                depth = dot.depth
+                dot = onnx_dot(args.spec, rankdir=args.rankdir, depth=-1)
+                dot.collapsed = clusters_deeper_than(dot, depth)
         except Exception as e:  # protobuf decode errors and friends: a foreign or truncated file
             first = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise UserError(f"{args.spec}: not a readable ONNX model ({first})") from None
         return dot, Path(args.spec).stem + "_onnx", f"{_count(dot)} nodes"
 
-    from viz.forward import forward_dot, max_depth
+    from viz.forward import max_depth
 
     spec = load_spec(args)
     if args.network is None and len(spec.networks) > 1 and args.view == "forward":
-        return _all_networks(spec, args)
+        return _all_networks(spec, args, interactive)
     net = spec.network(args.network)
     stem = spec.name if net.name == "model" else f"{spec.name}_{net.name}"
     forward = backward = None
     notes = []
     if args.view in ("forward", "both"):
-        forward = forward_dot(net.graph, depth=args.depth, rankdir=args.rankdir)
+        forward = _forward(net.graph, args, interactive)
         notes.append(f"forward: {_count(forward)} nodes ({max_depth(net.graph)} block levels)")
     if args.view in ("backward", "both"):
         from viz.backward import backward_dot
@@ -123,6 +132,12 @@ def make_dot(args):
                         args.inputs, args.data)
         backward = backward_dot(step.trace, net.graph, full=args.full, grads=args.grads,
                                 rankdir=args.rankdir, name=stem, depth=args.depth)
+        if interactive:
+            from viz.fold import folded_blocks
+            depth = backward.depth
+            backward = backward_dot(step.trace, net.graph, full=args.full, grads=args.grads,
+                                    rankdir=args.rankdir, name=stem, depth=-1)
+            backward.collapsed = folded_blocks(net.graph.graph.get("blocks") or {}, depth)
         backward.graph_attrs["label"] += f"\n{step.batch_note}"
         notes.append(f"backward: {_count(backward)} nodes, loss {step.trace.loss:.4g} on {step.batch_note}")
     if args.view == "both":
@@ -136,12 +151,23 @@ def make_dot(args):
     return dot, f"{stem}_{args.view}", "; ".join(notes)
 
 
-def _all_networks(spec, args):
-    """The forward pictures of every network of a spec (a GAN's generator and discriminator) in one."""
-    from viz.dot_render import combine
+def _forward(g, args, interactive: bool):
     from viz.forward import forward_dot
 
-    parts = [(f"{name}:", forward_dot(net.graph, depth=args.depth, rankdir=args.rankdir), f"network {name}")
+    dot = forward_dot(g, depth=args.depth, rankdir=args.rankdir)
+    if interactive:
+        from viz.fold import folded_blocks
+        depth = dot.depth
+        dot = forward_dot(g, depth=-1, rankdir=args.rankdir)
+        dot.collapsed = folded_blocks(g.graph.get("blocks") or {}, depth)
+    return dot
+
+
+def _all_networks(spec, args, interactive: bool = False):
+    """The forward pictures of every network of a spec (a GAN's generator and discriminator) in one."""
+    from viz.dot_render import combine
+
+    parts = [(f"{name}:", _forward(net.graph, args, interactive), f"network {name}")
              for name, net in spec.networks.items()]
     dot = combine(parts, f"{spec.name}-forward")
     dot.graph_attrs.update(label=f"{spec.name}: forward graphs of networks {', '.join(spec.networks)}",
@@ -175,11 +201,28 @@ def _grads_chart(args) -> int:
     return 0
 
 
+def _write_html(dot, out: Path, reverse: bool) -> Path:
+    from builder.errors import UserError
+    from builder.io_utils import atomic_write_text
+    from viz.html_view import page
+
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out, page(dot, dot.collapsed, reverse))
+    except OSError as e:
+        raise UserError(f"cannot write {out}: {e}") from None
+    return out
+
+
 def run(args) -> int:
     if args.view == "grads":
         return _grads_chart(args)
-    dot, stem, note = make_dot(args)
+    html = _output_path(args, "x")[1] == "html"
+    dot, stem, note = make_dot(args, interactive=html)
     out, fmt = _output_path(args, stem)
+    if html:
+        print(f"wrote {_write_html(dot, out, args.view == 'backward')} (interactive view): {note}")
+        return 0
     try:
         written = write_picture(dot.to_dot(), out, fmt, dpi=args.dpi)
     except MissingDot as e:
@@ -208,8 +251,11 @@ def draw(spec, view: str = "forward", out=None, fmt: str | None = None, *, grads
                               dpi=dpi, depth=depth, rankdir="TB", network=network,
                               overrides=list(overrides), safe=False, run=run, weights=weights, grads=grads,
                               full=full, batch_size=None, seed=None, inputs=None, data=None, steps=1)
-    dot, stem, _ = make_dot(args)
+    html = _output_path(args, "x")[1] == "html"
+    dot, stem, _ = make_dot(args, interactive=html)
     path, fmt = _output_path(args, stem)
+    if html:
+        return _write_html(dot, path, view == "backward")
     return write_picture(dot.to_dot(), path, fmt, dpi=dpi)
 
 
