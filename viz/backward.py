@@ -151,7 +151,7 @@ def backward_dot(trace: BackwardTrace, graph: nx.MultiDiGraph | None = None, ful
             continue
         lines = [op.words, op.kind]
         if op.shape is not None:
-            lines.append(f"value {format_shape(op.shape)}")
+            lines.append(f"value {_batch_major(op, trace)}")
         if op.grad is not None:
             lines.append(f"|grad| {format_norm(op.grad.norm)}")
         book = is_bookkeeping(op.kind)
@@ -220,6 +220,17 @@ def _spec_order_clusters(dot: DotGraph, graph, labels: dict) -> dict:
                 attrs[c] = {"labeljust": "l"}
             dot.cluster(cluster_chain(path, graph), labels, attrs)
     return attrs
+
+
+def _batch_major(op, trace: BackwardTrace) -> str:
+    """The op's value shape in the layout of its spec node's output: an RNN inside torch works on
+    time-major tensors (T x B x H) while the spec node (batch_first) gives B x T x H."""
+    value = trace.values.get(op.path)
+    shape = tuple(op.shape)
+    if value is not None and len(shape) >= 3 and tuple(value.shape) != shape and \
+            (shape[1], shape[0], *shape[2:]) == tuple(value.shape):
+        return f"{format_shape(value.shape)} (time-major inside torch)"
+    return format_shape(shape)
 
 
 def _params_beside_ops(dot: DotGraph, trace: BackwardTrace, graph, edges) -> None:

@@ -17,7 +17,7 @@ from viz.labels import format_count, format_shape, format_value, key_args, wrap_
 
 COLORS = {
     "input": "#d9f2d9", "output": "#ffe0b3", "param": "#dde8f7", "plain": "#f5f5f5",
-    "collapsed": "#fff7cc", "skip": "#2b8cbe", "share": "#7b3294",
+    "collapsed": "#fff7cc", "skip": "#2b8cbe", "share": "#7b3294", "prep": "#f0f0f0",
 }
 
 
@@ -143,17 +143,18 @@ def _owner_node(g: nx.MultiDiGraph, param_path: str) -> str | None:
 
 
 def forward_dot(g: nx.MultiDiGraph, depth: int | None = None, rankdir: str = "TB",
-                title: str | None = None) -> DotGraph:
+                title: str | None = None, preparation: list[str] | None = None) -> DotGraph:
     """The forward picture of graph `g` as a DotGraph.
 
     depth: None picks the deepest depth whose picture fits (viz.fold); a negative depth expands every
-    block. The copies of a repeated block after the first are always one summary node.
+    block. The copies of a repeated block after the first are always one summary node. preparation:
+    the steps the training data goes through before the float inputs (viz.preparation), drawn above them.
     """
     blocks = g.graph.get("blocks") or {}
     levels = block_levels(blocks)
     deepest = max(levels.values(), default=0)
     if depth is None:
-        return pick_depth(deepest, lambda d: forward_dot(g, d, rankdir, title))[1]
+        return pick_depth(deepest, lambda d: forward_dot(g, d, rankdir, title, preparation))[1]
     if depth > deepest:
         depth = deepest
     rep = {n: representative(g, n, depth, levels) for n in g.nodes}
@@ -220,6 +221,12 @@ def forward_dot(g: nx.MultiDiGraph, depth: int | None = None, rankdir: str = "TB
         dot.add_node(out_id, [], label=f"output {out_name}\n{format_shape(shape)}", shape="box",
                      style="filled,bold", fillcolor=COLORS["output"])
         dot.add_edge(rep[node], out_id, label=format_shape(shape))
+
+    for inp in g.graph.get("inputs") or []:
+        if preparation and inp in rep and not str(g.nodes[inp].get("dtype") or "float").startswith(("int", "bool")):
+            dot.add_node(f"prep:{inp}", [], label="\n".join(["input preparation (train.data)"] + preparation),
+                         shape="note", style="filled", fillcolor=COLORS["prep"])
+            dot.add_edge(f"prep:{inp}", inp, style="dashed", label="prepared data")
 
     # weight sharing and tying: dotted purple lines that do not change the layout
     links = []

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from builder.commands.common import add_spec_args, load_spec
 from viz.dot_render import FORMATS, INSTALL_HINT, MissingDot, side_by_side, write_picture
+from viz.preparation import preparation_steps
 
 OUT_FORMATS = FORMATS + ("html",)  # html: the interactive view (viz.html_view)
 
@@ -122,7 +123,7 @@ def make_dot(args, interactive: bool = False):
     forward = backward = None
     notes = []
     if args.view in ("forward", "both"):
-        forward = _forward(net.graph, args, interactive)
+        forward = _forward(net.graph, args, interactive, preparation_steps(spec.train))
         notes.append(f"forward: {_count(forward)} nodes ({max_depth(net.graph)} block levels)")
     if args.view in ("backward", "both"):
         from viz.backward import backward_dot
@@ -151,14 +152,14 @@ def make_dot(args, interactive: bool = False):
     return dot, f"{stem}_{args.view}", "; ".join(notes)
 
 
-def _forward(g, args, interactive: bool):
+def _forward(g, args, interactive: bool, preparation=None):
     from viz.forward import forward_dot
 
-    dot = forward_dot(g, depth=args.depth, rankdir=args.rankdir)
+    dot = forward_dot(g, depth=args.depth, rankdir=args.rankdir, preparation=preparation)
     if interactive:
         from viz.fold import folded_blocks
         depth = dot.depth
-        dot = forward_dot(g, depth=-1, rankdir=args.rankdir)
+        dot = forward_dot(g, depth=-1, rankdir=args.rankdir, preparation=preparation)
         dot.collapsed = folded_blocks(g.graph.get("blocks") or {}, depth)
     return dot
 
