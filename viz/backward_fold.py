@@ -56,14 +56,6 @@ class _Sums:
         return n_ops, n_params, math.sqrt(sum(n * n for n in norms))
 
 
-def _style(norm, flag, grads: bool) -> dict:
-    base = {"shape": "box3d", "style": "filled", "fillcolor": "#fff7cc"}
-    if grads and flag != "none-params":
-        base.update(heat_style(norm, flag))
-        base["shape"] = "box3d"
-    return base
-
-
 def folds_for(trace: BackwardTrace, graph, depth: int, shown_ops, grads: bool = False) -> dict:
     """Cluster name -> (node id, attrs) of every block the backward picture folds at `depth`."""
     blocks = graph.graph.get("blocks") or {}
@@ -88,9 +80,8 @@ def folds_for(trace: BackwardTrace, graph, depth: int, shown_ops, grads: bool = 
                      f"|grad| {_norm_text(norm)}"]
         elif kind == "repeat" and later_copy_of(blocks, b) == unit:
             every = copies(blocks, unit)
-            node_id = repeat_id(blocks, unit)
             if b != every[1]:  # one summary node for all later copies: made at the second copy
-                folds[b] = (node_id, {})
+                folds[b] = (repeat_id(blocks, unit), {})
                 continue
             n = len(every)
             later = set().union(*(inside[c] for c in every[1:]))
@@ -100,14 +91,15 @@ def folds_for(trace: BackwardTrace, graph, depth: int, shown_ops, grads: bool = 
                      f"(like {unit}.0)", f"{n_ops} operation nodes, {format_count(n_params)} params",
                      "|grad| of each copy:"]
             lines += ["  ".join(per_copy[i:i + 3]) for i in range(0, n, 3)]
-            b_id = node_id
         else:
             continue
-        flag = judge(norm, largest) if n_params else "none-params"
-        attrs = _style(norm, flag, grads)
-        if grads and flag in FLAG_TEXT:
-            lines.append(FLAG_TEXT[flag])
-        folds[b] = (b if kind == "box" else b_id, dict(attrs, label="\n".join(lines)))
+        attrs = {"shape": "box3d", "style": "filled", "fillcolor": "#fff7cc"}
+        if grads and n_params:  # coloured like a parameter: by the norm of the gradients inside
+            flag = judge(norm, largest)
+            attrs.update(heat_style(norm, flag))
+            if flag:
+                lines.append(FLAG_TEXT[flag])
+        folds[b] = (b if kind == "box" else repeat_id(blocks, unit), dict(attrs, label="\n".join(lines)))
     return folds
 
 
