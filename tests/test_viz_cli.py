@@ -255,7 +255,7 @@ def test_shared_module_calls_go_to_the_calling_spec_node(tmp_path):
     assert viz(spec, "--view", "backward", "-o", tmp_path / "b.dot") == 0
     p = parse_dot((tmp_path / "b.dot").read_text())
     assert p.cluster_path("enc2:AddmmBackward0") == ["enc2"] and p.cluster_path("enc:AddmmBackward0") == ["enc"]
-    assert "shares enc" in p.clusters["enc2"]["attrs"]["label"]
+    assert "shares enc" in p.nodes["enc2:caption"]["label"]  # the title, on the row of its operation
     edges = {(u, v) for u, v, _ in p.edges}
     assert {("enc2:AddmmBackward0", "enc.weight"), ("enc:AddmmBackward0", "enc.weight")} <= edges
     assert ("enc2:AddmmBackward0", "act:TanhBackward0") in edges

@@ -59,6 +59,7 @@ def test_default_depth_and_spec_order_layout(resnet):
     assert dot.depth == 2  # small enough to show the first copy in full
     assert dot.graph_attrs["rankdir"] == "BT"  # inputs at the top, the loss at the bottom
     text = dot.to_dot()
-    assert '{rank=same; "stem:ConvolutionBackward0"; "stem.weight"; "stem.bias";}' in text  # params beside
+    assert ('{rank=same; "stem:caption"; "stem:ConvolutionBackward0"; "stem.weight"; "stem.bias";}'
+            in text)  # title and parameters beside their operation
     order = [name for kind, name in dot.root.order if kind == "cluster"]
     assert order.index("stem") < order.index("stage1") < order.index("head")  # the spec's order

@@ -200,8 +200,10 @@ def backward_dot(trace: BackwardTrace, graph: nx.MultiDiGraph | None = None, ful
         add_legend(dot)
     dot.prune()
     if graph is None:
+        _captions_beside_nodes(dot, graph)
         return dot
-    folded, used = fold_backward(dot, trace, graph, depth, drawn, grads)
+    folded, used = fold_backward(dot, trace, graph, depth, drawn, grads,
+                                 finish=lambda d: _captions_beside_nodes(d, graph))
     deepest = max(block_levels(graph.graph.get("blocks") or {}).values(), default=0)
     folded.graph_attrs["label"] += f"; depth {'all' if used < 0 else used} of {deepest}"
     folded.depth = used
@@ -220,6 +222,32 @@ def _spec_order_clusters(dot: DotGraph, graph, labels: dict) -> dict:
                 attrs[c] = {"labeljust": "l"}
             dot.cluster(cluster_chain(path, graph), labels, attrs)
     return attrs
+
+
+def _captions_beside_nodes(dot: DotGraph, graph) -> DotGraph:
+    """The title of a cluster holding nodes of its own becomes a caption on the row of one of them (a
+    spec node's: its operation nearest the loss; a block's: its folded box nearest the loss) instead of
+    the cluster's label, so that no edge runs through it. Clusters of clusters keep their titles, and
+    so do the loss and legend clusters ('#...'). Returns `dot`."""
+    blocks = (graph.graph.get("blocks") or {}) if graph is not None else {}
+    stack = list(dot.root.children.values())
+    while stack:
+        c = stack.pop()
+        stack.extend(c.children.values())
+        if c.name.startswith("#") or not c.nodes:
+            continue
+        beside, cap = c.nodes[-1] if c.name in blocks else c.nodes[0], f"{c.name}:caption"
+        dot.node_attrs[cap] = {"label": c.attrs.get("label") or c.label, "shape": "plaintext",
+                               "fontsize": "10", "class": "caption"}
+        c.nodes.insert(0, cap)
+        c.order.insert(0, ("node", cap))
+        group = next((g for g in c.same_rank if beside in g), None)
+        if group is not None:
+            group.insert(0, cap)
+        else:
+            c.same_rank.append([cap, beside])
+        c.attrs["label"] = ""
+    return dot
 
 
 def _batch_major(op, trace: BackwardTrace) -> str:

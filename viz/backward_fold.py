@@ -104,14 +104,15 @@ def folds_for(trace: BackwardTrace, graph, depth: int, shown_ops, grads: bool = 
 
 
 def fold_backward(dot: DotGraph, trace: BackwardTrace, graph, depth: int | None, shown_ops,
-                  grads: bool = False) -> tuple[DotGraph, int]:
-    """The folded picture and the depth used: `depth`, or (None) the deepest whose picture fits."""
+                  grads: bool = False, finish=lambda d: d) -> tuple[DotGraph, int]:
+    """The folded picture and the depth used: `depth`, or (None) the deepest whose picture fits.
+    finish: applied to each folded picture (before its size is judged)."""
     blocks = (graph.graph.get("blocks") or {}) if graph is not None else {}
     deepest = max(block_levels(blocks).values(), default=0)
     if depth is not None and depth < 0:  # everything, every copy
-        return dot, -1
+        return finish(dot), -1
     if depth is not None:
         depth = min(depth, deepest)
-        return dot.folded(folds_for(trace, graph, depth, shown_ops, grads)), depth
-    d, folded = pick_depth(deepest, lambda d: dot.folded(folds_for(trace, graph, d, shown_ops, grads)))
+        return finish(dot.folded(folds_for(trace, graph, depth, shown_ops, grads))), depth
+    d, folded = pick_depth(deepest, lambda d: finish(dot.folded(folds_for(trace, graph, d, shown_ops, grads))))
     return folded, d

@@ -192,13 +192,15 @@ def _node(attrs: dict) -> dict:
             "dashed": "dashed" in style}
 
 
-def _tree(c: Cluster) -> dict:
+def _tree(dot: DotGraph, c: Cluster) -> dict:
     items = []
     for kind, name in c.order:
-        items.append({"node": name} if kind == "node" else {"cluster": _tree(c.children[name])})
+        if kind == "node" and dot.node_attrs[name].get("class") == "caption":
+            continue  # a block's title drawn as a node for graphviz: the page shows it as the title
+        items.append({"node": name} if kind == "node" else {"cluster": _tree(dot, c.children[name])})
     style = c.attrs.get("style", "")
     fill = c.attrs.get("fillcolor") if "filled" in style else None
-    label = c.attrs.get("label", c.label)
+    label = c.attrs.get("label") or c.label
     return {"id": c.name, "label": label, "details": label, "items": items, "dashed": "dashed" in style,
             "border": c.attrs.get("color"), "fill": fill}
 
@@ -207,7 +209,7 @@ def page(dot: DotGraph, collapsed=(), reverse: bool = False) -> str:
     """The HTML text of the interactive view of `dot`. collapsed: cluster names shown closed at first;
     reverse: lay out against the edges (a backward picture, whose edges point from the loss)."""
     title = str(dot.graph_attrs.get("label") or dot.name)
-    data = {"tree": _tree(dot.root), "nodes": {n: _node(a) for n, a in dot.node_attrs.items()},
+    data = {"tree": _tree(dot, dot.root), "nodes": {n: _node(a) for n, a in dot.node_attrs.items()},
             "edges": [[s, d] for s, d, a in dot.edges if a.get("style") != "invis"],
             "collapsed": sorted(set(collapsed) & _cluster_names(dot.root)), "reverse": reverse,
             "edgeColor": dot.edge_defaults.get("color", "#555")}
