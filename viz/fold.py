@@ -116,8 +116,8 @@ def fits(nodes, edges, max_nodes: int = MAX_NODES, max_ranks: int = MAX_RANKS) -
 
 
 def drawn(dot) -> tuple[list, list]:
-    """The nodes (not the legend's) and the rank-making edges of a DotGraph."""
-    nodes = [n for n in dot.node_attrs if "#legend" not in n]
+    """The nodes (not the legend, not the captions) and the rank-making edges of a DotGraph."""
+    nodes = [n for n, a in dot.node_attrs.items() if "#legend" not in n and a.get("class") != "caption"]
     beside = dot.side_by_side_pairs()
     edges = [(u, v) for u, v, a in dot.edges
              if a.get("constraint") != "false" and a.get("style") != "invis" and (u, v) not in beside]

@@ -19,7 +19,8 @@ _CSS = """
 body{font-family:Helvetica,Arial,sans-serif;margin:0;background:#fafafa;color:#222}
 header{position:sticky;top:0;z-index:5;background:#fff;border-bottom:1px solid #ccc;padding:6px 10px;
  display:flex;gap:12px;align-items:center;flex-wrap:wrap}
-header h1{font-size:15px;margin:0;font-weight:600}
+header h1{font-size:14px;margin:0;font-weight:600;white-space:nowrap;overflow:hidden;text-overflow:ellipsis;
+ max-width:calc(100vw - 480px)}
 #search{font-size:13px;padding:3px 6px;width:260px}
 #hits{font-size:12px;color:#555}
 #wrap{position:relative;padding:12px 330px 40px 12px}
@@ -216,13 +217,13 @@ def page(dot: DotGraph, collapsed=(), reverse: bool = False) -> str:
     blob = json.dumps(data, separators=(",", ":"), sort_keys=True).replace("</", "<\\/")
     head = html.escape(title.split("\n")[0])
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">\n<title>{head}</title>\n'
-            f"<style>{_CSS}</style></head>\n<body>\n<header><h1>{html.escape(title)}</h1>"
+            f"<style>{_CSS}</style></head>\n<body>\n<header><h1 title=\"{html.escape(title)}\">{head}</h1>"
             f'<input id="search" type="search" placeholder="search spec path (e.g. layer1.0.conv1)">'
             f'<span id="hits"></span></header>\n<div id="wrap"><svg id="edges"><defs><marker id="arrow" '
             f'viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" orient="auto">'
             f'<path d="M0,0 L10,5 L0,10 z" fill="{data["edgeColor"]}"/></marker></defs></svg>'
-            f'<div id="graph"></div></div>\n<div id="panel">hover a node or a block for details; click a '
-            f'block title to collapse or expand it</div>\n'
+            f'<div id="graph"></div></div>\n<div id="panel">{html.escape(title)}\n\nhover a node or a block for '
+            f'details; click a block title to collapse or expand it</div>\n'
             f'<script type="application/json" id="graph-data">{blob}</script>\n'
             f"<script>{_JS}</script>\n</body></html>\n")
 

@@ -85,8 +85,10 @@ def _output_path(args, default_stem: str) -> tuple[Path, str]:
 
 
 def _count(dot) -> int:
-    """Nodes of a picture, not counting the legend."""
-    return sum(1 for n in dot.node_attrs if "#legend:" not in n)
+    """Nodes of a picture, not counting the legend and the captions (titles drawn as text)."""
+    from viz.fold import drawn
+
+    return len(drawn(dot)[0])
 
 
 def make_dot(args, interactive: bool = False):
@@ -105,9 +107,10 @@ def make_dot(args, interactive: bool = False):
             dot = onnx_dot(args.spec, rankdir=args.rankdir, depth=args.depth)
             if interactive:
                 from viz.html_view import clusters_deeper_than
-                depth = dot.depth
+                depth, label = dot.depth, dot.graph_attrs["label"]
                 dot = onnx_dot(args.spec, rankdir=args.rankdir, depth=-1)
                 dot.collapsed = clusters_deeper_than(dot, depth)
+                dot.graph_attrs["label"] = label
         except Exception as e:  # protobuf decode errors and friends: a foreign or truncated file
             first = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise UserError(f"{args.spec}: not a readable ONNX model ({first})") from None
@@ -135,10 +138,11 @@ def make_dot(args, interactive: bool = False):
                                 rankdir=args.rankdir, name=stem, depth=args.depth)
         if interactive:
             from viz.fold import folded_blocks
-            depth = backward.depth
+            depth, label = backward.depth, backward.graph_attrs["label"]
             backward = backward_dot(step.trace, net.graph, full=args.full, grads=args.grads,
                                     rankdir=args.rankdir, name=stem, depth=-1)
             backward.collapsed = folded_blocks(net.graph.graph.get("blocks") or {}, depth)
+            backward.graph_attrs["label"] = label
         backward.graph_attrs["label"] += f"\n{step.batch_note}"
         notes.append(f"backward: {_count(backward)} nodes, loss {step.trace.loss:.4g} on {step.batch_note}")
     if args.view == "both":
@@ -158,9 +162,10 @@ def _forward(g, args, interactive: bool, preparation=None):
     dot = forward_dot(g, depth=args.depth, rankdir=args.rankdir, preparation=preparation)
     if interactive:
         from viz.fold import folded_blocks
-        depth = dot.depth
+        depth, label = dot.depth, dot.graph_attrs["label"]
         dot = forward_dot(g, depth=-1, rankdir=args.rankdir, preparation=preparation)
         dot.collapsed = folded_blocks(g.graph.get("blocks") or {}, depth)
+        dot.graph_attrs["label"] = label
     return dot
 
 
