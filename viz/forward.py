@@ -3,8 +3,9 @@
 Each spec node is a box with its spec path, op, key arguments and parameter count; each edge carries the
 shape of the tensor it moves (symbolic dims kept: 'B x 16 x 32 x 32'); blocks are nested clusters named
 `cluster_<block path>`. Blocks deeper than `depth` collapse to one node (a repeated block to one node
-marked 'x N'); skip (residual) edges are dashed and labelled, shared/tied weights are joined by a dotted
-purple line, inputs are green ovals and outputs orange boxes.
+marked 'x N') and the copies of a repeated block after the first to one summary node (viz.fold); skip
+(residual) edges are dashed and labelled, shared/tied weights are joined by a dotted purple line, inputs
+are green ovals (with the training data's preparation as a note above) and outputs orange boxes.
 """
 
 from __future__ import annotations
