@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+from builder.types import records
 from viz.autograd_walk import BackwardTrace
 from viz.dot_render import DotGraph
 from viz.fold import block_chain, block_levels, copies, fold_of, later_copy_of, pick_depth, repeat_id
@@ -26,9 +27,9 @@ def _norm_text(norm: float | None) -> str:
 def _inside(graph, blocks: dict) -> dict[str, set]:
     """Block path -> the spec paths of the nodes inside it (at any depth)."""
     out: dict[str, set] = {b: set() for b in blocks}
-    for n, d in graph.nodes(data=True):
-        for b in block_chain(blocks, d.get("block") or ""):
-            out[b].add(n)
+    for r in records(graph):
+        for b in block_chain(blocks, r.block):
+            out[b].add(r.path)
     return out
 
 

@@ -11,6 +11,7 @@ are green ovals (with the training data's preparation as a note above) and outpu
 from __future__ import annotations
 
 import networkx as nx
+from builder.types import record
 
 from viz.dot_render import DotGraph
 from viz.fold import MAX_NODES, block_chain, block_levels, fold_node_id, fold_of, fold_parent, pick_depth
@@ -31,7 +32,7 @@ def representative(g: nx.MultiDiGraph, node: str, depth: int, levels: dict) -> s
     """The id drawn for `node` at `depth`: itself, the outermost block deeper than `depth`, or the
     summary node of the later copies of a repeated block (see viz.fold)."""
     blocks = g.graph.get("blocks") or {}
-    fold = fold_of(blocks, levels, block_chain(blocks, g.nodes[node].get("block") or ""), depth)
+    fold = fold_of(blocks, levels, block_chain(blocks, record(g, node).block), depth)
     return node if fold is None else fold_node_id(blocks, fold)
 
 
@@ -54,39 +55,39 @@ def _cluster_label(blocks: dict, path: str) -> str:
 
 
 def _node_label(g: nx.MultiDiGraph, n: str) -> tuple[str, dict]:
-    a = g.nodes[n]
-    op = a.get("op", "?")
+    a = record(g, n)
+    op = a.op
     if op == "input":
-        lines = [n, f"input  {format_shape(a.get('out_shape'))}", a.get("dtype") or "float32"]
+        lines = [n, f"input  {format_shape(a.out_shape)}", a.dtype]
         return "\n".join(lines), {"shape": "oval", "fillcolor": COLORS["input"], "style": "filled"}
     lines = [n, op]
-    lines += wrap_items(key_args(op, a.get("args")))
+    lines += wrap_items(key_args(op, a.args))
     style = {"shape": "box", "style": "rounded,filled", "fillcolor": COLORS["plain"], "tooltip": _details(a)}
-    params = int(a.get("params") or 0)
+    params = a.param_count
     if params:
-        trainable = a.get("trainable_params", params)
-        frozen = "" if trainable or a.get("trainable", True) else "  (frozen)"
+        frozen = "" if a.trainable_param_count or a.trainable else "  (frozen)"
         lines.append(f"{format_count(params)} params{frozen}")
         style["fillcolor"] = COLORS["param"]
-    if a.get("share"):
-        lines.append(f"shares weights of {a['share']}")
+    if a.share:
+        lines.append(f"shares weights of {a.share}")
         style.update(color=COLORS["share"], penwidth="2")
-    if a.get("tie"):
-        for p, target in sorted(a["tie"].items()):
+    if a.tie:
+        for p, target in sorted(a.tie.items()):
             lines.append(f"{p} tied to {target}")
         style.update(color=COLORS["share"], penwidth="2")
     return "\n".join(lines), style
 
 
-def _details(a: dict) -> str:
-    """Hover text of a node: op, every argument, shapes in and out, parameters, where it was written."""
-    args = ", ".join(f"{k}={format_value(v)}" for k, v in sorted((a.get("args") or {}).items())
+def _details(a) -> str:
+    """Hover text of a node (its NodeRecord): op, every argument, shapes in and out, parameters, and
+    where it was written."""
+    args = ", ".join(f"{k}={format_value(v)}" for k, v in sorted((a.args or {}).items())
                      if not k.startswith("_") and isinstance(v, (int, float, str, bool, tuple, list)))
-    shapes = " ; ".join(format_shape(s) for s in a.get("in_shapes") or [])
-    lines = [f"op: {a.get('op')}", f"arguments: {args or '-'}", f"in: {shapes or '-'}",
-             f"out: {format_shape(a.get('out_shape'))}", f"parameters: {format_count(int(a.get('params') or 0))}"]
-    if a.get("source"):
-        lines.append(f"spec: {a['source']}")
+    shapes = " ; ".join(format_shape(s) for s in a.in_shapes or ())
+    lines = [f"op: {a.op}", f"arguments: {args or '-'}", f"in: {shapes or '-'}",
+             f"out: {format_shape(a.out_shape)}", f"parameters: {format_count(a.param_count)}"]
+    if a.line:
+        lines.append(f"spec: {a.source}")
     return "\n".join(lines)
 
 
@@ -96,7 +97,7 @@ def _collapsed_label(g: nx.MultiDiGraph, fold: tuple[str, str], members: list[st
     kind, path = fold
     info = blocks[path]
     block = info.get("block") or "block"
-    params = sum(int(g.nodes[m].get("params") or 0) for m in members)
+    params = sum(record(g, m).param_count for m in members)
     if kind == "repeat":
         n = int(info["repeat"])
         lines = [f"{path}.1 .. {path}.{n - 1}", f"{block} x {n - 1} more (x {n} in all)",
@@ -179,7 +180,7 @@ def forward_dot(g: nx.MultiDiGraph, depth: int | None = None, rankdir: str = "TB
                          "color": "gray50", "fontsize": "11", "labeljust": "l"} for b in blocks}
     folds = {}
     for n in g.nodes:
-        fold = fold_of(blocks, levels, block_chain(blocks, g.nodes[n].get("block") or ""), depth)
+        fold = fold_of(blocks, levels, block_chain(blocks, record(g, n).block), depth)
         if fold is not None:
             folds[fold_node_id(blocks, fold)] = fold
     for r in shown:
@@ -188,7 +189,7 @@ def forward_dot(g: nx.MultiDiGraph, depth: int | None = None, rankdir: str = "TB
             chain = fold_parent(blocks, folds[r])
         else:
             label, style = _node_label(g, r)
-            chain = block_chain(blocks, g.nodes[r].get("block") or "")
+            chain = block_chain(blocks, record(g, r).block)
         dot.cluster(chain, cluster_labels, cluster_attrs)
         dot.add_node(r, chain, label=label, **style)
 
@@ -199,11 +200,11 @@ def forward_dot(g: nx.MultiDiGraph, depth: int | None = None, rankdir: str = "TB
         if ru == rv:
             continue
         port = data.get("port")
-        ports = g.nodes[u].get("ports") or []
-        text = format_shape(data.get("shape", g.nodes[u].get("out_shape")))
+        ports = record(g, u).ports
+        text = format_shape(data.get("shape", record(g, u).out_shape))
         if port and ports and port != ports[0]:
             text = f"{port}: {text}"
-        slots = g.nodes[v].get("input_names") or []
+        slots = record(g, v).slots or []
         slot = data.get("slot")
         if isinstance(slot, int) and slot < len(slots) and len(slots) > 1:
             text = f"{text} -> {slots[slot]}"
@@ -216,15 +217,14 @@ def forward_dot(g: nx.MultiDiGraph, depth: int | None = None, rankdir: str = "TB
         dot.add_edge(u, v, **attrs)
 
     for out_name, node, port in g.graph.get("outputs") or []:
-        shapes = g.nodes[node].get("out_shapes") or {}
-        shape = shapes.get(port) if port else g.nodes[node].get("out_shape")
+        shape = record(g, node).out_shapes.get(port) if port else record(g, node).out_shape
         out_id = f"out:{out_name}"
         dot.add_node(out_id, [], label=f"output {out_name}\n{format_shape(shape)}", shape="box",
                      style="filled,bold", fillcolor=COLORS["output"])
         dot.add_edge(rep[node], out_id, label=format_shape(shape))
 
     for inp in g.graph.get("inputs") or []:
-        if preparation and inp in rep and not str(g.nodes[inp].get("dtype") or "float").startswith(("int", "bool")):
+        if preparation and inp in rep and not record(g, inp).dtype.startswith(("int", "bool")):
             dot.add_node(f"prep:{inp}", [], label="\n".join(["input preparation (train.data)"] + preparation),
                          shape="note", style="filled", fillcolor=COLORS["prep"])
             dot.add_edge(f"prep:{inp}", inp, style="dashed", label="prepared data")
@@ -232,10 +232,10 @@ def forward_dot(g: nx.MultiDiGraph, depth: int | None = None, rankdir: str = "TB
     # weight sharing and tying: dotted purple lines that do not change the layout
     links = []
     for n in g.nodes:
-        a = g.nodes[n]
-        if a.get("share") and a["share"] in rep:
-            links.append((rep[n], rep[a["share"]], "shares weights"))
-        for p, target in sorted((a.get("tie") or {}).items()):
+        a = record(g, n)
+        if a.share and a.share in rep:
+            links.append((rep[n], rep[a.share], "shares weights"))
+        for p, target in sorted((a.tie or {}).items()):
             owner = _owner_node(g, target)
             if owner is not None:
                 links.append((rep[n], rep[owner], f"tied: {p} = {target}"))

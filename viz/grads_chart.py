@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from builder.types import records
 from viz.grad_heat import EXPLODING, FLAG_STYLE, VANISHING_RATIO, judge
 from viz.step import set_up, step_threads
 
@@ -59,7 +60,7 @@ def measure(spec, network=None, steps: int = 1, run=None, weights=None, batch_si
     torch.set_num_threads(step_threads())
     try:
         s = set_up(spec, network, run, weights, batch_size, seed, steps, inputs_file, data)
-        nodes = [n for n in s.net.graph.nodes if s.net.graph.nodes[n].get("op") != "input"]
+        nodes = [r.path for r in records(s.net.graph) if r.op != "input"]
         owned: dict[str, list] = {}
         for name, p in s.module.named_parameters():
             if p.requires_grad:

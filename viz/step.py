@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
+from builder.types import build_info, records
 from viz.autograd_walk import BackwardTrace, record_backward
 
 SYMBOLIC_SIZE = 8  # size given to a symbolic dim other than the batch dim when inputs are random
@@ -27,7 +27,7 @@ def max_seq(net) -> int:
 
 def default_batch_size(net) -> int:
     """Rows in the batch: 8, fewer (down to 2) when one example costs much (ResNet-50 at 224x224)."""
-    macs = sum(int(d.get("macs") or 0) for _, d in net.graph.nodes(data=True))
+    macs = sum(r.macs for r in records(net.graph))
     sequence = any(len(t.shape) > 1 and isinstance(t.shape[1], str) for t in net.inputs)
     work = max(macs * (max_seq(net) if sequence else 1), 1)
     return int(min(8, max(2, MAC_BUDGET // work)))
@@ -103,7 +103,7 @@ def training_batches(module, cfg: dict, batch_size: int, seq_cap: int = 32, coun
     data = load_data(data_cfg)
     adapt_inputs(module, data)
     n, rows = data.train.n_inputs, len(data.train)
-    specs = getattr(module, "spec_inputs", None) or []
+    specs = build_info(module).inputs if build_info(module) else []
     batches, cut = [], None
     for k in range(count):
         fields = data.train._gather(torch.arange(k * batch_size, (k + 1) * batch_size) % rows)
@@ -124,28 +124,12 @@ def training_batches(module, cfg: dict, batch_size: int, seq_cap: int = 32, coun
     return batches, note
 
 
-def load_weights(module: torch.nn.Module, run: str | None = None, weights: str | None = None,
-                 network: str = "model") -> str | None:
-    """Load `--run DIR` (best.pt, else last.pt) or `--weights FILE` into module; returns the file used.
-
-    Reads the trainer's checkpoints ({'networks': {name: state_dict}}), {'model': state_dict} ones and
-    bare state_dicts, always with torch.load(weights_only=True)."""
-    from export.weights import checkpoint_in, load_into, read_checkpoint, state_dict_of
-
-    if not run and not weights:
-        return None
-    path = checkpoint_in(run) if run else Path(weights)
-    state = state_dict_of(read_checkpoint(path), network)
-    load_into(module, state, str(path))
-    return str(path)
-
-
 def shared_callers(graph) -> dict:
     """Module name -> the spec nodes that call it, in graph order, for modules reused with `share:`."""
     callers: dict[str, list[str]] = {}
-    for n, d in graph.nodes(data=True):
-        if d.get("op") != "input":
-            callers.setdefault(d.get("share") or n, []).append(n)
+    for r in records(graph):
+        if r.op != "input":
+            callers.setdefault(r.share or r.path, []).append(r.path)
     return {m: paths for m, paths in callers.items() if len(paths) > 1}
 
 
@@ -204,6 +188,7 @@ def set_up(spec, network=None, run=None, weights=None, batch_size=None, seed=Non
     from builder.initializers import apply_init
     from builder.losses import make_loss
     from builder.trainer import first_output, seed_of
+    from builder.weight_sources import load_source
     from viz.step_inputs import npz_batch
 
     net = spec.network(network)
@@ -213,9 +198,9 @@ def set_up(spec, network=None, run=None, weights=None, batch_size=None, seed=Non
         cfg["data"] = {"source": data}
     torch.manual_seed(seed_of(cfg) if seed is None else seed)
     module = builder.build(spec, network=network)
-    used = load_weights(module, run, weights, net.name)
+    _, used = load_source(module, run=run, weights=weights, network=net.name)
     if used is None and cfg.get("init"):
-        apply_init(module, cfg.get("init"), skip=getattr(module, "node_inits", {}) or {})  # as the trainer
+        apply_init(module, cfg.get("init"), skip=build_info(module).node_inits)  # as the trainer
     module.train()
     found, misfit = None, None
     if inputs_file:

@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from builder.commands.common import add_spec_args, load_spec
+from builder.commands.common import add_spec_args, add_weight_args, load_spec
 from viz.dot_render import FORMATS, INSTALL_HINT, MissingDot, side_by_side, write_picture
 from viz.preparation import preparation_steps
 
@@ -40,13 +40,11 @@ def register(subparsers) -> None:
                         "page (blocks expand on click, search by spec path, hover details)")
     p.add_argument("--dpi", type=int, default=None, help="resolution of png pictures (graphviz default 96)")
     p.add_argument("--depth", type=int, default=None,
-                   help="forward and ONNX views: block nesting depth shown; deeper blocks collapse to one node "
-                        "(default: the deepest that keeps the picture within 120 nodes; -1: everything)")
+                   help="block nesting depth shown (all views); deeper blocks collapse to one node and the "
+                        "copies of a repeated block after the first to one 'x N' node (default: the deepest "
+                        "whose picture fits in 120 nodes and 3,900 px; -1: everything, every copy)")
     p.add_argument("--rankdir", choices=("TB", "LR", "BT", "RL"), default="TB", help="layout direction")
-    p.add_argument("--network", help="which network of a multi-network spec")
-    w = p.add_mutually_exclusive_group()
-    w.add_argument("--run", metavar="DIR", help="backward view: load weights from a run folder (best.pt or last.pt)")
-    w.add_argument("--weights", metavar="FILE", help="backward view: load weights from a checkpoint file")
+    add_weight_args(p, random=False, when="backward and grads views: ")
     p.add_argument("--grads", action="store_true",
                    help="backward view: colour parameters and clusters by gradient norm and flag "
                         "None/zero/NaN/exploding/vanishing gradients")
