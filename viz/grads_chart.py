@@ -145,8 +145,12 @@ def draw_chart(flow: GradFlow, out: Path, title: str, fmt: str = "png", dpi: int
     ax.legend(loc="upper right", fontsize=8)
     ax.grid(axis="y", which="major", alpha=0.3)
     fig.tight_layout()
+    from builder.io_utils import atomic_output
+
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, format=fmt, dpi=dpi)
-    plt.close(fig)
+    try:
+        with atomic_output(out, "the chart") as tmp:  # a failed write leaves no half chart behind
+            fig.savefig(tmp, format=fmt, dpi=dpi)
+    finally:
+        plt.close(fig)
     return out

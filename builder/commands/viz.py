@@ -196,25 +196,17 @@ def _grads_chart(args) -> int:
         raise UserError(f"--view grads draws png, svg or pdf, not {fmt!r}")
     flow = measure(spec, args.network, args.steps, args.run, args.weights, args.batch_size, args.seed,
                    args.inputs, args.data)
-    try:
-        written = draw_chart(flow, out, f"{stem}: gradient norm per spec node", fmt, dpi=args.dpi or 100)
-    except OSError as e:
-        raise UserError(f"cannot write {out}: {e}") from None
+    written = draw_chart(flow, out, f"{stem}: gradient norm per spec node", fmt, dpi=args.dpi or 100)
     print(f"wrote {written}: {len(flow.paths)} spec nodes with parameters, {len(flow.losses)} step(s) on "
           f"{flow.note}")
     return 0
 
 
 def _write_html(dot, out: Path, reverse: bool) -> Path:
-    from builder.errors import UserError
     from builder.io_utils import atomic_write_text
     from viz.html_view import page
 
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out, page(dot, dot.collapsed, reverse))
-    except OSError as e:
-        raise UserError(f"cannot write {out}: {e}") from None
+    atomic_write_text(out, page(dot, dot.collapsed, reverse))
     return out
 
 
