@@ -57,6 +57,9 @@ function ancestors(id) { const out = []; let p = parentOf[id]; while (p) { out.p
 function visible(id) {  // the visible stand-in of a node: itself or its outermost closed block
   let rep = id; for (const a of ancestors(id)) if (closed.has(a)) rep = a; return rep;
 }
+function reversed(id) {  // a backward picture (or part): laid out against its edges, the spec's order
+  return G.reverse.includes(id) || ancestors(id).some(a => G.reverse.includes(a));
+}
 function itemId(it) { return it.node !== undefined ? it.node : it.cluster.id; }
 function rows(c) {  // items of a cluster in rows: longest path inside the cluster, in item order
   const ids = c.items.map(itemId), pos = new Map(ids.map((x, i) => [x, i]));
@@ -66,7 +69,7 @@ function rows(c) {  // items of a cluster in rows: longest path inside the clust
   for (const [s0, d0] of G.edges) {
     let s = local(s0), d = local(d0);
     if (s === undefined || d === undefined || s === d) continue;
-    if (G.reverse) [s, d] = [d, s];
+    if (reversed(c.id)) [s, d] = [d, s];
     preds[pos.get(d)].add(pos.get(s));
   }
   const level = new Array(ids.length).fill(-1);
@@ -206,13 +209,14 @@ def _tree(dot: DotGraph, c: Cluster) -> dict:
             "border": c.attrs.get("color"), "fill": fill}
 
 
-def page(dot: DotGraph, collapsed=(), reverse: bool = False) -> str:
+def page(dot: DotGraph, collapsed=(), reverse=()) -> str:
     """The HTML text of the interactive view of `dot`. collapsed: cluster names shown closed at first;
-    reverse: lay out against the edges (a backward picture, whose edges point from the loss)."""
+    reverse: clusters ('' for the whole picture) laid out against their edges (a backward picture,
+    whose edges point from the loss)."""
     title = str(dot.graph_attrs.get("label") or dot.name)
     data = {"tree": _tree(dot, dot.root), "nodes": {n: _node(a) for n, a in dot.node_attrs.items()},
             "edges": [[s, d] for s, d, a in dot.edges if a.get("style") != "invis"],
-            "collapsed": sorted(set(collapsed) & _cluster_names(dot.root)), "reverse": reverse,
+            "collapsed": sorted(set(collapsed) & _cluster_names(dot.root)), "reverse": sorted(reverse),
             "edgeColor": dot.edge_defaults.get("color", "#555")}
     blob = json.dumps(data, separators=(",", ":"), sort_keys=True).replace("</", "<\\/")
     head = html.escape(title.split("\n")[0])

@@ -202,10 +202,12 @@ def _grads_chart(args) -> int:
     return 0
 
 
-def _write_html(dot, out: Path, reverse: bool) -> Path:
+def _write_html(dot, out: Path, view: str) -> Path:
+    """The interactive page; a backward picture (alone or beside the forward one) reads in spec order."""
     from builder.io_utils import atomic_write_text
     from viz.html_view import page
 
+    reverse = {"backward": [""], "both": ["bwd:view"]}.get(view, [])
     atomic_write_text(out, page(dot, dot.collapsed, reverse))
     return out
 
@@ -217,7 +219,7 @@ def run(args) -> int:
     dot, stem, note = make_dot(args, interactive=html)
     out, fmt = _output_path(args, stem)
     if html:
-        print(f"wrote {_write_html(dot, out, args.view == 'backward')} (interactive view): {note}")
+        print(f"wrote {_write_html(dot, out, args.view)} (interactive view): {note}")
         return 0
     try:
         written = write_picture(dot.to_dot(), out, fmt, dpi=args.dpi)
@@ -251,7 +253,7 @@ def draw(spec, view: str = "forward", out=None, fmt: str | None = None, *, grads
     dot, stem, _ = make_dot(args, interactive=html)
     path, fmt = _output_path(args, stem)
     if html:
-        return _write_html(dot, path, view == "backward")
+        return _write_html(dot, path, view)
     return write_picture(dot.to_dot(), path, fmt, dpi=dpi)
 
 
