@@ -62,3 +62,17 @@ def test_data_source_replaces_the_spec_data(tmp_path, capsys):
     assert main(["viz", str(EXAMPLES / "deep_relu.yaml"), "--view", "backward", "--data", "digits",
                  "-o", str(tmp_path / "b.dot")]) == 0
     assert "from digits (train split)" in (tmp_path / "b.dot").read_text()
+
+
+def test_weights_are_loaded(tmp_path):
+    """--weights: the chart is of the given weights (here a head of zeros: nothing reaches the layers)."""
+    import torch
+
+    spec = builder.load(EXAMPLES / "deep_relu.yaml")
+    module = builder.build(spec)
+    state = {k: (torch.zeros_like(v) if k.startswith("head.") else v) for k, v in module.state_dict().items()}
+    torch.save(state, tmp_path / "w.pt")
+    flow = measure(spec, weights=str(tmp_path / "w.pt"))
+    assert "weights from" in flow.note
+    assert flow.mean("layers.9.fc") == 0.0 and flags(flow)["layers.9.fc"] == "zero"
+    assert flow.mean("head") > 0
