@@ -66,7 +66,7 @@ def measure(spec, network=None, steps: int = 1, run=None, weights=None, batch_si
             if p.requires_grad:
                 owned.setdefault(_owner(name, set(nodes)), []).append(p)
         paths = [n for n in nodes if n in owned]
-        optimizer = make_optimizer(s.module, s.cfg.get("optimizer")) if steps > 1 else None
+        optimizer = make_optimizer(s.module, s.cfg.optimizer if s.cfg else None) if steps > 1 else None
         norms: dict[str, list] = {p: [] for p in paths}
         losses = []
         for k, (inputs, target) in enumerate(s.batches):

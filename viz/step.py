@@ -1,8 +1,9 @@
 """One training step of a spec, for the backward picture: a batch, weights, a loss, the recorded graph.
 
-The batch comes from the spec's training data (`train.data`, first rows of the training split) and the
-loss from `train.loss`; without them the inputs are random tensors of the spec's input shapes and the loss
-is the mean square of the outputs (a stand-in that still sends a gradient to every parameter used).
+The batch comes from the spec's training data (`train.data`, first rows of the training split), another
+train source (`--data`) or a .npz of inputs (`--inputs`, viz.step_inputs), and the loss from the spec's
+TrainConfig; without them the inputs are random tensors of the spec's input shapes and the loss is the
+mean square of the outputs (a stand-in that still sends a gradient to every parameter used).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from builder.types import build_info, records
+from builder.types import records, spec_inputs
 from viz.autograd_walk import BackwardTrace, record_backward
 
 SYMBOLIC_SIZE = 8  # size given to a symbolic dim other than the batch dim when inputs are random
@@ -80,9 +81,9 @@ def random_inputs(inputs, batch_size: int, seed: int = 0) -> dict:
     return out
 
 
-def data_batch(module, cfg: dict, batch_size: int, seq_cap: int = 32):
+def data_batch(module, cfg, batch_size: int, seq_cap: int = 32):
     """(inputs, target or None, note) from the first rows of the training split, laid out as the
-    trainer lays them out; None when the spec has no training data."""
+    trainer lays them out; None when the spec has no training data (`cfg`: the spec's TrainConfig)."""
     found = training_batches(module, cfg, batch_size, seq_cap, 1)
     if found is None:
         return None
@@ -90,20 +91,19 @@ def data_batch(module, cfg: dict, batch_size: int, seq_cap: int = 32):
     return inputs, target, note
 
 
-def training_batches(module, cfg: dict, batch_size: int, seq_cap: int = 32, count: int = 1):
+def training_batches(module, cfg, batch_size: int, seq_cap: int = 32, count: int = 1):
     """([(inputs, target or None)] * count, note): consecutive batches from the start of the training
-    split (wrapping around), laid out as the trainer lays them out; None without training data."""
-    data_cfg = cfg.get("data")
-    if not data_cfg:
+    split (wrapping around), laid out as the trainer lays them out (`cfg`: a TrainConfig); None
+    without training data."""
+    if cfg is None:
         return None
     from builder.data import load_data
-    from builder.trainer import adapt_inputs
+    from builder.training.setup import adapt_inputs
 
-    data_cfg = {"source": data_cfg} if isinstance(data_cfg, str) else dict(data_cfg)
-    data = load_data(data_cfg)
+    data = load_data(dict(cfg.data.options))
     adapt_inputs(module, data)
     n, rows = data.train.n_inputs, len(data.train)
-    specs = build_info(module).inputs if build_info(module) else []
+    specs = spec_inputs(module) or []
     batches, cut = [], None
     for k in range(count):
         fields = data.train._gather(torch.arange(k * batch_size, (k + 1) * batch_size) % rows)
@@ -117,8 +117,8 @@ def training_batches(module, cfg: dict, batch_size: int, seq_cap: int = 32, coun
             target = target[:, :seq_cap]
         batches.append((inputs, target))
     size = len(batches[0][0][0])
-    note = (f"batch of {size} from {data_cfg.get('source', 'data')} (train split)" if count == 1 else
-            f"{count} batches of {size} from {data_cfg.get('source', 'data')} (train split)")
+    note = (f"batch of {size} from {cfg.data.source} (train split)" if count == 1 else
+            f"{count} batches of {size} from {cfg.data.source} (train split)")
     if cut is not None:
         note += f", sequences cut from {cut} to {seq_cap} steps"
     return batches, note
@@ -176,7 +176,7 @@ class SetUp:
     loss_fn: object
     loss_name: str
     note: str
-    cfg: dict
+    cfg: object  # the TrainConfig used (None without a train section)
 
 
 def set_up(spec, network=None, run=None, weights=None, batch_size=None, seed=None, count: int = 1,
@@ -185,22 +185,21 @@ def set_up(spec, network=None, run=None, weights=None, batch_size=None, seed=Non
     loss, as the trainer would set them up."""
     import builder
     from builder.errors import UserError
-    from builder.initializers import apply_init
-    from builder.losses import make_loss
-    from builder.trainer import first_output, seed_of
+    from builder.training.config import from_plain
+    from builder.training.step import loss_of, prepare
     from builder.weight_sources import load_source
     from viz.step_inputs import npz_batch
 
     net = spec.network(network)
     batch_size = batch_size or default_batch_size(net)
-    cfg = dict(spec.train or {})
-    if data:
-        cfg["data"] = {"source": data}
-    torch.manual_seed(seed_of(cfg) if seed is None else seed)
+    cfg = spec.training  # the trainer's resolved config: same seed, init, data layout, mode and loss
+    if data:  # as if the spec's train section named this source
+        cfg = from_plain({**(spec.train or {}), "data": {"source": data}}, spec.networks)
+    torch.manual_seed((cfg.seed if cfg is not None else 0) if seed is None else seed)
     module = builder.build(spec, network=network)
     _, used = load_source(module, run=run, weights=weights, network=net.name)
-    if used is None and cfg.get("init"):
-        apply_init(module, cfg.get("init"), skip=build_info(module).node_inits)  # as the trainer
+    if used is None and cfg is not None and cfg.init:
+        prepare(module, cfg)
     module.train()
     found, misfit = None, None
     if inputs_file:
@@ -220,16 +219,12 @@ def set_up(spec, network=None, run=None, weights=None, batch_size=None, seed=Non
         note = f"random inputs, batch {batch_size}" + ("" if count == 1 else f", {count} batches")
         if misfit:
             note += f" (the training data does not fit: {misfit})"
-    if batches[0][1] is not None:
-        lm = (cfg.get("mode") == "language_model" or
-              (isinstance(cfg.get("data"), dict) and cfg["data"].get("source") == "text"))
-        loss_cfg = cfg.get("loss", "cross_entropy" if lm else "mse")
-        loss_of = make_loss(loss_cfg)
-        name = loss_cfg if isinstance(loss_cfg, str) else loss_cfg.get("type", "loss")
-
-        def loss_fn(output, target):
-            return loss_of(first_output(output), target)
+    if batches[0][1] is not None and cfg is not None:
+        loss_fn, name = loss_of(cfg)  # loss_fn(output, target), as the trainer computes it
     else:
+        if batches[0][1] is not None:
+            note += "; the spec has no train: loss for the target"
+
         def loss_fn(output, target):
             return stand_in_loss(output)
         name = "mean(output^2)"
