@@ -54,19 +54,27 @@ def step_threads() -> int:
     return max(1, min(torch.get_num_threads(), int(idle)))
 
 
-def _concrete(dim, batch_size: int, first: bool) -> int:
+def _concrete(dim, batch_size: int, first: bool, dims: dict) -> int:
     if isinstance(dim, int):
         return dim
-    return batch_size if first else SYMBOLIC_SIZE
+    if first:
+        return batch_size
+    known = dims.get(dim)
+    if not known:
+        return SYMBOLIC_SIZE
+    m = known.get("multiple_of") or 1  # the smallest allowed size from SYMBOLIC_SIZE up
+    size = max(known.get("min") or 1, -(-SYMBOLIC_SIZE // m) * m)
+    return -(-size // m) * m
 
 
-def random_inputs(inputs, batch_size: int, seed: int = 0) -> dict:
-    """Random tensors for the spec's TensorSpecs: B -> batch_size, other symbolic dims -> 8; integer
-    inputs drawn from their value range (token ids below the vocabulary size), 0/1 masks all ones."""
+def random_inputs(inputs, batch_size: int, seed: int = 0, dims: dict | None = None) -> dict:
+    """Random tensors for the spec's TensorSpecs: B -> batch_size, other symbolic dims -> 8 or the smallest
+    size the graph's `dims` record allows (a declared or needed minimum, a multiple); integer inputs drawn
+    from their value range (token ids below the vocabulary size), 0/1 masks all ones."""
     g = torch.Generator().manual_seed(seed)
     out = {}
     for t in inputs:
-        shape = tuple(_concrete(d, batch_size, i == 0) for i, d in enumerate(t.shape))
+        shape = tuple(_concrete(d, batch_size, i == 0, dims or {}) for i, d in enumerate(t.shape))
         dtype = getattr(torch, t.dtype)
         if dtype.is_floating_point:
             out[t.name] = torch.randn(shape, generator=g).to(dtype)
@@ -214,7 +222,8 @@ def set_up(spec, network=None, run=None, weights=None, batch_size=None, seed=Non
     if found is not None:
         batches, note = found
     else:
-        batches = [([x for x in random_inputs(net.inputs, batch_size, (seed or 0) + k).values()], None)
+        batches = [([x for x in random_inputs(net.inputs, batch_size, (seed or 0) + k,
+                                                 net.graph.graph.get("dims")).values()], None)
                    for k in range(count)]
         note = f"random inputs, batch {batch_size}" + ("" if count == 1 else f", {count} batches")
         if misfit:
