@@ -12,7 +12,6 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 
 from .errors import Collector, Diagnostic, SpecError, UserError, did_you_mean
 from .expr import ExprError, substitute
@@ -20,7 +19,7 @@ from .graph import build_network
 from .infer import ParamShapeCache
 from .training.config import TrainConfig, read_train
 from .types import BlockDef, Network, records
-from .yaml_loader import MAX_FILE_BYTES, LocDict, LocList, load_yaml
+from .yaml_loader import MAX_FILE_BYTES, LocDict, LocList, load_scalar, load_yaml
 from .yaml_loader import to_plain as _plain
 
 SPEC_VERSION = 1
@@ -76,11 +75,7 @@ def parse_override(item: str):
     if "=" not in item:
         raise UserError(f"--set expects key=value, got '{item}'")
     key, raw = item.split("=", 1)
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
-    return key.strip(), value
+    return key.strip(), load_scalar(raw)
 
 
 class SpecReader:
