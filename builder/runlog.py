@@ -31,7 +31,8 @@ import yaml
 from .errors import UserError
 from .io_utils import atomic_write_bytes, atomic_write_text
 
-RUN_FILES = ("spec.yaml", "resolved.yaml", "metrics.csv", "last.pt", "best.pt", "curves.png", "test.json")
+RUN_FILES = ("spec.yaml", "resolved.yaml", "metrics.csv", "last.pt", "best.pt", "curves.png", "test.json",
+             "preparation.json")
 
 
 def _why(e: OSError) -> str:

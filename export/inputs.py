@@ -44,6 +44,16 @@ def read_arrays(path, inputs: list[ModelInput]) -> dict[str, np.ndarray]:
     raise UserError(f"{path}: expected a .npy, .npz or .csv file, got '{suffix or 'no suffix'}'")
 
 
+def read_table(path, layout: dict, inputs: list[ModelInput]):
+    """({input: features}, labels or None) of a CSV in the training file's layout (builder.data.files)."""
+    from builder.data.files import read_csv
+
+    if len(inputs) != 1:
+        raise UserError(f"{path}: a .csv file holds one input, the model takes {len(inputs)}")
+    fields, _, _ = read_csv(path, layout=layout)
+    return {inputs[0].name: fields[0]}, (fields[1] if len(fields) > 1 else None)
+
+
 def _load_npy(path) -> np.ndarray:
     try:
         return np.load(path, allow_pickle=False)

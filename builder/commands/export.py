@@ -31,6 +31,6 @@ def run(args):
     module, checkpoint = trained_network(spec, net.name, run=args.run, weights=args.weights, random=args.random)
     labels = metadata.class_labels(spec, checkpoint)
     result = export_onnx(module, args.output, spec=spec, network=net.name, dynamic=parse_dims(args.dynamic),
-                         opset=args.opset, labels=labels)
+                         opset=args.opset, labels=labels, data=metadata.data_record(checkpoint, module))
     print(describe(result))
     return 0

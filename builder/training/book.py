@@ -57,6 +57,7 @@ class Book:
         self.saved_epoch = None  # epoch of the newest last.pt handed to the writer
         self.running = False  # between start() and finish(): a signal asks the loop to stop (stop_on_signals)
         self.stop_signal = None
+        self.carry = {}  # what the loop fitted on the data (preparation, class names): in every checkpoint
 
     def start(self, parts):
         """Remember what to checkpoint; when resuming, load it all back from last.pt."""
@@ -168,7 +169,7 @@ class Book:
             "history": self.history,
             "monitor": {"best": self.best, "bad": self.bad, "best_epoch": self.best_epoch},
             "seed": self.seed,
-            "input_preparation": getattr(self, "input_preparation", None) or {},
+            **{k: v for k, v in self.carry.items() if v},
         }
 
     def finish(self, test_fn):

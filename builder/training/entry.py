@@ -54,7 +54,7 @@ def train(spec=None, *, resume=None, run_dir=None, device="auto", quiet=False, l
     resolved = {**spec.resolved, "spec_path": str(spec.path) if spec.path else None, "train": dict(config.raw)}
     return fit(networks, config, name=spec.name, run_dir=run_dir, resume=resume is not None, device=device,
                quiet=quiet, log_json=log_json, compile=compile, tensorboard=tensorboard, callback=callback,
-               spec_text=spec_text, resolved=resolved, overwrite=overwrite)
+               spec_text=spec_text, resolved=resolved, overwrite=overwrite, labels=spec.labels)
 
 
 def _spec_source(run_dir, resolved):
@@ -71,9 +71,9 @@ def _spec_source(run_dir, resolved):
 
 def fit(networks, cfg, *, name="model", run_dir=None, resume=False, device="auto", quiet=False,
         log_json=False, compile=False, tensorboard=False, callback=None, spec_text=None, resolved=None,
-        overwrite=False):
+        overwrite=False, labels=None):
     """Train ready-built networks ({"model": m} or {"generator": g, "discriminator": d}) by `cfg`, a
-    TrainConfig or a plain `train:` mapping."""
+    TrainConfig or a plain `train:` mapping. `labels` (the spec's) name the class ids."""
     if isinstance(networks, nn.Module):
         networks = {"model": networks}
     cfg = cfg if isinstance(cfg, TrainConfig) else from_plain(cfg, networks)
@@ -89,6 +89,7 @@ def fit(networks, cfg, *, name="model", run_dir=None, resume=False, device="auto
         seed = cfg.seed
         torch.manual_seed(seed)
         data = load_data(cfg.data.options)
+        name_classes(data.info, labels)
         for net in networks.values():
             net.to(device)
             apply_init(net, cfg.init, skip=node_inits(net))
@@ -129,6 +130,21 @@ def apply_overrides(cfg, overrides):
             node = node[k]
         node[keys[-1]] = value
     return cfg
+
+
+def name_classes(info: dict, labels) -> None:
+    """The class names: the data's (a CSV's text labels, an npz `classes` array), else the spec's
+    `labels:`; both given, they must agree in names and order (class id i is the i-th name)."""
+    if not labels:
+        return
+    labels = [str(v) for v in labels]
+    classes = info.get("classes")
+    if classes is not None and list(map(str, classes)) != labels:
+        raise UserError(f"labels: {labels} disagree with the data's classes {list(classes)} (class id i is "
+                        "the i-th of the data's classes; write labels in that order, or leave them out)")
+    if info.get("num_classes") not in (None, len(labels)):
+        raise UserError(f"labels: {len(labels)} names, the data has {info['num_classes']} classes")
+    info["classes"] = labels
 
 
 def check_networks(cfg: TrainConfig, networks) -> None:
