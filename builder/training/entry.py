@@ -16,7 +16,7 @@ from ..errors import UserError
 from ..initializers import apply_init
 from ..types import node_inits
 from ..runlog import Console, RunFolder, read_resolved
-from .book import Book, TrainingInterrupted, stop_on_signals
+from .book import Book, RunFinished, TrainingInterrupted, stop_on_signals
 from .config import TrainConfig, from_plain
 from .gan import train_gan
 from .setup import pick_device
@@ -100,6 +100,9 @@ def fit(networks, cfg, *, name="model", run_dir=None, resume=False, device="auto
         try:
             with stop_on_signals(book):
                 result = loop(networks, data, cfg, book, device, world, compile)
+        except RunFinished as e:  # --resume of a finished run: its kept weights, nothing trained
+            console.result(str(e))
+            result = networks if cfg.mode == "gan" else networks["model"]
         except KeyboardInterrupt:
             book.write_checkpoints(wait=True)  # an interrupt keeps the last finished epoch
             raise TrainingInterrupted(book.interrupted(), book.stop_signal or signal.SIGINT) from None
