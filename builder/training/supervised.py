@@ -7,6 +7,7 @@ import math
 import time
 from typing import Mapping
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -34,7 +35,8 @@ def train_supervised(networks, data, cfg, book, device, world, compile_model):
     book.run.write_json("preparation.json", carried(book.carry))
     unscale = None if target_stats is None else (lambda t: t * target_stats[1].to(t.device) + target_stats[0].to(t.device))
     to_device(data, device)
-    loss_fn = make_loss(cfg.loss)
+    loss_fn = make_loss(cfg.loss, targets=lambda: data.train.fields[-1].cpu() if not data.train.streamed
+                        else np.asarray(data.train.fields[-1][data.train.rows]))
     batch_size, shuffle, drop_last = cfg.data.batch_size, cfg.data.shuffle, cfg.data.drop_last
     per_rank = len(data.train) // world.size
     steps_per_epoch = per_rank // batch_size if drop_last else math.ceil(per_rank / batch_size)
