@@ -119,7 +119,7 @@ def format_predictions(outputs: dict[str, np.ndarray], labels=None, k: int = 1, 
     if first.ndim == 2 and first.shape[1] > 1 and first.dtype.kind == "f":
         idx, probs = top_k(first, k)
         for row in range(min(len(first), limit)):
-            parts = [f"{_label(labels, int(c))} ({p:.3f})" for c, p in zip(idx[row], probs[row])]
+            parts = [f"{class_name(labels, int(c))} ({p:.3f})" for c, p in zip(idx[row], probs[row])]
             lines.append(f"{row}: " + ", ".join(parts))
         if len(first) > limit:
             lines.append(f"... {len(first) - limit} more (write them all with -o OUT.npy or OUT.csv)")
@@ -131,7 +131,7 @@ def format_predictions(outputs: dict[str, np.ndarray], labels=None, k: int = 1, 
     return "\n".join(lines)
 
 
-def _label(labels, index: int) -> str:
+def class_name(labels, index: int) -> str:
     if labels and 0 <= index < len(labels):
         return str(labels[index])
     return str(index)
@@ -176,7 +176,7 @@ def _table(first: np.ndarray, labels) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     if is_classifier(first):
-        names = [_label(labels, i) for i in range(first.shape[1])]
+        names = [class_name(labels, i) for i in range(first.shape[1])]
         _, probs = top_k(first, first.shape[1])
         order = np.argsort(-first, axis=1, kind="stable")
         writer.writerow(["prediction"] + [f"prob_{n}" for n in names])
