@@ -31,7 +31,7 @@ MISSING_POLICIES = ("error", "drop", "mean")
 OTHER_DELIMITERS = {";": "';'", "\t": "'\\t' (tab)", "|": "'|'"}
 
 
-def read_csv(path, target=None, categorical="auto", drop=(), delimiter=",", missing="error", layout=None):
+def read_csv(path, target=None, categorical=(), drop=(), delimiter=",", missing="error", layout=None):
     """Target column(s) by name, all other columns as features; text columns one-hot encoded.
 
     A column is categorical when declared (`categorical: [a, b]`) or when none of its values is a number;
@@ -59,11 +59,11 @@ def read_csv(path, target=None, categorical="auto", drop=(), delimiter=",", miss
             raise UserError(f"csv data: {p} has no column '{name}' (the model was trained on: {', '.join(features)})")
     index = {n: i for i, n in enumerate(header)}
     table = {n: [r[index[n]].strip() for r in body] for n in features + targets}
-    declared = set() if categorical == "auto" else set([categorical] if isinstance(categorical, str) else categorical)
+    declared = {categorical} if isinstance(categorical, str) else set(categorical or ())
     kinds = dict(layout.get("kinds") or {})
     for name in features + targets:
         if name not in kinds:
-            kinds[name] = _kind(p, name, table[name], lines, name in declared, categorical == "auto")
+            kinds[name] = _kind(p, name, table[name], lines, name in declared)
 
     keep = np.ones(len(body), bool)
     for name in features + targets:
@@ -159,20 +159,19 @@ def _is_number(text) -> bool:
         return False
 
 
-def _kind(p, name, values, lines, declared, auto):
-    """'category' (declared, or text-only with `categorical: auto`) or 'number'; a numeric column with a
-    text cell is an error naming the cell."""
+def _kind(p, name, values, lines, declared):
+    """'category' (declared, or text-only) or 'number'; a numeric column with a text cell is an error
+    naming the cell."""
     if declared:
         return "category"
     present = [(v, line) for v, line in zip(values, lines) if v.lower() not in MISSING]
     numeric = [_is_number(v) for v, _ in present]
-    if present and not any(numeric) and auto:
+    if present and not any(numeric):
         return "category"
     if not all(numeric):
         v, line = present[numeric.index(False)]
-        raise UserError(f"{p}:{line}: column '{name}': {v!r} is not a number (the column's other values are"
-                        + (" numbers" if any(numeric) else " text; categorical columns must be declared")
-                        + f"; to treat it as a category, list it in categorical: [{name}])")
+        raise UserError(f"{p}:{line}: column '{name}': {v!r} is not a number (the column's other values are "
+                        f"numbers; to treat it as a category, list it in categorical: [{name}])")
     return "number"
 
 
