@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 import types
 from pathlib import Path
 
@@ -20,79 +21,26 @@ from builder.data import load_data
 from builder.errors import UserError
 from builder.yaml_loader import load_yaml
 
-WINE_NAMES = ["nebbiolo", "grignolino", "barbera"]  # sklearn's ids 0, 1, 2; sorted: barbera, grignolino, nebbiolo
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+sys.path.insert(0, str(EXAMPLES))
+import own_csv  # noqa: E402  (examples/own_csv.py: the walkthrough these checks run on)
 
-WINE = """
-spec: 1
-name: wine
-inputs: {x: {shape: [B, 13]}}
-nodes:
-  hidden: {op: Linear, out_features: 16}
-  act: {op: ReLU}
-  out: {op: Linear, out_features: 3}
-LABELS
-train:
-  data: {source: csv, target: cultivar, standardize: true, batch_size: 16, seed: 0,
-         files: {train: DIR/wine_train.csv, val: DIR/wine_val.csv, test: DIR/wine_test.csv}}
-  loss: {type: cross_entropy, weight: balanced}
-  optimizer: {type: adam, lr: 1e-2}
-  epochs: 20
-  metrics: [accuracy, f1]
-  early_stopping: {monitor: val.accuracy, patience: 5}
-"""
-
-DIABETES = """
-spec: 1
-name: diabetes
-inputs: {x: {shape: [B, 10]}}
-nodes:
-  out: {op: Linear, out_features: 1}
-train:
-  data: {source: csv, target: progression, standardize: true, standardize_target: true, seed: 0, batch_size: 64,
-         files: {train: DIR/diabetes_train.csv, test: DIR/diabetes_test.csv}}
-  loss: mse
-  optimizer: {type: adam, lr: 1E-2}
-  epochs: 60
-  metrics: [r2, mae]
-"""
-
-
-def write_csv(path, header, rows):
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        writer.writerows(rows)
-
-
-def split_three(n, seed=0):
-    order = np.random.default_rng(seed).permutation(n)
-    cut = [int(0.7 * n), int(0.85 * n)]
-    return order[:cut[0]], order[cut[0]:cut[1]], order[cut[1]:]
+sys.path.remove(str(EXAMPLES))
+WINE, WINE_NAMES = own_csv.WINE, own_csv.WINE_NAMES
 
 
 @pytest.fixture(scope="module")
 def own(tmp_path_factory):
-    """The CSV files and the two trained runs (in-process: no CLI start-up per run)."""
-    from sklearn.datasets import load_diabetes, load_wine
+    """The walkthrough run once: CSV files, specs, two trained runs, their ONNX files, predictions."""
+    out = own_csv.main(runs=str(tmp_path_factory.mktemp("runs")))
+    return types.SimpleNamespace(**out)
 
-    folder = tmp_path_factory.mktemp("own")
-    wine = load_wine()
-    rows = [[f"{v:g}" for v in x] + [WINE_NAMES[y]] for x, y in zip(wine.data, wine.target)]
-    # seed 1: a test split on which LogisticRegression scores 1.0 (on seed 0's 27 rows it scores 0.926)
-    for name, part in zip(("train", "val", "test"), split_three(len(rows), seed=1)):
-        write_csv(folder / f"wine_{name}.csv", list(wine.feature_names) + ["cultivar"], [rows[i] for i in part])
-    diabetes = load_diabetes(scaled=False)
-    rows = [[f"{v:g}" for v in x] + [f"{y:g}"] for x, y in zip(diabetes.data, diabetes.target)]
-    train, val, test = split_three(len(rows))
-    write_csv(folder / "diabetes_train.csv", list(diabetes.feature_names) + ["progression"],
-              [rows[i] for i in np.concatenate([train, val])])
-    write_csv(folder / "diabetes_test.csv", list(diabetes.feature_names) + ["progression"], [rows[i] for i in test])
-    specs = {}
-    for name, text in (("wine", WINE.replace("LABELS", "")), ("diabetes", DIABETES)):
-        specs[name] = folder / f"{name}.yaml"
-        specs[name].write_text(text.replace("DIR", str(folder)))
-        builder.train(specs[name], run_dir=folder / f"run_{name}", quiet=True)
-    return types.SimpleNamespace(folder=folder, specs=specs, diabetes_test=diabetes.target[test])
+
+def test_own_csv_walkthrough(own):
+    assert own.wine["accuracy_from_names"] >= 0.9 and own.diabetes["onnx_r2"] >= 0.30
+    low, high = own.diabetes["prediction_range"]
+    assert 25 < low and high < 346 and high - low > 100  # data units, not standardised ones
+    assert (own.folder / "wine_eval" / "confusion_matrix.png").exists()
 
 
 def test_numbers_are_read_as_people_write_them(tmp_path, capsys):
@@ -143,8 +91,7 @@ def test_dirty_csv_through_build_train_is_one_line_exit_2(own, tmp_path, capsys)
     lines[5] = ",".join(cells[:2] + [""] + cells[3:])  # an empty cell in column 3, line 6
     (tmp_path / "wine_train.csv").write_text("\n".join(lines) + "\n")
     spec = tmp_path / "wine.yaml"
-    spec.write_text(WINE.replace("LABELS", "").replace("DIR/wine_train", f"{tmp_path}/wine_train")
-                    .replace("DIR", str(own.folder)))
+    spec.write_text(WINE.replace("DIR/wine_train", f"{tmp_path}/wine_train").replace("DIR", str(own.folder)))
     assert main(["train", str(spec), "--run-dir", str(tmp_path / "run"), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     column = lines[0].split(",")[2]
@@ -175,14 +122,13 @@ def test_missing_values_dropped_or_filled_and_delimiters(tmp_path):
 
 
 def test_regression_deploys_in_data_units(own, tmp_path, capsys):
-    run = own.folder / "run_diabetes"
+    run = own.diabetes["run"]
     truth = own.diabetes_test
     test = json.loads((run / "test.json").read_text())
     assert test["mae"] > 20 and test["r2"] > 0.3  # targets 25..346: data units, not standardised ones
     prep = json.loads((run / "preparation.json").read_text())
     assert prep["output_preparation"]["out"]["mean"] == pytest.approx(152, abs=10)
-    onnx_path = tmp_path / "diabetes.onnx"
-    assert main(["export", str(own.specs["diabetes"]), "--run", str(run), "-o", str(onnx_path)]) == 0
+    onnx_path = own.diabetes["onnx"]
     meta = {p.key: p.value for p in onnx.load(str(onnx_path)).metadata_props}
     assert json.loads(meta["builder.data"])["outputs_in_data_units"] is True
     with open(own.folder / "diabetes_test.csv") as f:
@@ -199,9 +145,7 @@ def test_regression_deploys_in_data_units(own, tmp_path, capsys):
 
 
 def test_classifier_prints_class_names_from_the_onnx_file(own, tmp_path, capsys):
-    run = own.folder / "run_wine"
-    onnx_path = tmp_path / "wine.onnx"
-    assert main(["export", str(own.specs["wine"]), "--run", str(run), "-o", str(onnx_path)]) == 0
+    run, onnx_path = own.wine["run"], own.wine["onnx"]
     capsys.readouterr()
     test_csv = own.folder / "wine_test.csv"
     with open(test_csv) as f:
@@ -228,12 +172,15 @@ def test_classifier_prints_class_names_from_the_onnx_file(own, tmp_path, capsys)
 
 def test_labels_that_disagree_with_the_data_are_an_error_naming_both(own, tmp_path, capsys):
     spec = tmp_path / "wine.yaml"
-    spec.write_text(WINE.replace("LABELS", f"labels: {WINE_NAMES}").replace("DIR", str(own.folder)))
+    spec.write_text(WINE.replace("\ntrain:", f"\nlabels: {WINE_NAMES}\ntrain:", 1).replace("DIR", str(own.folder)))
     assert main(["train", str(spec), "--run-dir", str(tmp_path / "run")]) == 2
     assert capsys.readouterr().err.strip() == (
         "labels: ['nebbiolo', 'grignolino', 'barbera'] disagree with the data's classes ['barbera', "
         "'grignolino', 'nebbiolo'] (class id i is the i-th of the data's classes; write labels in that order, "
         "or leave them out)")
+    spec.write_text(WINE.replace("\ntrain:", f"\nlabels: {sorted(WINE_NAMES)}\ntrain:", 1).replace("DIR", str(own.folder)))
+    assert main(["train", str(spec), "--run-dir", str(tmp_path / "run"), "--epochs", "1", "--quiet"]) == 0
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["class_labels"] == sorted(WINE_NAMES)
 
 
 def test_build_evaluate_writes_metrics_and_a_confusion_matrix(own, tmp_path, capsys):
@@ -241,9 +188,9 @@ def test_build_evaluate_writes_metrics_and_a_confusion_matrix(own, tmp_path, cap
 
     out = tmp_path / "eval"
     test_csv = own.folder / "wine_test.csv"
-    assert main(["evaluate", str(own.specs["wine"]), "--run", str(own.folder / "run_wine"), "--data",
+    assert main(["evaluate", str(own.specs["wine"]), "--run", str(own.wine["run"]), "--data",
                  str(test_csv), "-o", str(out)]) == 0
-    assert main(["predict", str(own.specs["wine"]), "--run", str(own.folder / "run_wine"), "--input", str(test_csv),
+    assert main(["predict", str(own.specs["wine"]), "--run", str(own.wine["run"]), "--input", str(test_csv),
                  "-o", str(tmp_path / "p.csv")]) == 0
     with open(test_csv) as f:
         truth = [row[-1] for row in list(csv.reader(f))[1:]]
