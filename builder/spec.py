@@ -14,7 +14,7 @@ from pathlib import Path
 
 
 from .errors import Collector, Diagnostic, SpecError, UserError, did_you_mean
-from .expr import ExprError, substitute
+from .expr import DATA_SIZES, ExprError, substitute
 from .graph import build_network
 from .infer import ParamShapeCache
 from .training.config import TrainConfig, read_train
@@ -114,6 +114,9 @@ class SpecReader:
             if not isinstance(key, str):
                 raise SpecError(Diagnostic(f"--set {key!r}: a param name must be a string", self.file))
             head = key.split(".")[0]
+            if head == "data" and key.split(".", 1)[1] in DATA_SIZES:  # given by `build train` (data/sizes.py)
+                params[key] = self.overrides[key]
+                continue
             if "." not in key and key not in params:
                 hint = did_you_mean(key, params)
                 raise SpecError(Diagnostic(f"--set {key}: the spec has no param '{key}'", self.file, None, None,

@@ -272,3 +272,22 @@ def test_curves_mark_the_kept_epoch(tmp_path):
         pictures[kept] = (tmp_path / str(kept) / "curves.png").read_bytes()
         folder.release()
     assert pictures[None] != pictures[2]
+
+
+def test_sizes_come_from_the_data(own, tmp_path, capsys):
+    spec = tmp_path / "auto.yaml"
+    spec.write_text(WINE.replace("[B, 13]", "[B, auto]").replace("out_features: 3", "out_features: ${data.num_classes}")
+                    .replace("DIR", str(own.folder)))
+    assert main(["check", str(spec)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"{spec}:3:14: error: x: input 'x': `auto` comes from the training data: `build train` fills it in (to check "
+        "without data: --set data.num_features=N)",
+        f"{spec}:7:21: error: out: ${{data.num_classes}} comes from the training data: `build train` fills it in (to "
+        "check without data: --set data.num_classes=N)"]
+    assert main(["check", str(spec), "--set", "data.num_features=13", "--set", "data.num_classes=3"]) == 0
+    assert main(["train", str(spec), "--run-dir", str(tmp_path / "run"), "--epochs", "1", "--quiet"]) == 0
+    resolved = (tmp_path / "run" / "resolved.yaml").read_text()
+    assert "data.num_features: 13\n  data.num_classes: 3\n" in resolved
+    weights = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["networks"]["model"]
+    assert weights["hidden.weight"].shape == (16, 13) and weights["out.weight"].shape == (3, 16)
+    assert main(["train", "--resume", str(tmp_path / "run"), "--epochs", "2", "--quiet"]) == 0

@@ -59,8 +59,8 @@ def run(args):
             train_sets = {k: v for k, v in sets.items() if k.startswith("train.")}
             _, history, run_dir = train(resume=args.resume, **options, **train_sets, **epochs)
         else:
-            import builder
-            spec = builder.load(args.spec, overrides=sets, safe=args.safe)
+            from ..data.sizes import load_sized
+            spec = load_sized(args.spec, sets, safe=args.safe)  # `auto` and ${data.*} from the training data
             _, history, run_dir = train(spec, overwrite=args.overwrite, **options, **epochs)
     except TrainingInterrupted as e:  # Ctrl-C or SIGTERM: the finished epochs are saved
         print(str(e), file=sys.stderr)

@@ -44,7 +44,8 @@ def train(spec=None, *, resume=None, run_dir=None, device="auto", quiet=False, l
         if spec is None:
             raise UserError("train: give a spec, or resume=<run folder>")
         if not isinstance(spec, Spec):
-            spec = load(spec)
+            from ..data.sizes import load_sized
+            spec = load_sized(spec, {})
         raw = spec.training.raw if spec.training is not None else spec.train
     config = spec.training if spec.training is not None and not overrides and resume is None else \
         from_plain(apply_overrides(raw, overrides), spec.networks)
