@@ -93,6 +93,7 @@ def test_dirty_csv_through_build_train_is_one_line_exit_2(own, tmp_path, capsys)
     spec = tmp_path / "wine.yaml"
     spec.write_text(WINE.replace("DIR/wine_train", f"{tmp_path}/wine_train").replace("DIR", str(own.folder)))
     assert main(["train", str(spec), "--run-dir", str(tmp_path / "run"), "--quiet"]) == 2
+    assert not (tmp_path / "run").exists()  # nothing half-written
     err = capsys.readouterr().err.strip()
     column = lines[0].split(",")[2]
     assert err == f"{tmp_path}/wine_train.csv:6: column '{column}': missing value '' (fill it, or set " \

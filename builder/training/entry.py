@@ -83,14 +83,14 @@ def fit(networks, cfg, *, name="model", run_dir=None, resume=False, device="auto
     world = join(device)
     run = None
     try:
+        data = load_data(cfg.data.options)  # first: a data mistake leaves no run folder behind
+        name_classes(data.info, labels)
         # locked against a second training; a finished run is not silently overwritten
         run = RunFolder(run_dir or Path("runs") / name, enabled=world.is_main, resume=resume, overwrite=overwrite)
         run.write_spec(spec_text, resolved or {"name": name, "params": {}, "train": dict(cfg.raw)})
         console = Console(quiet, log_json, enabled=world.is_main)
         seed = cfg.seed
         torch.manual_seed(seed)
-        data = load_data(cfg.data.options)
-        name_classes(data.info, labels)
         for net in networks.values():
             net.to(device)
             apply_init(net, cfg.init, skip=node_inits(net))
