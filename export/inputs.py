@@ -50,7 +50,8 @@ def read_table(path, layout: dict, inputs: list[ModelInput]):
 
     if len(inputs) != 1:
         raise UserError(f"{path}: a .csv file holds one input, the model takes {len(inputs)}")
-    fields, _, _ = read_csv(path, layout=layout)
+    missing = "mean" if layout.get("missing") == "mean" else "error"  # never drop: one output per row
+    fields, _, _ = read_csv(path, layout=layout, delimiter=layout.get("delimiter", ","), missing=missing)
     return {inputs[0].name: fields[0]}, (fields[1] if len(fields) > 1 else None)
 
 

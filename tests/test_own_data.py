@@ -292,3 +292,29 @@ def test_sizes_come_from_the_data(own, tmp_path, capsys):
     weights = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["networks"]["model"]
     assert weights["hidden.weight"].shape == (16, 13) and weights["out.weight"].shape == (3, 16)
     assert main(["train", "--resume", str(tmp_path / "run"), "--epochs", "2", "--quiet"]) == 0
+
+
+def test_predict_reads_a_csv_as_the_training_file_was_read(tmp_path, capsys):
+    """Delimiter, category vocabulary and fill values travel to `build predict`; an unseen category and a
+    missing value under `missing: drop` are errors there (every row gets its prediction)."""
+    rng = np.random.default_rng(0)
+    rows = ["size;colour;score"] + [f"{s:.2f};{c};{s * (2 if c == 'red' else -1):.3f}"
+                                    for s, c in zip(rng.uniform(1, 5, 200), rng.choice(["red", "blue"], 200))]
+    rows[3] = "n/a;red;1.0"
+    (tmp_path / "t.csv").write_text("\n".join(rows) + "\n")
+    spec = tmp_path / "s.yaml"
+    spec.write_text(f"spec: 1\nname: s\ninputs: {{x: {{shape: [B, auto]}}}}\nnodes:\n  h: {{op: Linear, out_features: 16}}\n"
+                    f"  a: {{op: ReLU}}\n  out: {{op: Linear, out_features: 1}}\ntrain:\n  data: {{source: csv, path: "
+                    f"{tmp_path}/t.csv, target: score, delimiter: ';', missing: mean, split: [1.0]}}\n"
+                    "  optimizer: {type: adam, lr: 3e-2}\n  epochs: 30\n")
+    assert main(["train", str(spec), "--run-dir", str(tmp_path / "run"), "--quiet"]) == 0
+    (tmp_path / "new.csv").write_text("size;colour\n2;red\n;blue\n4;blue\n")
+    assert main(["predict", str(spec), "--run", str(tmp_path / "run"), "--input", str(tmp_path / "new.csv"),
+                 "-o", str(tmp_path / "p.csv")]) == 0
+    values = [float(v) for v in (tmp_path / "p.csv").read_text().split()[1:]]
+    assert values[0] == pytest.approx(4, abs=0.6) and values[2] == pytest.approx(-4, abs=0.6) and len(values) == 3
+    (tmp_path / "bad.csv").write_text("size;colour\n2;green\n")
+    capsys.readouterr()
+    assert main(["predict", str(spec), "--run", str(tmp_path / "run"), "--input", str(tmp_path / "bad.csv")]) == 2
+    assert capsys.readouterr().err.strip().endswith(
+        "bad.csv:2: column 'colour': category 'green' was not seen in training (known: 'blue', 'red')")

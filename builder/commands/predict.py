@@ -39,9 +39,8 @@ def _runner(args):
         raise UserError(f"{args.model}: expected an .onnx file or a spec .yaml")
     if not (args.run or args.weights):
         raise UserError("predicting with a spec needs trained weights: --run DIR or --weights FILE")
-    import builder
-    from ..spec import parse_override
-    spec = builder.load(args.model, overrides=dict(parse_override(x) for x in args.overrides))
+    from .common import load_spec
+    spec = load_spec(args, args.model)
     net = spec.network(args.network)
     module, checkpoint = trained_network(spec, net.name, run=args.run, weights=args.weights)
     labels = metadata.class_labels(spec, checkpoint)
