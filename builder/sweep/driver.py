@@ -29,11 +29,11 @@ POLL_S = 1.0  # how often an idle driver looks again while other processes' tria
 def run_sweep(spec_path, *, trials=None, jobs=1, sweep_dir=None, storage=None, sets=None, safe=False,
               mlflow=None, tensorboard=False, quiet=False, out=None):
     """Run (or continue) the sweep of a spec; returns the study. See `build sweep --help`."""
-    import builder
+    from ..data.sizes import load_sized
 
     out = out or sys.stdout
     sets = dict(sets or {})
-    spec = builder.load(spec_path, overrides=sets, safe=safe)
+    spec = load_sized(spec_path, sets, safe=safe)  # as build train loads (sizes from the data)
     cfg = spec.sweep
     if cfg is None:
         raise UserError(f"{spec_path}: the spec has no sweep: section (metric, space, ...) to search")

@@ -44,6 +44,7 @@ def metric_value(metric: str, direction: str, history: list, run_dir: Path):
 def run_trial(ctx, study, cfg, trial_id: int, number: int) -> dict:
     """Train one trial and tell the study its value, PRUNED, or FAIL with the reason."""
     import builder
+    from ..data.sizes import load_sized
     from ..errors import UserError
     from ..training.book import TrainingInterrupted
     from .study import fail_trial, optuna
@@ -70,7 +71,7 @@ def run_trial(ctx, study, cfg, trial_id: int, number: int) -> dict:
     tracker = None
     t0 = time.perf_counter()
     try:
-        spec = builder.load(ctx["spec"], overrides={**ctx["sets"], **params}, safe=ctx["safe"])
+        spec = load_sized(ctx["spec"], {**ctx["sets"], **params}, safe=ctx["safe"])  # as build train loads
         callback = report
         if ctx.get("mlflow"):
             from ..tracking import MlflowRun
@@ -127,10 +128,10 @@ def main():
     import torch
     torch.set_num_threads(int(ctx["threads"]))
 
-    import builder
+    from ..data.sizes import load_sized
     from .study import open_study
 
-    spec = builder.load(ctx["spec"], overrides=ctx["sets"], safe=ctx["safe"])
+    spec = load_sized(ctx["spec"], ctx["sets"], safe=ctx["safe"])
     study = open_study(spec.sweep, ctx["storage"], ctx["study"])
     answers.write(json.dumps({"ready": True}) + "\n")
     try:
