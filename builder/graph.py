@@ -332,6 +332,8 @@ class GraphBuilder:
                 continue
             if "in" in entry:
                 targets, slots = self.parse_in(entry["in"], scope, entry.loc_of("in"), file, path)
+            elif _takes_no_input(entry):  # `param`: a learned tensor, not fed by the previous node
+                targets, slots = [], None
             elif prev is not None:
                 targets, slots = [prev], None
             else:
@@ -911,6 +913,11 @@ class GraphBuilder:
             else:
                 return node, param
         return None
+
+
+def _takes_no_input(entry) -> bool:
+    op = ops_pkg.get(entry.get("op")) if isinstance(entry.get("op"), str) else None
+    return op is not None and op.arity[1] == 0
 
 
 def _init_problem(init) -> str | None:
