@@ -19,7 +19,9 @@ import torch
 from . import ops as ops_pkg
 from . import shapes as S
 from .errors import did_you_mean
-from .expr import ExprError, substitute
+from .block_share import apply_block_shares
+from .deferred import resolve_args
+from .expr import Deferred, ExprError, NeedsShape, substitute
 from .meta import meta_device
 from .ops.registry import InferContext
 from .ops.registry import public_args as _public
@@ -118,13 +120,21 @@ class GraphBuilder:
         self.expanding = (None, None)
         self.inputs_broken = False
         self.sites: dict[str, tuple] = {}  # block instance path -> (file, loc) where the spec uses it
+        self.block_shares: list = []  # (instance path, OTHER, loc, file) of `share:` on block instances
 
     def err(self, msg, loc=None, node=None, hint=None, file=None):
         self.reader.err(msg, loc, node=node, hint=hint, file=file)
 
-    def ev(self, value, env, loc, node, file):
+    def ev(self, value, env, loc, node, file, scope=None):
+        """`value` with its `${...}` evaluated; with a `scope`, one that reads sizes (dim) is deferred."""
         try:
             return self.reader.eval_value(value, env)
+        except NeedsShape as e:
+            if scope is not None:
+                return Deferred(value, env, scope)
+            self.err(f"{e}; sizes can be read in op arguments and block params, not here", loc, node=node,
+                     file=file)
+            return None
         except ExprError as e:
             self.err(str(e), loc, node=node, file=file)
             return None
@@ -233,6 +243,7 @@ class GraphBuilder:
         if len(self.records) > MAX_NODES:
             self.err(f"the network expands to {len(self.records)} nodes (limit {MAX_NODES})", loc)
             return None
+        apply_block_shares(self, self.block_shares)
         if self.reader.errors.items:
             self.report_dangling(out_targets)
             return None
@@ -375,11 +386,11 @@ class GraphBuilder:
         for k, v in entry.items():
             if k in NODE_KEYS:
                 continue
-            val = self.ev(v, scope.env, entry.loc_of(k), path, file)
-            args[k] = _plain(val)
+            val = self.ev(v, scope.env, entry.loc_of(k), path, file, scope=scope)
+            args[k] = val if isinstance(val, Deferred) else _plain(val)
             arg_locs[k] = entry.loc_of(k)
-        share = entry.get("share")
-        tie = entry.get("tie")
+        share = self.ev(entry.get("share"), scope.env, entry.loc_of("share"), path, file)
+        tie = self.ev(entry.get("tie"), scope.env, entry.loc_of("tie"), path, file)
         if share is not None and not isinstance(share, str):
             self.err("`share` must name another node's spec path", entry.loc_of("share"), node=path, file=file)
             share = None
@@ -462,9 +473,16 @@ class GraphBuilder:
                 self.err(f"block '{name}' has no param '{k}'", entry.loc_of(k), node=path, file=file,
                          hint=did_you_mean(k, decl) or (f"its params are: {', '.join(decl)}" if decl else
                                                         "it declares no params"))
-        for k in ("share", "tie", "init", "trainable"):
-            if k in entry and k != "init":
+        for k in ("tie", "trainable"):
+            if k in entry:
                 self.err(f"`{k}` applies to op nodes, not to block instances", entry.loc_of(k), node=path, file=file)
+        if "share" in entry:  # every module of this instance is the one at the same path in OTHER
+            other = self.ev(entry["share"], scope.env, entry.loc_of("share"), path, file)
+            if isinstance(other, str) and other:
+                self.block_shares.append((path, other, entry.loc_of("share"), file))
+            elif other is not None:
+                self.err(f"`share` must name another block instance's spec path, got {other!r}",
+                         entry.loc_of("share"), node=path, file=file)
         # inputs of the instance
         if slots is not None:
             by_name = dict(zip(slots, targets))
@@ -510,14 +528,14 @@ class GraphBuilder:
             if repeat:
                 caller_env["i"] = k
             values = dict(self.params)
+            inner = Scope(copy_path + ".", bfile, values)  # a default may read dim() of the block's inputs
             for p, default in decl.items():
                 if p in inst_args:
-                    v = self.ev(inst_args[p], caller_env, entry.loc_of(p), path, file)
+                    v = self.ev(inst_args[p], caller_env, entry.loc_of(p), path, file, scope=scope)
                 else:
-                    v = self.ev(default, values, decl.loc_of(p), f"{name}.params.{p}", bfile)
+                    v = self.ev(default, values, decl.loc_of(p), f"{name}.params.{p}", bfile, scope=inner)
                 values[p] = v
             values["i"] = k if repeat else 0
-            inner = Scope(copy_path + ".", bfile, values)
             for i, b_in in enumerate(block_inputs):
                 target = inst_inputs[i]
                 if k > 0 and i == 0:
@@ -662,6 +680,8 @@ class GraphBuilder:
         op = ops_pkg.get(rec.op)
         node_err = lambda msg, loc=None, hint=None: self.err(msg, loc or rec.loc, node=rec.path,
                                                              hint=hint or self.site_note(rec), file=rec.file)
+        if not resolve_args(self, rec, lambda msg, loc: node_err(msg, loc)):
+            return False
         lo, hi = op.arity
         n = len(rec.inputs)
         if n < lo or (hi is not None and n > hi):

@@ -141,3 +141,139 @@ nodes:
   enc: {op: LSTM, hidden_size: 8}
   dec: {op: LSTM, in: {x: src, h: enc.h}, hidden_size: 8}
 """)
+
+
+# ---- share: on a block instance (a Siamese network) ---------------------------------------------------
+
+SIAMESE = """
+spec: 1
+name: siamese
+params: {first: left}
+inputs:
+  a: {shape: [B, 1, 16, 16]}
+  b: {shape: [B, 1, 16, 16]}
+blocks:
+  tower:
+    nodes:
+      conv: {op: Conv2d, out_channels: 4, kernel_size: 3}
+      bn: {op: BatchNorm2d}
+      act: {op: ReLU}
+      flat: {op: Flatten}
+      fc: {op: Linear, out_features: 8}
+nodes:
+  left: {block: tower, in: a}
+  right: {block: tower, in: b, share: "${first}"}
+  dist: {op: PairwiseDistance, in: [left, right]}
+"""
+
+
+class Siamese(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.tower = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(784, 8))
+
+    def forward(self, a, b):
+        return nn.functional.pairwise_distance(self.tower(a), self.tower(b))
+
+
+def test_block_share_makes_one_tower_of_weights():
+    spec = builder.load(SIAMESE)
+    ref = Siamese()
+    assert spec_params(spec) == n_params(ref)
+    g = spec.network().graph
+    assert g.nodes["right.fc"]["share"] == "left.fc" and g.nodes["right.fc"]["params"] == 0
+    assert g.graph["blocks"]["right"]["share"] == "left"
+    module = builder.build(spec)
+    assert not any(k.startswith("right.") for k in module.state_dict())
+    names = ["conv", "bn", "act", "flat", "fc"]
+    builder.load_weights(module, ref.state_dict(), {"rules": [
+        {"from": f"tower.{i}.{{p}}", "to": f"left.{n}.{{p}}"} for i, n in enumerate(names)]})
+    a, b = torch.randn(3, 1, 16, 16), torch.randn(3, 1, 16, 16)
+    module.eval(), ref.eval()
+    torch.testing.assert_close(module(a, b), ref(a, b))
+    # one set of weights: a training step moves both towers together
+    module.train()
+    module(a, b).sum().backward()
+    assert module.left.fc.weight.grad is not None
+
+
+def test_block_share_errors_name_the_instance():
+    bad = SIAMESE.replace('share: "${first}"', "share: lefty")
+    with pytest.raises(builder.SpecError, match="share: no block instance 'lefty'.*did you mean 'left'"):
+        builder.load(bad)
+    other = SIAMESE.replace("  right: {block: tower, in: b", "  right: {block: small, in: b").replace(
+        "nodes:\n  left:", "  small:\n    nodes:\n      conv: {op: Conv2d, out_channels: 4, kernel_size: 3}\n"
+        "nodes:\n  left:")
+    with pytest.raises(builder.SpecError, match="differ in structure"):
+        builder.load(other)
+
+
+# ---- dim(NAME, I): sizes of what a node receives -----------------------------------------------------
+
+MOBILE = """
+spec: 1
+name: mobile
+inputs:
+  x: {shape: [B, 3, 32, 32]}
+blocks:
+  inverted:
+    params: {t: 6, out: 16, stride: 1}
+    inputs: [x]
+    nodes:
+      expand: {op: Conv2d, out_channels: "${dim(x, 1) * t}", kernel_size: 1, bias: false}
+      bn1: {op: BatchNorm2d}
+      act1: {op: ReLU6}
+      dw: {op: Conv2d, out_channels: "${dim(expand, 1)}", kernel_size: 3, stride: "${stride}", padding: 1,
+           groups: "${dim(expand, 1)}", bias: false}
+      bn2: {op: BatchNorm2d}
+      act2: {op: ReLU6}
+      project: {op: Conv2d, out_channels: "${out}", kernel_size: 1, bias: false}
+      bn3: {op: BatchNorm2d}
+nodes:
+  stem: {op: Conv2d, out_channels: 8, kernel_size: 3, padding: 1}
+  b1: {block: inverted, out: 16, t: 1}
+  b2: {block: inverted, out: "${dim(b1, 1) * 2}", stride: 2}
+"""
+
+
+def inverted_residual(inp, out, stride, t):
+    """torchvision's MobileNetV2 InvertedResidual (expand 1x1, depthwise 3x3, project 1x1), without the skip."""
+    hidden = inp * t
+    return nn.Sequential(nn.Conv2d(inp, hidden, 1, bias=False), nn.BatchNorm2d(hidden), nn.ReLU6(),
+                         nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden, bias=False), nn.BatchNorm2d(hidden),
+                         nn.ReLU6(), nn.Conv2d(hidden, out, 1, bias=False), nn.BatchNorm2d(out))
+
+
+def test_dim_reads_the_channels_a_block_receives():
+    spec = builder.load(MOBILE)
+    ref = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), inverted_residual(8, 16, 1, 1), inverted_residual(16, 32, 2, 6))
+    assert spec_params(spec) == n_params(ref)
+    g = spec.network().graph
+    assert g.nodes["b2.expand"]["args"]["out_channels"] == 96 and g.nodes["b2.dw"]["args"]["groups"] == 96
+    assert g.nodes["b2.bn3"]["out_shape"] == ("B", 32, 16, 16)
+    module = builder.build(spec).eval()
+    module.load_state_dict(dict(zip(module.state_dict(), ref.state_dict().values())))
+    x = torch.randn(2, 3, 32, 32)
+    torch.testing.assert_close(module(x), ref.eval()(x))
+
+
+@pytest.mark.parametrize("node,message", [
+    ("{op: Linear, out_features: '${dim(x, 1)}'}", "dim(x, 1) is the symbolic size 'T' of [B,T,8]"),
+    ("{op: Linear, out_features: '${dim(x, 5)}'}", "'x' is [B,T,8], which has no dim 5"),
+    ("{op: Linear, out_features: '${dim(y, 2)}'}", "dim(y, 2): unknown node 'y'"),
+    ("{op: Linear, out_features: '${dim(later, 2)}'}", "the size of 'later' is not known here"),
+    ("{block: two, repeat: '${dim(x, 2)}'}", "sizes can be read in op arguments and block params, not here"),
+])
+def test_dim_errors_say_what_cannot_be_read(node, message):
+    text = f"""
+spec: 1
+inputs: {{x: {{shape: [B, T, 8]}}}}
+blocks:
+  two: {{nodes: {{fc: {{op: Linear, out_features: 2}}}}}}
+nodes:
+  first: {node}
+  later: {{op: Linear, in: x, out_features: 3}}
+"""
+    with pytest.raises(builder.SpecError) as info:
+        builder.load(text)
+    assert message in str(info.value)
