@@ -219,9 +219,11 @@ class GraphBuilder:
             return None
 
         outputs_raw = body.get("outputs")
+        default_output = None
         if outputs_raw is None:
             last = list(nodes)[-1]
-            outputs_raw = LocList([last])
+            default_output = _name(last)
+            outputs_raw = LocList([default_output])
             outputs_raw.loc, outputs_raw.locs = nodes.loc_of(last), [nodes.loc_of(last)]
         pairs = []
         if isinstance(outputs_raw, str):
@@ -235,10 +237,13 @@ class GraphBuilder:
             self.err("outputs must be a list of node names", body.loc_of("outputs"))
         out_targets = []
         for name, ref, oloc in pairs:
+            ref = _name(ref)
             if not isinstance(ref, str):
                 self.err(f"output must name a node, got {ref!r}", oloc)
                 continue
-            out_targets.append((str(name), self.parse_ref(ref, top, oloc, file)))
+            target = (NameRef(top, ref, None, oloc, file) if ref == default_output else
+                      self.parse_ref(ref, top, oloc, file))  # the last node by its name, never as `node.port`
+            out_targets.append((str(name), target))
 
         if len(self.records) > MAX_NODES:
             self.err(f"the network expands to {len(self.records)} nodes (limit {MAX_NODES})", loc)
@@ -293,11 +298,12 @@ class GraphBuilder:
 
     def parse_in(self, raw, scope, loc, file, node):
         """`in:` -> (targets, slot names or None)."""
-        if isinstance(raw, str):
-            return [self.parse_ref(raw, scope, loc, file)], None
+        if isinstance(raw, (str, int)) and not isinstance(raw, bool):
+            return [self.parse_ref(str(raw), scope, loc, file)], None
         if isinstance(raw, list):
             out = []
             for i, r in enumerate(raw):
+                r = _name(r)
                 if not isinstance(r, str):
                     self.err(f"`in` entries must be node names, got {r!r}", loc, node=node, file=file)
                     continue
@@ -306,6 +312,7 @@ class GraphBuilder:
         if isinstance(raw, dict):
             targets, slots = [], []
             for k, r in raw.items():
+                r = _name(r)
                 if not isinstance(r, str):
                     self.err(f"`in.{k}` must name a node, got {r!r}", loc, node=node, file=file)
                     continue
@@ -319,14 +326,15 @@ class GraphBuilder:
         prev = first_input
         for local, entry in nodes.items():
             loc = nodes.loc_of(local)
+            local = _name(local)  # `0:` in YAML is the int 0; torchvision-style names are digits
             file = scope.file
             scope.declared.add(local)
             if not scope.prefix:
                 self.expanding = (local, loc)  # the top-level node to blame if the expansion runs away
             path = scope.prefix + str(local)
-            if not isinstance(local, str) or not local.replace("_", "a").replace("-", "a").isalnum() or \
-                    local[0].isdigit():
-                self.err(f"node name '{local}' must be a word (letters, digits, _ or -; no dots)", loc, file=file)
+            if not isinstance(local, str) or not local.replace("_", "a").replace("-", "a").isalnum():
+                self.err(f"node name '{local}' must be a word of letters, digits, _ or - (no dots, no spaces)", loc,
+                         file=file)
                 continue
             if keyword.iskeyword(local) or local in RESERVED_NAMES:
                 why = ("a Python keyword" if keyword.iskeyword(local) else
@@ -551,6 +559,7 @@ class GraphBuilder:
             for j, (port, ref) in enumerate(out_pairs):
                 oloc = (out_locs.loc_of(j) if isinstance(out_locs, LocList) else
                         out_locs.loc_of(port) if isinstance(out_locs, LocDict) else bdef.loc)
+                ref = _name(ref)
                 if not isinstance(ref, str):
                     self.err(f"block '{name}' outputs must name its nodes, got {ref!r}", oloc, file=bfile)
                     continue
@@ -933,6 +942,11 @@ class GraphBuilder:
             else:
                 return node, param
         return None
+
+
+def _name(value):
+    """A node name as written: YAML reads `0:` or `in: 6` as ints, which name nodes `0` and `6`."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 def _takes_no_input(entry) -> bool:

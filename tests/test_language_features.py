@@ -277,3 +277,28 @@ nodes:
     with pytest.raises(builder.SpecError) as info:
         builder.load(text)
     assert message in str(info.value)
+
+
+# ---- node names ---------------------------------------------------------------------------------------
+
+def test_digit_node_names_as_in_torchvision_and_a_refused_last_name_is_one_error():
+    spec = builder.load("""
+spec: 1
+inputs: {x: {shape: [B, 8]}}
+blocks:
+  seq:
+    nodes:
+      0: {op: Linear, out_features: 4}
+      1: {op: ReLU}
+      6: {op: Linear, in: 1, out_features: 2}
+nodes:
+  classifier: {block: seq}
+""")
+    module = builder.build(spec)
+    assert list(module.state_dict()) == ["classifier.0.weight", "classifier.0.bias", "classifier.6.weight",
+                                         "classifier.6.bias"]
+    assert [o.node for o in spec.network().outputs] == ["classifier.6"]
+    with pytest.raises(builder.SpecError) as info:
+        builder.load("spec: 1\ninputs: {x: {shape: [B, 8]}}\nnodes:\n  classifier.6: {op: Linear, out_features: 4}\n")
+    assert len(info.value.diagnostics) == 1
+    assert "node name 'classifier.6' must be a word of letters, digits, _ or - (no dots" in str(info.value)
