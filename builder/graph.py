@@ -133,8 +133,8 @@ class GraphBuilder:
         except NeedsShape as e:
             if scope is not None:
                 return Deferred(value, env, scope)
-            self.err(f"{e}; sizes can be read in op arguments, block params and an op node's `when`, not here", loc, node=node,
-                     file=file)
+            self.err(f"{e}; sizes can be read in op arguments, block params and an op node's `when`, not here",
+                     loc, node=node, file=file)
             return None
         except ExprError as e:
             self.err(str(e), loc, node=node, file=file)

@@ -270,13 +270,16 @@ def test_dim_reads_the_channels_a_block_receives():
     torch.testing.assert_close(module(x), ref.eval()(x))
 
 
+NOT_HERE = "sizes can be read in op arguments, block params and an op node's `when`, not here"
+
+
 @pytest.mark.parametrize("node,message", [
     ("{op: Linear, out_features: '${dim(x, 1)}'}", "dim(x, 1) is the symbolic size 'T' of [B,T,8]"),
     ("{op: Linear, out_features: '${dim(x, 5)}'}", "'x' is [B,T,8], which has no dim 5"),
     ("{op: Linear, out_features: '${dim(y, 2)}'}", "dim(y, 2): unknown node 'y'"),
     ("{op: Linear, out_features: '${dim(later, 2)}'}", "the size of 'later' is not known here"),
-    ("{block: two, repeat: '${dim(x, 2)}'}", "sizes can be read in op arguments, block params and an op node's `when`, not here"),
-    ("{block: two, when: '${dim(x, 2) == 8}'}", "sizes can be read in op arguments, block params and an op node's `when`, not here"),
+    ("{block: two, repeat: '${dim(x, 2)}'}", NOT_HERE),
+    ("{block: two, when: '${dim(x, 2) == 8}'}", NOT_HERE),
     ("{op: ReLU, when: '${dim(x, 2)}'}", "`when` must be true or false, got 8"),
 ])
 def test_dim_errors_say_what_cannot_be_read(node, message):

@@ -183,8 +183,8 @@ def _one_step(spec, network, run, weights, batch_size, seed) -> Step:
               (isinstance(cfg.get("data"), dict) and cfg["data"].get("source") == "text"))
         loss_cfg = cfg.get("loss", "cross_entropy" if lm else "mse")
         loss_of = objective(loss_cfg, module)
-        name = (loss_cfg if isinstance(loss_cfg, str) else
-                " + ".join(str(t.get("type")) for t in loss_cfg) if is_terms(loss_cfg) else loss_cfg.get("type", "loss"))
+        name = (loss_cfg if isinstance(loss_cfg, str) else " + ".join(str(t.get("type")) for t in loss_cfg)
+                if is_terms(loss_cfg) else loss_cfg.get("type", "loss"))
 
         def loss_fn(output):
             return loss_of(output, inputs, target)
