@@ -320,3 +320,39 @@ nodes:
         builder.load("spec: 1\ninputs: {x: {shape: [B, 8]}}\nnodes:\n  classifier.6: {op: Linear, out_features: 4}\n")
     assert len(info.value.diagnostics) == 1
     assert "node name 'classifier.6' must be a word of letters, digits, _ or - (no dots" in str(info.value)
+
+
+# ---- a VAE with randn_like and exp ------------------------------------------------------------------
+
+class VAE(nn.Module):
+    """The classic VAE of the PyTorch examples, at specs/vae.yaml's sizes."""
+
+    def __init__(self, features=64, hidden=32, code=8):
+        super().__init__()
+        self.enc, self.mu, self.logvar = nn.Linear(features, hidden), nn.Linear(hidden, code), nn.Linear(hidden, code)
+        self.dec, self.out = nn.Linear(code, hidden), nn.Linear(hidden, features)
+
+    def forward(self, x):
+        h = torch.relu(self.enc(x))
+        mu, logvar = self.mu(h), self.logvar(h)
+        std = torch.exp(0.5 * logvar)
+        z = mu + torch.randn_like(std) * std
+        return torch.sigmoid(self.out(torch.relu(self.dec(z)))), mu, logvar
+
+
+def test_vae_spec_equals_the_torch_vae_and_exports_with_its_sample(tmp_path):
+    spec = builder.load("specs/vae.yaml")
+    ref = VAE()
+    assert spec_params(spec) == n_params(ref)
+    module = builder.build(spec)
+    builder.load_weights(module, ref.state_dict(), {"rules": [{"from": "out.{p}", "to": "dec_out.{p}"},
+                                                              {"from": "{k*}", "to": "{k}"}]})
+    x = torch.rand(6, 64)
+    torch.manual_seed(3)
+    got = module(x)
+    torch.manual_seed(3)
+    want = ref(x)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b)
+    result = export_onnx(module, tmp_path / "vae.onnx", spec=spec)
+    assert {c.output for c in result.comparisons} == {"mu", "logvar"}   # the reconstruction is a sample
