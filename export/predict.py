@@ -13,9 +13,9 @@ import numpy as np
 import onnx
 import torch
 from builder.errors import UserError
+from builder.io_utils import atomic_output, check_writable
 
 from . import metadata, runtime
-from .files import atomic_output
 from .inputs import ModelInput
 
 _ORT_TYPES = {"tensor(float)": "float32", "tensor(double)": "float64", "tensor(float16)": "float16",
@@ -140,7 +140,7 @@ def write_outputs(outputs: dict[str, np.ndarray], path) -> Path:
     if suffix not in (".npy", ".npz", ".csv"):
         raise UserError(f"-o {path}: expected a .npy, .npz or .csv file name")
     first = next(iter(outputs.values()))
-    with atomic_output(path) as tmp:
+    with atomic_output(check_writable(path)) as tmp:
         if suffix == ".npy":
             with open(tmp, "wb") as f:
                 np.save(f, first)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
@@ -110,22 +109,6 @@ def data_batch(module, cfg: dict, batch_size: int, seq_cap: int = 32):
     return inputs, target, note
 
 
-def load_weights(module: torch.nn.Module, run: str | None = None, weights: str | None = None,
-                 network: str = "model") -> str | None:
-    """Load `--run DIR` (best.pt, else last.pt) or `--weights FILE` into module; returns the file used.
-
-    Reads the trainer's checkpoints ({'networks': {name: state_dict}}), {'model': state_dict} ones and
-    bare state_dicts, always with torch.load(weights_only=True)."""
-    from export.weights import checkpoint_in, load_into, read_checkpoint, state_dict_of
-
-    if not run and not weights:
-        return None
-    path = checkpoint_in(run) if run else Path(weights)
-    state = state_dict_of(read_checkpoint(path), network)
-    load_into(module, state, str(path))
-    return str(path)
-
-
 def shared_callers(graph) -> dict:
     """Module name -> the spec nodes that call it, in graph order, for modules reused with `share:`."""
     callers: dict[str, list[str]] = {}
@@ -161,13 +144,14 @@ def _one_step(spec, network, run, weights, batch_size, seed) -> Step:
     from builder.initializers import apply_init
     from builder.loss_terms import is_terms, objective
     from builder.trainer import seed_of
+    from builder.weight_sources import load_source
 
     net = spec.network(network)
     batch_size = batch_size or default_batch_size(net)
     cfg = dict(spec.train or {})
     torch.manual_seed(seed_of(cfg) if seed is None else seed)
     module = builder.build(spec, network=network)
-    used = load_weights(module, run, weights, net.name)
+    _, used = load_source(module, run=run, weights=weights, network=net.name)
     if used is None and cfg.get("init"):
         apply_init(module, cfg.get("init"), skip=getattr(module, "node_inits", {}) or {})  # as the trainer
     module.train()
