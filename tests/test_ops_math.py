@@ -255,3 +255,25 @@ def test_every_registered_op_has_one_row_in_the_readme():
     section = readme[readme.index("### Ops"):readme.index("## Command line")]
     rows = [line.split("|")[1].strip().strip("`") for line in section.splitlines() if line.startswith("| `")]
     assert sorted(rows) == sorted(ops.names())
+
+
+def test_last_valid_of_a_gru_over_padded_sequences_equals_torchs_packed_final_state():
+    spec = builder.load("""
+spec: 1
+inputs: {tokens: {shape: [B, T], dtype: int64}, lengths: {shape: [B], dtype: int64}}
+nodes:
+  emb: {op: Embedding, in: tokens, num_embeddings: 20, embedding_dim: 6}
+  gru: {op: GRU, hidden_size: 5}
+  last: {op: last_valid, in: {x: gru.output, lengths: lengths}}
+  pad: {op: sequence_mask, in: {lengths: lengths, like: tokens}}
+outputs: [last, pad]
+""")
+    module = builder.build(spec)
+    tokens = torch.randint(0, 20, (3, 7), generator=torch.Generator().manual_seed(4))
+    lengths = torch.tensor([7, 2, 4])
+    last, pad = module(tokens, lengths)
+    packed = torch.nn.utils.rnn.pack_padded_sequence(module.emb(tokens), lengths, batch_first=True,
+                                                     enforce_sorted=False)
+    _, h = module.gru.rnn(packed)
+    torch.testing.assert_close(last, h[0])
+    assert torch.equal(pad, torch.arange(7)[None, :] < lengths[:, None])
