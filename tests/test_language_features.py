@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 import builder
+from builder.types import record
 from export.onnx_export import export_onnx
 
 
@@ -17,8 +18,7 @@ def n_params(module: nn.Module) -> int:
 
 
 def spec_params(spec, network=None) -> int:
-    g = spec.network(network).graph
-    return sum(d["params"] for _, d in g.nodes(data=True))
+    return spec.network(network).total_params
 
 
 # ---- ViT-style class token: param + broadcasting concat ----------------------------------------------
@@ -64,8 +64,8 @@ def test_vit_class_token_is_a_param_joined_by_a_broadcasting_concat(tmp_path):
     ref = TinyViT()
     assert spec_params(spec) == n_params(ref)
     g = spec.network().graph
-    assert g.nodes["class_token"]["out_shape"] == (1, 1, 32) and g.nodes["class_token"]["inputs"] == []
-    assert g.nodes["seq"]["out_shape"] == ("B", 17, 32)
+    assert record(g, "class_token").out_shape == (1, 1, 32) and record(g, "class_token").sources == ()
+    assert record(g, "seq").out_shape == ("B", 17, 32)
     module = builder.build(spec)
     assert torch.count_nonzero(module.class_token.weight) == 0      # init: zeros
     with torch.no_grad():
@@ -91,7 +91,7 @@ nodes:
   many: {op: expand, in: [tok, x], shape: [B, 2, -1]}
   seq: {op: concat, in: [many, x], dim: 1}
 """)
-    assert spec.network().graph.nodes["seq"]["out_shape"] == ("B", "(2+N)", 8)
+    assert record(spec.network().graph, "seq").out_shape == ("B", "(2+N)", 8)
     module = builder.build(spec)
     x = torch.randn(4, 5, 8)
     out = module(x)
@@ -181,7 +181,7 @@ def test_block_share_makes_one_tower_of_weights():
     ref = Siamese()
     assert spec_params(spec) == n_params(ref)
     g = spec.network().graph
-    assert g.nodes["right.fc"]["share"] == "left.fc" and g.nodes["right.fc"]["params"] == 0
+    assert record(g, "right.fc").share == "left.fc" and record(g, "right.fc").param_count == 0
     assert g.graph["blocks"]["right"]["share"] == "left"
     module = builder.build(spec)
     assert not any(k.startswith("right.") for k in module.state_dict())
@@ -260,10 +260,10 @@ def test_dim_reads_the_channels_a_block_receives():
                         InvertedResidual(32, 32, 1, 6))
     assert spec_params(spec) == n_params(ref)
     g = spec.network().graph
-    assert g.nodes["b2.expand"]["args"]["out_channels"] == 96 and g.nodes["b2.dw"]["args"]["groups"] == 96
-    assert g.nodes["b2.bn3"]["out_shape"] == ("B", 32, 16, 16)
+    assert record(g, "b2.expand").args["out_channels"] == 96 and record(g, "b2.dw").args["groups"] == 96
+    assert record(g, "b2.bn3").out_shape == ("B", 32, 16, 16)
     # the skip is decided by the sizes: b1 (8 -> 16) and b2 (stride 2) pass through, b3 (32 -> 32) adds
-    assert [g.nodes[f"b{i}.res"]["op"] for i in (1, 2, 3)] == ["Identity", "Identity", "add"]
+    assert [record(g, f"b{i}.res").op for i in (1, 2, 3)] == ["Identity", "Identity", "add"]
     module = builder.build(spec).eval()
     module.load_state_dict(dict(zip(module.state_dict(), ref.state_dict().values())))
     x = torch.randn(2, 3, 32, 32)

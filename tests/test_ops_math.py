@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 import builder
+from builder.types import record
 from export.onnx_export import export_onnx
 
 
@@ -66,9 +67,9 @@ def test_one_input_ops_equal_torch(node, x, want):
     assert got.dtype == want.dtype
     assert tuple(got.shape) == tuple(want.shape)
     torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
-    shape = spec.network().graph.nodes["n"]["out_shape"]
+    shape = record(spec.network().graph, "n").out_shape
     assert tuple(d if isinstance(d, int) else 2 for d in shape) == tuple(want.shape)
-    assert spec.network().graph.nodes["n"]["dtype"] == str(want.dtype).removeprefix("torch.")
+    assert record(spec.network().graph, "n").dtype == str(want.dtype).removeprefix("torch.")
 
 
 def test_max_with_dim_has_values_and_indices_ports():
@@ -76,7 +77,7 @@ def test_max_with_dim_has_values_and_indices_ports():
     values, indices = module(X)
     want = torch.max(X, dim=1)
     assert torch.equal(values, want.values) and torch.equal(indices, want.indices)
-    assert spec.network().graph.nodes["n"]["ports"] == ["values", "indices"]
+    assert record(spec.network().graph, "n").ports == ("values", "indices")
 
 
 def test_two_input_ops_equal_torch():
@@ -135,7 +136,7 @@ nodes:
     ref = torch.nn.Sequential(torch.nn.Conv3d(3, 4, 3, padding=1), torch.nn.BatchNorm3d(4), torch.nn.MaxPool3d(2))
     ref.load_state_dict({k.replace("conv", "0").replace("bn", "1"): v for k, v in module.state_dict().items()})
     torch.testing.assert_close(module(vol), ref.eval()(vol))
-    assert spec.network().graph.nodes["pool"]["out_shape"] == ("B", 4, 3, 3, 3)
+    assert record(spec.network().graph, "pool").out_shape == ("B", 4, 3, 3, 3)
     assert sum(p.numel() for p in module.parameters()) == sum(p.numel() for p in ref.parameters())
 
     a, b = torch.randn(5, 16, generator=g), torch.randn(5, 16, generator=g)
@@ -164,8 +165,8 @@ outputs: [mask, fixed, last]
     assert fixed.shape == (3, 6) and fixed.sum(1).tolist() == [3, 1, 5]
     assert torch.equal(last, torch.stack([seq[0, 2], seq[1, 0], seq[2, 4]]))
     g = spec.network().graph
-    assert g.nodes["mask"]["out_shape"] == ("B", "T") and g.nodes["mask"]["dtype"] == "bool"
-    assert g.nodes["last"]["out_shape"] == ("B", 4)
+    assert record(g, "mask").out_shape == ("B", "T") and record(g, "mask").dtype == "bool"
+    assert record(g, "last").out_shape == ("B", 4)
 
 
 def test_random_ops_draw_from_torchs_generator_in_train_and_eval():

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from builder.types import build_info, records
 from viz.autograd_walk import BackwardTrace, record_backward
 
 SYMBOLIC_SIZE = 8  # size given to a symbolic dim other than the batch dim when inputs are random
@@ -26,7 +27,7 @@ def max_seq(net) -> int:
 
 def default_batch_size(net) -> int:
     """Rows in the batch: 8, fewer (down to 2) when one example costs much (ResNet-50 at 224x224)."""
-    macs = sum(int(d.get("macs") or 0) for _, d in net.graph.nodes(data=True))
+    macs = sum(r.macs for r in records(net.graph))
     sequence = any(len(t.shape) > 1 and isinstance(t.shape[1], str) for t in net.inputs)
     work = max(macs * (max_seq(net) if sequence else 1), 1)
     return int(min(8, max(2, MAC_BUDGET // work)))
@@ -94,7 +95,7 @@ def data_batch(module, cfg: dict, batch_size: int, seq_cap: int = 32):
     fields = data.train.sample(batch_size)
     n = data.train.n_inputs
     inputs, target = list(fields[:n]), fields[n] if data.train.has_target else None
-    specs = getattr(module, "spec_inputs", None) or []
+    specs = build_info(module).inputs if build_info(module) else []
     note = f"batch of {len(fields[0])} from {data_cfg.get('source', 'data')} (train split)"
     cut = None
     for i, t in enumerate(specs[:n]):
@@ -112,9 +113,9 @@ def data_batch(module, cfg: dict, batch_size: int, seq_cap: int = 32):
 def shared_callers(graph) -> dict:
     """Module name -> the spec nodes that call it, in graph order, for modules reused with `share:`."""
     callers: dict[str, list[str]] = {}
-    for n, d in graph.nodes(data=True):
-        if d.get("op") != "input":
-            callers.setdefault(d.get("share") or n, []).append(n)
+    for r in records(graph):
+        if r.op != "input":
+            callers.setdefault(r.share or r.path, []).append(r.path)
     return {m: paths for m, paths in callers.items() if len(paths) > 1}
 
 
@@ -153,7 +154,7 @@ def _one_step(spec, network, run, weights, batch_size, seed) -> Step:
     module = builder.build(spec, network=network)
     _, used = load_source(module, run=run, weights=weights, network=net.name)
     if used is None and cfg.get("init"):
-        apply_init(module, cfg.get("init"), skip=getattr(module, "node_inits", {}) or {})  # as the trainer
+        apply_init(module, cfg.get("init"), skip=build_info(module).node_inits)  # as the trainer
     module.train()
     batch, misfit = None, None
     if len(spec.networks) == 1:
