@@ -64,7 +64,8 @@ def _upsample(ctx):
         elif float(f).is_integer():
             out.append(S.mul(n, int(f)))
         else:
-            out.append(S.sym(f"floor({n}*{f})"))
+            raise ShapeError(f"a fractional scale_factor ({f}) needs static spatial sizes, got {S.fmt(shape)}; "
+                             "give `size`, or an integer factor")
     return shape[:2] + tuple(out)
 
 
