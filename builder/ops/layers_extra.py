@@ -24,6 +24,9 @@ def _instancenorm(ctx):
     c = shape[-3]
     if not S.is_static(c):
         raise ShapeError(f"InstanceNorm2d needs a static channel dim, got {S.fmt(shape)}")
+    h, w = shape[-2:]
+    if S.is_static(h) and S.is_static(w) and h * w == 1:
+        raise ShapeError(f"InstanceNorm2d needs more than one spatial element per channel, got {S.fmt(shape)}")
     ctx.args["num_features"] = c
     return shape
 
