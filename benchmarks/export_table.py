@@ -42,6 +42,7 @@ ZOO = [
     ("bert_base", {"hidden": 64, "layers": 2, "heads": 4, "intermediate": 128, "vocab": 100,
                    "max_positions": 64}, None),
     ("gpt2", {"d_model": 64, "layers": 2, "heads": 4, "vocab": 256, "ctx": 128}, None),
+    ("unet", {"width": 8}, None),
 ]
 FULL = [
     ("resnet50", {}, None),
@@ -75,7 +76,7 @@ def row_for(name, overrides, network, tmp: Path, seconds: float) -> tuple[str, b
         return f"| {label(name, overrides, network)} | failed: {str(e)[:160]} | | | | | |", False
     export_s = time.perf_counter() - t0
     rows = bench.bench_network(name, module, path, batches=(1,), use_compile=False, seconds=seconds,
-                               min_runs=5, threads=torch.get_num_threads())
+                               min_runs=5, threads=torch.get_num_threads(), graph=spec.network(network).graph)
     r = rows[0]
     dyn = ", ".join(result.dynamic) or "-"
     size = f"{result.size_bytes / 1e6:.2f} MB"

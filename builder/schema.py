@@ -60,6 +60,21 @@ def _node_schema() -> dict:
     }
 
 
+_SIZE = {"anyOf": [{"type": "integer", "minimum": 1}, _EXPR]}
+_DIMS = {"type": "object", "description": "declared symbolic dims: sizes they may take and an example",
+         "additionalProperties": {"type": "object", "additionalProperties": False, "properties": {
+             "min": {**_SIZE, "description": "smallest size (default: what the network needs, at least 1)"},
+             "max": {**_SIZE, "description": "largest size (default: unbounded)"},
+             "multiple_of": {**_SIZE, "description": "sizes are multiples of this (proves U-Net skips equal)"},
+             "example": {**_SIZE, "description": "size for MAC counts and export examples (default: min)"}}}}
+_EXPORT = {"type": "object", "additionalProperties": False, "properties": {
+    "dynamic": {"type": "array", "items": {"type": "string"},
+                "description": "input dims kept dynamic in ONNX (default: every symbolic dim)"},
+    "sizes": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 1},
+              "description": "example size per dim for the export (default: dims example, else 2/32/8)"},
+    "opset": {"type": "integer", "description": "ONNX opset (default: the exporter's)"}}}
+
+
 def spec_schema() -> dict:
     node = {"$ref": "#/$defs/node"}
     nodes = {"type": "object", "additionalProperties": node, "minProperties": 1}
@@ -81,8 +96,8 @@ def spec_schema() -> dict:
         "params": {"type": "object"}, "inputs": inputs, "blocks": {"type": "object", "additionalProperties": block},
         "nodes": nodes, "outputs": outputs, "networks": {"type": "object", "additionalProperties": network},
         "use": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
-        "train": {"type": "object", "properties": {"loss": _LOSS}}, "export": {"type": "object"},
-        "labels": {"type": "array"},
+        "train": {"type": "object", "properties": {"loss": _LOSS}}, "export": _EXPORT,
+        "labels": {"type": "array"}, "dims": _DIMS,
     }
     assert set(props) == set(TOP_KEYS)
     return {
