@@ -6,6 +6,7 @@ every epoch under DistributedDataParallel, and only rank 0 writes files or print
 """
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 
@@ -43,6 +44,11 @@ def join(device: torch.device) -> World:
 
 def leave(world: World, finished: bool = True) -> None:
     if world.active and dist.is_initialized():
+        # A DistributedDataParallel wrapper is kept alive by reference cycles (its autograd hooks) after the
+        # loop returns: collect it now, while the group exists. Freed later (at exit), its reducer's gloo
+        # threads outlive the destroyed group and the process aborts ("terminate called without an active
+        # exception"), now and then, under load.
+        gc.collect()
         if finished:  # every rank done before any tears gloo down; not after a failure (it would wait forever)
             dist.barrier()
         dist.destroy_process_group()
