@@ -67,9 +67,16 @@ def add_block(ex, entry, scope, local, path, targets, slots, loc, file, stack):
             ex.err(f"block '{name}' has no param '{k}'", entry.loc_of(k), node=path, file=file,
                    hint=did_you_mean(k, decl) or (f"its params are: {', '.join(decl)}" if decl else
                                                   "it declares no params"))
-    for k in ("share", "tie", "init", "trainable"):
-        if k in entry and k != "init":
+    for k in ("tie", "trainable"):
+        if k in entry:
             ex.err(f"`{k}` applies to op nodes, not to block instances", entry.loc_of(k), node=path, file=file)
+    if "share" in entry:  # every module of this instance is the one at the same path in OTHER (block_share.py)
+        other = ex.ev(entry["share"], scope.env, entry.loc_of("share"), path, file)
+        if isinstance(other, str) and other:
+            ex.block_shares.append((path, other, entry.loc_of("share"), file))
+        elif other is not None:
+            ex.err(f"`share` must name another block instance's spec path, got {other!r}", entry.loc_of("share"),
+                   node=path, file=file)
     # inputs of the instance
     if slots is not None:
         by_name = dict(zip(slots, targets))
@@ -115,14 +122,14 @@ def add_block(ex, entry, scope, local, path, targets, slots, loc, file, stack):
         if repeat:
             caller_env["i"] = k
         values = dict(ex.params)
+        inner = Scope(copy_path + ".", bfile, values)  # a param's default may read dim() of the block's inputs
         for p, default in decl.items():
             if p in inst_args:
-                v = ex.ev(inst_args[p], caller_env, entry.loc_of(p), path, file)
+                v = ex.ev(inst_args[p], caller_env, entry.loc_of(p), path, file, scope=scope)
             else:
-                v = ex.ev(default, values, decl.loc_of(p), f"{name}.params.{p}", bfile)
+                v = ex.ev(default, values, decl.loc_of(p), f"{name}.params.{p}", bfile, scope=inner)
             values[p] = v
         values["i"] = k if repeat else 0
-        inner = Scope(copy_path + ".", bfile, values)
         for i, b_in in enumerate(block_inputs):
             target = inst_inputs[i]
             if k > 0 and i == 0:
@@ -138,6 +145,7 @@ def add_block(ex, entry, scope, local, path, targets, slots, loc, file, stack):
         for j, (port, ref) in enumerate(out_pairs):
             oloc = (out_locs.loc_of(j) if isinstance(out_locs, LocList) else
                     out_locs.loc_of(port) if isinstance(out_locs, LocDict) else bdef.loc)
+            ref = str(ref) if isinstance(ref, int) and not isinstance(ref, bool) else ref  # digit names
             if not isinstance(ref, str):
                 ex.err(f"block '{name}' outputs must name its nodes, got {ref!r}", oloc, file=bfile)
                 continue

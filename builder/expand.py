@@ -14,7 +14,8 @@ from . import ops as ops_pkg
 from .argtypes import first_line
 from .blocks import add_block
 from .errors import Diagnostic, did_you_mean
-from .expr import ExprError
+from .deferred import SizeContext
+from .expr import Deferred, ExprError, NeedsShape
 from .scopes import NameRef, NodeRef, Scope
 from .types import DTYPES, INPUT_KEYS, MAX_DIM, MAX_NODES, NODE_KEYS, NodeDraft, TensorSpec
 from .yaml_loader import LocDict, LocList
@@ -43,14 +44,22 @@ class Expander:
         self.sites: dict[str, tuple] = {}  # block instance path -> (file, loc) where the spec uses it
         self.expanding = (None, None)
         self.inputs_broken = False
+        self.block_shares: list = []  # (instance path, OTHER, loc, file): `share:` on block instances
 
     def err(self, msg, loc=None, node=None, hint=None, file=None):
         line, col = loc or (None, None)
         self.diagnostics.append(Diagnostic(msg, file or self.file, line, col, node, hint))
 
-    def ev(self, value, env, loc, node, file):
+    def ev(self, value, env, loc, node, file, scope=None):
+        """`value` with its `${...}` evaluated; with a `scope`, one that reads sizes (dim) is deferred."""
         try:
             return self.evaluate(value, env)
+        except NeedsShape as e:
+            if scope is not None:
+                return Deferred(value, env, SizeContext(scope, self.drafts, self.evaluate))
+            self.err(f"{e}; sizes can be read in op arguments, block params and an op node's `when`, not here",
+                     loc, node=node, file=file)
+            return None
         except ExprError as e:
             self.err(str(e), loc, node=node, file=file)
             return None
@@ -147,9 +156,11 @@ class Expander:
     def read_outputs(self, body, nodes, top) -> list:
         file = self.file
         outputs_raw = body.get("outputs")
+        default_output = None
         if outputs_raw is None:
             last = list(nodes)[-1]
-            outputs_raw = LocList([last])
+            default_output = node_name(last)
+            outputs_raw = LocList([default_output])
             outputs_raw.loc, outputs_raw.locs = nodes.loc_of(last), [nodes.loc_of(last)]
         pairs = []
         if isinstance(outputs_raw, str):
@@ -163,10 +174,13 @@ class Expander:
             self.err("outputs must be a list of node names", body.loc_of("outputs"))
         out_targets = []
         for name, ref, oloc in pairs:
+            ref = node_name(ref)
             if not isinstance(ref, str):
                 self.err(f"output must name a node, got {ref!r}", oloc)
                 continue
-            out_targets.append((str(name), self.parse_ref(ref, top, oloc, file)))
+            target = (NameRef(top, ref, None, oloc, file) if ref == default_output else
+                      self.parse_ref(ref, top, oloc, file))  # the last node by its name, never as `node.port`
+            out_targets.append((str(name), target))
         return out_targets
 
     def parse_ref(self, ref: str, scope: Scope, loc, file) -> NameRef:
@@ -175,11 +189,12 @@ class Expander:
 
     def parse_in(self, raw, scope, loc, file, node):
         """`in:` -> (targets, slot names or None)."""
-        if isinstance(raw, str):
-            return [self.parse_ref(raw, scope, loc, file)], None
+        if isinstance(raw, (str, int)) and not isinstance(raw, bool):
+            return [self.parse_ref(str(raw), scope, loc, file)], None
         if isinstance(raw, list):
             out = []
             for i, r in enumerate(raw):
+                r = node_name(r)
                 if not isinstance(r, str):
                     self.err(f"`in` entries must be node names, got {r!r}", loc, node=node, file=file)
                     continue
@@ -188,6 +203,7 @@ class Expander:
         if isinstance(raw, dict):
             targets, slots = [], []
             for k, r in raw.items():
+                r = node_name(r)
                 if not isinstance(r, str):
                     self.err(f"`in.{k}` must name a node, got {r!r}", loc, node=node, file=file)
                     continue
@@ -201,14 +217,15 @@ class Expander:
         prev = first_input
         for local, entry in nodes.items():
             loc = nodes.loc_of(local)
+            local = node_name(local)  # `0:` in YAML is the int 0; torchvision-style names are digits
             file = scope.file
             scope.declared.add(local)
             if not scope.prefix:
                 self.expanding = (local, loc)  # the top-level node to blame if the expansion runs away
             path = scope.prefix + str(local)
-            if not isinstance(local, str) or not local.replace("_", "a").replace("-", "a").isalnum() or \
-                    local[0].isdigit():
-                self.err(f"node name '{local}' must be a word (letters, digits, _ or -; no dots)", loc, file=file)
+            if not isinstance(local, str) or not local.replace("_", "a").replace("-", "a").isalnum():
+                self.err(f"node name '{local}' must be a word of letters, digits, _ or - (no dots, no spaces)", loc,
+                         file=file)
                 continue
             if keyword.iskeyword(local) or local in RESERVED_NAMES:
                 why = ("a Python keyword" if keyword.iskeyword(local) else
@@ -225,6 +242,8 @@ class Expander:
                 continue
             if "in" in entry:
                 targets, slots = self.parse_in(entry["in"], scope, entry.loc_of("in"), file, path)
+            elif takes_no_input(entry):  # `param`: a learned tensor, not fed by the previous node
+                targets, slots = [], None
             elif prev is not None:
                 targets, slots = [prev], None
             else:
@@ -232,9 +251,14 @@ class Expander:
                     self.err("the first node has no input: give it `in:` or declare `inputs:`", loc, node=path,
                              file=file)
                 targets, slots = [], None
+            cond = None
             if "when" in entry:
-                cond = self.ev(entry["when"], scope.env, entry.loc_of("when"), path, file)
-                if not isinstance(cond, bool):
+                # an op node's `when` may read sizes (dim): decided by inference (builder.deferred)
+                cond = self.ev(entry["when"], scope.env, entry.loc_of("when"), path, file,
+                               scope=scope if "op" in entry and "block" not in entry else None)
+                if isinstance(cond, Deferred):
+                    pass
+                elif not isinstance(cond, bool):
                     if cond is not None:
                         self.err(f"`when` must be true or false, got {cond!r}", entry.loc_of("when"), node=path,
                                  file=file)
@@ -248,12 +272,13 @@ class Expander:
                 self.err(f"node '{local}' needs exactly one of `op:` or `block:`", loc, node=path, file=file)
                 continue
             if has_op:
-                self.add_op(entry, scope, local, path, targets, slots, loc, file, block_type)
+                self.add_op(entry, scope, local, path, targets, slots, loc, file, block_type,
+                            when=cond if isinstance(cond, Deferred) else None)
             else:
                 self.add_block(entry, scope, local, path, targets, slots, loc, file, stack)
             prev = NameRef(scope, local, None, loc, file)
 
-    def add_op(self, entry, scope, local, path, targets, slots, loc, file, block_type):
+    def add_op(self, entry, scope, local, path, targets, slots, loc, file, block_type, when=None):
         op_name = entry["op"]
         op = ops_pkg.get(op_name) if isinstance(op_name, str) else None
         if op is None:
@@ -266,11 +291,11 @@ class Expander:
         for k, v in entry.items():
             if k in NODE_KEYS:
                 continue
-            val = self.ev(v, scope.env, entry.loc_of(k), path, file)
-            args[k] = _plain(val)
+            val = self.ev(v, scope.env, entry.loc_of(k), path, file, scope=scope)
+            args[k] = val if isinstance(val, Deferred) else _plain(val)
             arg_locs[k] = entry.loc_of(k)
-        share = entry.get("share")
-        tie = entry.get("tie")
+        share = self.ev(entry.get("share"), scope.env, entry.loc_of("share"), path, file)
+        tie = self.ev(entry.get("tie"), scope.env, entry.loc_of("tie"), path, file)
         if share is not None and not isinstance(share, str):
             self.err("`share` must name another node's spec path", entry.loc_of("share"), node=path, file=file)
             share = None
@@ -288,12 +313,12 @@ class Expander:
             problem = init_problem(init)
             if problem:
                 self.err(f"init: {problem}", entry.loc_of("init"), node=path, file=file)
-        for k in ("share", "tie", "init"):  # so share/tie errors point at the key the user wrote
+        for k in ("share", "tie", "init", "when"):  # so share/tie errors point at the key the user wrote
             if k in entry:
                 arg_locs[k] = entry.loc_of(k)
         self.drafts[path] = NodeDraft(path, op.name, dict(args), (), tuple(slots) if slots is not None else None,
                                       file, loc, arg_locs, block, block_type, share, _plain(tie) if tie else None,
-                                      init, trainable)
+                                      init, trainable, when)
         self.targets[path] = targets
         scope.table[local] = ("node", path, None)
         if len(self.drafts) > MAX_NODES:
@@ -301,6 +326,17 @@ class Expander:
 
     def add_block(self, entry, scope, local, path, targets, slots, loc, file, stack):
         add_block(self, entry, scope, local, path, targets, slots, loc, file, stack)
+
+
+def node_name(value):
+    """A node name as written: YAML reads `0:` or `in: 6` as ints, which name nodes `0` and `6`."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def takes_no_input(entry) -> bool:
+    """An op without inputs (`param`) is not fed the previous node by default."""
+    op = ops_pkg.get(entry.get("op")) if isinstance(entry.get("op"), str) else None
+    return op is not None and op.arity[1] == 0
 
 
 def init_problem(init) -> str | None:

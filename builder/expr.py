@@ -3,6 +3,10 @@
 Allowed: numbers, booleans, strings, param names, `data.num_classes` / `data.num_features`, + - * / // % **, unary -, not, and/or, comparisons,
 `a if c else b`, and the functions min, max, abs, int, float, round. Every intermediate number is
 bounded, so `${10**10**10}` fails at once instead of hanging.
+
+`dim(NAME, I)` reads the static size of dim I of what NAME (an input, a block input, a node, or
+`node.port`) produces. Sizes are known only during shape inference: the graph passes a reader under
+the key DIM_READER; without one, `NeedsShape` says the value must wait (see `Deferred`).
 """
 from __future__ import annotations
 
@@ -24,6 +28,22 @@ class ExprError(ValueError):
     """Raised with a user-facing message; callers attach the source location."""
 
     undefined: str | None = None  # the name, when the problem is an undefined param
+
+
+class NeedsShape(ExprError):
+    """The expression reads `dim(...)` (or a param that does) before shapes are known."""
+
+
+DIM_READER = "dim()"  # names[DIM_READER](name, index) -> int; not an identifier, so no param can clash
+
+
+class Deferred:
+    """A value whose `${...}` reads sizes: kept with its names and the context that evaluates it (its scope's
+    lookups, the spec's evaluator: builder.deferred.SizeContext) until shape inference."""
+
+    def __init__(self, raw, names: dict, context):
+        self.raw, self.names, self.context = raw, names, context
+        self.value, self.done = None, False
 
 
 _BIN = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
@@ -78,6 +98,8 @@ def evaluate(expr: str, names: dict):
             return _bounded(n.value)
         if isinstance(n, ast.Name):
             if n.id in names:
+                if isinstance(names[n.id], Deferred):
+                    raise NeedsShape(f"'{n.id}' reads a size (dim(...)), known only once shapes are inferred")
                 return names[n.id]
             if n.id in ("True", "False", "None"):
                 return {"True": True, "False": False, "None": None}[n.id]
@@ -139,6 +161,8 @@ def evaluate(expr: str, names: dict):
                 return True
         if isinstance(n, ast.IfExp):
             return ev(n.body) if ev(n.test) else ev(n.orelse)
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "dim":
+            return _dim(n, ev, names, expr)
         if (isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in _FUNCS
                 and not n.keywords and n.args):
             args = [ev(a) for a in n.args]
@@ -147,12 +171,30 @@ def evaluate(expr: str, names: dict):
             except (TypeError, ValueError, OverflowError) as e:
                 raise ExprError(f"{n.func.id}(): {e}") from None
         raise ExprError(f"'{ast.unparse(n)}' is not allowed in an expression "
-                        "(only arithmetic, comparisons, if/else, min, max, abs, int, float, round)")
+                        "(only arithmetic, comparisons, if/else, min, max, abs, int, float, round, dim)")
 
     try:
         return ev(tree)
     except RecursionError:
         raise ExprError("expression nested too deeply") from None
+
+
+def _dim(call, ev, names, expr):
+    """dim(NAME, I) or dim(node.port, I): the reader given by the graph answers, or NeedsShape."""
+    target = call.args[0] if len(call.args) == 2 and not call.keywords else None
+    if isinstance(target, ast.Name):
+        name = target.id
+    elif isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name):
+        name = f"{target.value.id}.{target.attr}"
+    else:
+        raise ExprError(f"dim() takes a node or input name and a dim index, e.g. dim(x, 1), in ${{{expr.strip()}}}")
+    index = ev(call.args[1])
+    if not isinstance(index, int) or isinstance(index, bool):
+        raise ExprError(f"dim({name}, ...): the index must be an integer, got {index!r}")
+    reader = names.get(DIM_READER)
+    if reader is None:
+        raise NeedsShape(f"dim({name}, {index}) is known only once shapes are inferred")
+    return reader(name, index)
 
 
 def has_expr(value) -> bool:

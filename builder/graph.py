@@ -10,6 +10,7 @@ Each pass stops the stage when it reported errors (all of them go to the caller'
 """
 from __future__ import annotations
 
+from .block_share import apply_block_shares
 from .expand import Expander
 from .infer import ParamShapeCache, infer_shapes
 from .sharing import check_sharing
@@ -31,6 +32,7 @@ def build_network(body, loc, *, file: str, spec_name: str, net_name: str, params
     if expanded is None:
         return None
     tensor_specs, out_targets = expanded
+    apply_block_shares(ex)
     if diagnostics:
         report_dangling(ex.drafts, ex.targets, out_targets, ex.err)
         return None

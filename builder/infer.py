@@ -17,6 +17,7 @@ from . import macs as macs_pkg
 from . import ops as ops_pkg
 from . import shapes as S
 from .argtypes import arg_hints, conform, describe_hint, first_line, is_int
+from .deferred import settle
 from .errors import Diagnostic, did_you_mean
 from .meta import meta_device
 from .ops.registry import InferContext
@@ -105,6 +106,7 @@ def infer_node(g, draft: NodeDraft, cache: ParamShapeCache) -> NodeRecord:
     """The steps for one node; raises NodeFailed."""
     if draft.op == "input":
         return make_record(draft, {}, (), {"out": draft.shape}, draft.dtype, {}, 0, 0)
+    draft = settle_sizes(g, draft)
     op = ops_pkg.get(draft.op)
     check_sources(op, draft)
     args = check_arguments(op, draft)
@@ -116,6 +118,17 @@ def infer_node(g, draft: NodeDraft, cache: ParamShapeCache) -> NodeRecord:
     if not out:
         raise NodeFailed(f"invalid arguments for {draft.op}: it would have no outputs")
     return make_record(draft, ctx.args, tuple(shapes), out, dtype, param_shapes, params, 0)
+
+
+def settle_sizes(g, draft: NodeDraft) -> NodeDraft:
+    """Arguments and a `when:` that read sizes (dim), evaluated now that the sources are inferred; the
+    settled draft replaces the written one in the graph (a node whose `when` is false is an Identity)."""
+    def failed(message, key):
+        raise NodeFailed(message, draft.arg_locs.get(key))
+    settled = settle(g, draft, failed)
+    if settled is not draft:
+        g.nodes[draft.path][DRAFT_KEY] = settled
+    return settled
 
 
 def make_record(draft, args, in_shapes, out_shapes, dtype, param_shapes, params, macs) -> NodeRecord:

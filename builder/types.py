@@ -70,6 +70,8 @@ class NodeDraft:
     """The node's own `init:` (initialiser name, mapping or list), applied when compiled."""
     trainable: bool = True
     """False freezes the node's parameters."""
+    when: object = None
+    """A `when:` that reads sizes (an `expr.Deferred`), decided by inference; None otherwise."""
     shape: tuple | None = None
     """Declared shape of a network input (None for ops)."""
     dtype: str | None = None

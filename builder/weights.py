@@ -16,11 +16,13 @@ state_dict become the spec's parameter paths:
 Patterns: `{name}` matches one dotted segment (or part of one), `{name*}` any text, dots included
 (possibly empty); `to` templates use the captured text, and `{name+1}` / `{name-1}` shift a captured
 integer. A split divides a tensor along `dim` into equal parts, or into `sizes`. `transpose: true`
-swaps dims 0 and 1 (`transpose: [a, b]` swaps others); it is applied before the split.
+swaps dims 0 and 1 (`transpose: [a, b]` swaps others), `permute: [..]` reorders all dims and
+`reshape: [..]` (one `-1` allowed) changes the shape; they apply in that order, before the split.
 
 Every source key must be used or ignored, every entry of the module's state_dict must be filled (a
 parameter tied to a filled one counts as filled) with exactly its shape; otherwise `WeightsError` lists
-what is missing, unexpected and mis-shaped, all at once.
+what is missing, unexpected (no rule matches), without a target (a rule matched but names a key the
+spec lacks) and mis-shaped, all at once.
 """
 from __future__ import annotations
 
@@ -40,12 +42,14 @@ MAX_LISTED = 25
 class WeightsError(UserError):
     """Weights that do not fit the spec: `missing`, `unexpected` and `mis_shaped` say exactly where."""
 
-    def __init__(self, missing=(), unexpected=(), mis_shaped=(), other=()):
+    def __init__(self, missing=(), unexpected=(), mis_shaped=(), other=(), no_target=()):
         self.missing, self.unexpected = sorted(missing), sorted(unexpected)
-        self.mis_shaped, self.other = list(mis_shaped), list(other)
+        self.mis_shaped, self.other, self.no_target = list(mis_shaped), list(other), list(no_target)
         lines = []
         for title, items in (("missing (no source key fills them)", self.missing),
-                             ("unexpected (no rule uses them)", self.unexpected),
+                             ("unexpected (no rule matches them)", self.unexpected),
+                             ("no target (a rule matches, but the spec has no parameter or buffer of that name)",
+                              self.no_target),
                              ("mis-shaped", self.mis_shaped), ("other problems", self.other)):
             if items:
                 lines.append(f"  {title}: {len(items)}")
@@ -64,6 +68,8 @@ class Rule:
     split_dim: int = 0
     split_sizes: list | None = None
     transpose: tuple | None = None
+    permute: list | None = None
+    reshape: list | None = None
 
 
 def _compile(pattern: str) -> re.Pattern:
@@ -110,9 +116,10 @@ def parse_map(mapping) -> tuple[list[Rule], list[re.Pattern]]:
         where = f"weight map: rules[{i}]"
         if not isinstance(raw, dict) or "from" not in raw:
             raise UserError(f"{where}: each rule needs `from:` and `to:` or `split:`")
-        bad = set(raw) - {"from", "to", "split", "transpose"}
+        bad = set(raw) - {"from", "to", "split", "transpose", "permute", "reshape"}
         if bad:
-            raise UserError(f"{where}: unknown key(s) {sorted(bad)}; known: from, to, split, transpose")
+            raise UserError(f"{where}: unknown key(s) {sorted(bad)}; known: from, to, split, transpose, "
+                            "permute, reshape")
         if ("to" in raw) == ("split" in raw):
             raise UserError(f"{where}: give exactly one of `to:` or `split:`")
         rule = Rule(str(raw["from"]), _compile(str(raw["from"])))
@@ -134,6 +141,12 @@ def parse_map(mapping) -> tuple[list[Rule], list[re.Pattern]]:
             rule.transpose = (int(t[0]), int(t[1]))
         elif t not in (False, None):
             raise UserError(f"{where}: transpose must be true or a pair of dims, got {t!r}")
+        rule.permute = _int_list(raw, "permute", where)
+        rule.reshape = _int_list(raw, "reshape", where)
+        if rule.reshape is not None and (rule.reshape.count(-1) > 1 or any(d < -1 or d == 0 for d in rule.reshape)):
+            raise UserError(f"{where}: reshape entries must be positive sizes and at most one -1, got {rule.reshape}")
+        if rule.permute is not None and sorted(rule.permute) != list(range(len(rule.permute))):
+            raise UserError(f"{where}: permute must list every dim once, got {rule.permute}")
         captured = set(rule.regex.groupindex)
         for template in ([rule.to] if rule.to is not None else rule.split_to):
             for m in _TARGET.finditer(template):
@@ -143,6 +156,16 @@ def parse_map(mapping) -> tuple[list[Rule], list[re.Pattern]]:
         rules.append(rule)
     ignore = [_compile(str(p)) for p in (mapping.get("ignore") or [])]
     return rules, ignore
+
+
+def _int_list(raw: dict, key: str, where: str) -> list | None:
+    value = raw.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value or not all(isinstance(v, int) and not isinstance(v, bool)
+                                                          for v in value):
+        raise UserError(f"{where}: {key} must be a list of integers, got {value!r}")
+    return list(value)
 
 
 def read_map(path) -> dict:
@@ -163,6 +186,15 @@ def _apply(rule: Rule, key: str, tensor: torch.Tensor, groups: dict) -> list[tup
         if t.dim() < 2:
             raise ValueError(f"cannot transpose a {t.dim()}-D tensor {list(t.shape)}")
         t = t.transpose(*rule.transpose)
+    if rule.permute is not None:
+        if t.dim() != len(rule.permute):
+            raise ValueError(f"cannot permute a {t.dim()}-D tensor {list(t.shape)} by {rule.permute}")
+        t = t.permute(*rule.permute)
+    if rule.reshape is not None:
+        try:
+            t = t.reshape(rule.reshape)
+        except RuntimeError:
+            raise ValueError(f"cannot reshape {list(t.shape)} to {rule.reshape}") from None
     if rule.to is not None:
         return [(_fill(rule.to, groups, rule.source), t.contiguous())]
     n = len(rule.split_to)
@@ -202,7 +234,7 @@ def convert_state_dict(source: dict, mapping, module: torch.nn.Module) -> dict:
     shapes, tied = _target_info(module)
     out: dict[str, torch.Tensor] = {}
     origin: dict[str, str] = {}
-    unexpected, mis_shaped, other = [], [], []
+    unexpected, no_target, mis_shaped, other = [], [], [], []
     wrong: set[str] = set()  # targets given with the wrong shape: reported as mis-shaped, not missing
     for key, tensor in source.items():
         if not isinstance(tensor, torch.Tensor):
@@ -223,8 +255,7 @@ def convert_state_dict(source: dict, mapping, module: torch.nn.Module) -> dict:
             continue
         for target, value in produced:
             if target not in shapes:
-                unexpected.append(key if target == key else
-                                  f"{key} -> {target} (the spec has no such parameter or buffer)")
+                no_target.append(key if target == key else f"{key} -> {target}")
                 continue
             if target in out:
                 other.append(f"{target} is filled twice: from {origin[target]} and from {key}")
@@ -253,8 +284,8 @@ def convert_state_dict(source: dict, mapping, module: torch.nn.Module) -> dict:
             out[key] = out[partner]
             continue
         missing.append(key)
-    if missing or unexpected or mis_shaped or other:
-        raise WeightsError(missing, unexpected, mis_shaped, other)
+    if missing or unexpected or mis_shaped or other or no_target:
+        raise WeightsError(missing, unexpected, mis_shaped, other, no_target)
     return {k: out[k] for k in shapes}
 
 

@@ -312,6 +312,135 @@ OP_CASES = {
 }
 
 
+# ---- issue 13's ops ----------------------------------------------------------------------------
+
+def _compare_case(draw):
+    if draw(st.booleans()):
+        return [_shape(draw, _rank(draw, 1, 4))], ["float32"], {"value": draw(st.sampled_from((0, 0.5, -1)))}, None
+    shapes, dtypes, _, _ = _elementwise(2)(draw)
+    return shapes, dtypes, {}, None
+
+
+def _logical(n):
+    def case(draw):
+        shapes = _elementwise(2)(draw)[0][:n] if n == 2 else [_shape(draw, _rank(draw, 1, 4))]
+        return shapes, ["bool"] * n, {}, None
+    return case
+
+
+def _where(draw):
+    shapes = _elementwise(3)(draw)[0]
+    while len(shapes) < 3:
+        shapes.append(shapes[-1])
+    return shapes[:3], ["bool", "float32", "float32"], {}, ["cond", "a", "b"]
+
+
+def _masked_fill(draw):
+    x = _shape(draw, _rank(draw, 1, 4))
+    mask = tuple(1 if draw(st.booleans()) else d for d in x)
+    mask = mask[draw(st.integers(0, len(mask) - 1)):]
+    return [x, mask], ["float32", "bool"], {"value": -1.0}, ["x", "mask"]
+
+
+def _norm(draw):
+    shapes, dtypes, args, _ = _reduce(draw)
+    return shapes, dtypes, {**args, "p": draw(st.sampled_from((1, 2, 3.0, "inf")))}, None
+
+
+def _extreme(draw):
+    shape = _shape(draw, _rank(draw, 1, 3))
+    if draw(st.booleans()):
+        return [shape], ["float32"], {}, None
+    return [shape], ["float32"], {"dim": _dim_arg(draw, shape), "keepdim": draw(st.booleans())}, None
+
+
+def _gather(draw):
+    x = _shape(draw, _rank(draw, 1, 3))
+    dim = _dim_arg(draw, x)
+    index = tuple(draw(st.integers(1, 4)) if i == dim % len(x) else d for i, d in enumerate(x))
+    return [x, index], ["float32", "int64"], {"dim": dim}, ["x", "index"]
+
+
+def _upsample(draw):
+    nd = draw(st.integers(1, 3))
+    shape = (_dim(draw, 1, 3), draw(st.integers(1, 4))) + tuple(_dim(draw, 1, 9) for _ in range(nd))
+    mode = draw(st.sampled_from(("nearest", {1: "linear", 2: "bilinear", 3: "trilinear"}[nd])))
+    if draw(st.booleans()):
+        return [shape], ["float32"], {"size": draw(st.integers(1, 12)), "mode": mode}, None
+    return [shape], ["float32"], {"scale_factor": draw(st.sampled_from((1, 2, 3))), "mode": mode}, None
+
+
+def _pixel_shuffle(draw):
+    r = draw(st.integers(1, 3))
+    return ([(_dim(draw, 1, 3), r * r * draw(st.integers(1, 3)), _dim(draw), _dim(draw))], ["float32"],
+            {"upscale_factor": r}, None)
+
+
+def _pairwise(draw):
+    shapes = _elementwise(2)(draw)[0]
+    return shapes, ["float32"] * 2, {"keepdim": draw(st.booleans())}, None
+
+
+def _cosine(draw):
+    base = _shape(draw, _rank(draw, 1, 3))
+    return [base, base], ["float32"] * 2, {"dim": _dim_arg(draw, base)}, None
+
+
+def _sequence_mask(draw):
+    b = _dim(draw, 1, 4)
+    if draw(st.booleans()):
+        return [(b,)], ["int64"], {"max_len": draw(st.integers(1, 9))}, None
+    return [(b,), (b, _dim(draw), 3)], ["int64", "float32"], {}, ["lengths", "like"]
+
+
+def _last_valid(draw):
+    x = (_dim(draw, 1, 4), _dim(draw, 1, 6)) + _shape(draw, draw(st.integers(0, 2)))
+    return [x, (x[0],)], ["float32", "int64"], {}, ["x", "lengths"]
+
+
+def _instance_norm(draw):
+    """Static spatial sizes with more than one element: torch refuses a single one at run time."""
+    h, w = draw(st.integers(1, 6)), draw(st.integers(2, 6))
+    lead = (_dim(draw, 1, 3),) if draw(st.booleans()) else ()
+    return [lead + (draw(st.integers(1, 4)), h, w)], ["float32"], {"affine": draw(st.booleans())}, None
+
+
+def _param(draw):
+    return [], [], {"shape": [draw(st.integers(1, 4)) for _ in range(draw(st.integers(1, 3)))]}, None
+
+
+def _expand(draw):
+    x = _shape(draw, _rank(draw, 1, 3))
+    small = tuple(1 if draw(st.booleans()) else d for d in x)
+    target = [d if s == 1 and draw(st.booleans()) else -1 for s, d in zip(small, x)]
+    return [small, x], ["float32"] * 2, {"shape": target}, None
+
+
+OP_CASES.update({
+    **{name: _single() for name in ("exp", "log", "sqrt", "rsqrt", "abs", "neg", "randn_like", "rand_like")},
+    "pow": _single(lambda draw, s: {"exponent": draw(st.sampled_from((2, 0.5, -1)))}),
+    "clamp": _single(lambda draw, s: draw(st.sampled_from(({"min": 0}, {"max": 1.0}, {"min": -1, "max": 1})))),
+    **{name: _compare_case for name in ("eq", "ne", "lt", "le", "gt", "ge")},
+    "logical_and": _logical(2), "logical_or": _logical(2), "logical_not": _logical(1),
+    "where": _where, "masked_fill": _masked_fill,
+    "cast": _single(lambda draw, s: {"dtype": draw(st.sampled_from(("float64", "int64", "bool")))}),
+    "norm": _norm, "max": _extreme, "min": _extreme,
+    "argmax": _single(lambda draw, s: {"dim": _dim_arg(draw, s), "keepdim": draw(st.booleans())}),
+    "cumsum": _single(lambda draw, s: {"dim": _dim_arg(draw, s)}),
+    "gather": _gather,
+    "Conv3d": _channels_case(3, _conv_args(3, False)),
+    "MaxPool3d": _channels_case(3, _pool_args(3, "Max")),
+    "BatchNorm3d": _channels_case(3, lambda draw, c: {}, unbatched_ok=False),
+    "InstanceNorm2d": _instance_norm,
+    "ZeroPad2d": _channels_case(2, lambda draw, c: {"padding": draw(st.sampled_from(
+        (1, [0, 1, 2, 3], [2, 0, 0, 1])))}),
+    "Upsample": _upsample, "PixelShuffle": _pixel_shuffle,
+    "PairwiseDistance": _pairwise, "CosineSimilarity": _cosine,
+    "sequence_mask": _sequence_mask, "last_valid": _last_valid,
+    "param": _param, "expand": _expand,
+})
+
+
 def registry_ops() -> list[str]:
     """Every op of the registry once (aliases share their OpDef)."""
     seen, out = set(), []
@@ -334,6 +463,8 @@ def _sizes(draw, env: dimenv.DimEnv, names) -> dict:
 
 
 def _tensor(shape, dtype):
+    if dtype == "bool":
+        return torch.zeros(shape, dtype=torch.bool, device="meta")
     if dtype == "int64":
         return torch.zeros(shape, dtype=torch.int64, device="meta")
     return torch.empty(shape, device="meta")

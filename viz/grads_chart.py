@@ -72,7 +72,7 @@ def measure(spec, network=None, steps: int = 1, run=None, weights=None, batch_si
         for k, (inputs, target) in enumerate(s.batches):
             s.module.zero_grad(set_to_none=True)
             try:
-                loss = s.loss_fn(s.module(*inputs), target)
+                loss = s.loss_fn(s.module(*inputs), target, inputs)
                 loss.backward()
             except (RuntimeError, ValueError) as e:
                 raise UserError(f"step {k + 1} on {s.note} failed: {str(e).splitlines()[0]}") from None

@@ -164,7 +164,7 @@ def one_step(spec, network: str | None = None, run: str | None = None, weights: 
         inputs, target = s.batches[0]
         named = {t.name: x for t, x in zip(s.net.inputs, inputs)}
         try:
-            trace = record_backward(s.module, named, lambda out: s.loss_fn(out, target), s.loss_name,
+            trace = record_backward(s.module, named, lambda out: s.loss_fn(out, target, inputs), s.loss_name,
                                     spec_paths=set(s.net.graph.nodes), callers=shared_callers(s.net.graph))
         except (RuntimeError, ValueError) as e:  # e.g. BatchNorm on a batch of 1, nothing requiring grad
             from builder.errors import UserError
@@ -229,12 +229,15 @@ def set_up(spec, network=None, run=None, weights=None, batch_size=None, seed=Non
         if misfit:
             note += f" (the training data does not fit: {misfit})"
     if batches[0][1] is not None and cfg is not None:
-        loss_fn, name = loss_of(cfg)  # loss_fn(output, target), as the trainer computes it
+        training_loss, name = loss_of(cfg, module)  # as the trainer computes it (loss terms read the inputs)
+
+        def loss_fn(output, target, inputs=()):
+            return training_loss(output, inputs, target)
     else:
         if batches[0][1] is not None:
             note += "; the spec has no train: loss for the target"
 
-        def loss_fn(output, target):
+        def loss_fn(output, target, inputs=()):
             return stand_in_loss(output)
         name = "mean(output^2)"
     if used:

@@ -56,11 +56,16 @@ class Scale(nn.Module):
 
 
 class Concat(nn.Module):
-    def __init__(self, dim: int = -1):
+    """torch.cat; `expand` (per input: None or sizes, ("dim", j, d) = dim d of input j) broadcasts size-1 dims."""
+
+    def __init__(self, dim: int = -1, expand=None):
         super().__init__()
-        self.dim = dim
+        self.dim, self.expand = dim, expand
 
     def forward(self, *xs):
+        if self.expand:
+            xs = [x if sizes is None else x.expand([xs[s[1]].shape[s[2]] if isinstance(s, tuple) else s
+                                                    for s in sizes]) for x, sizes in zip(xs, self.expand)]
         return torch.cat(xs, dim=self.dim)
 
 
@@ -164,12 +169,15 @@ class Squeeze(nn.Module):
 class Recurrent(nn.Module):
     """nn.RNN/LSTM/GRU with named output ports: (output, h) or (output, h, c) for LSTM."""
 
-    def __init__(self, kind: str, **kwargs):
+    def __init__(self, kind: str, order=None, **kwargs):
         super().__init__()
-        self.kind = kind
+        self.kind, self.order = kind, order  # order: named slots written as {h, x}: x, h to call torch
         self.rnn = getattr(nn, kind)(**kwargs)
 
-    def forward(self, x, *state):
+    def forward(self, *xs):
+        if self.order:
+            xs = tuple(xs[i] for i in self.order)
+        x, state = xs[0], xs[1:]
         if state:
             init = (state[0], state[1]) if self.kind == "LSTM" else state[0]
             out, hidden = self.rnn(x, init)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from .. import shapes as S
 from ..shapes import ShapeError
 from . import modules as M
-from .registry import OpDef, register
+from .registry import OpDef, public_args, register
 
 MAX_LAYERS = 1000  # torch builds every layer's tensors even on the meta device: absurd counts must fail fast
 _RNN_ARGS = ("hidden_size", "num_layers", "nonlinearity", "bias", "dropout", "bidirectional", "input_size",
@@ -13,6 +13,13 @@ _RNN_ARGS = ("hidden_size", "num_layers", "nonlinearity", "bias", "dropout", "bi
 
 def _recurrent(kind):
     def infer(ctx):
+        if ctx.slots:  # named state slots: in: {x: a, h: enc.h, c: enc.c}, in any order
+            named = dict(zip(ctx.slots, ctx.shapes))
+            if kind == "LSTM" and ("h" in named) != ("c" in named):
+                raise ShapeError("an LSTM's initial state needs both `h` and `c`")
+            order = [ctx.slots.index(s) for s in ("x", "h", "c") if s in named]
+            ctx.shapes = [ctx.shapes[i] for i in order]
+            ctx.args["_order"] = order if order != list(range(len(order))) else None
         x = ctx.shapes[0]
         if len(x) != 3:
             raise ShapeError(f"{kind} expects [B, T, features], got {S.fmt(x)}")
@@ -41,8 +48,9 @@ def _recurrent(kind):
         return b * t * gates * h * (f + h) * ctx.args.get("num_layers", 1)
 
     args = _RNN_ARGS if kind == "RNN" else tuple(a for a in _RNN_ARGS if a != "nonlinearity")
-    register(OpDef(kind, infer, build=lambda a: M.Recurrent(kind, **a), arg_names=args,
-                   required=("hidden_size",), inferred=("input_size",),
+    register(OpDef(kind, infer, build=lambda a: M.Recurrent(kind, order=a.get("_order"), **public_args(a)),
+                   arg_names=args, required=("hidden_size",), inferred=("input_size",),
+                   slots=("x", "h", "c") if kind == "LSTM" else ("x", "h"), required_slots=("x",),
                    ports=("output", "h", "c") if kind == "LSTM" else ("output", "h"),
                    arity=(1, 3 if kind == "LSTM" else 2), macs=macs, category="recurrent"))
 

@@ -74,18 +74,34 @@ def _join(stack):
             if len(other) != len(first):
                 raise ShapeError(f"cannot {verb} {S.fmt(first)} and {S.fmt(other)}")
             for i, (x, y) in enumerate(zip(first, other)):
-                if (stack or i != dim) and not S.same(x, y):
+                if (stack or i != dim) and not S.same(x, y) and (stack or 1 not in (x, y)):  # concat broadcasts 1s
                     raise S.mismatch(f"cannot {verb} {S.fmt(first)} and {S.fmt(other)} (dim {i})", x, y)
         if stack:
             return first[:dim] + (len(ctx.shapes),) + first[dim:]
+        ctx.args["_expand"] = _concat_expansion(ctx.shapes, dim)
         total = 0
         for s in ctx.shapes:
             total = S.add(total, s[dim])
-        return first[:dim] + (total,) + first[dim + 1:]
+        out = S.broadcast([s[:dim] + (1,) + s[dim + 1:] for s in ctx.shapes], f"concat along dim {dim}")
+        return out[:dim] + (total,) + out[dim + 1:]
     return infer
 
 
-tensor_op("concat", _join(False), lambda a: M.Concat(a.get("dim", -1)), arg_names=("dim",), arity=(1, None),
+def _concat_expansion(shapes, dim):
+    """Per input: None, or the sizes to expand it to before the concat (-1 = keep; ("dim", j, d) = dim d
+    of input j at run time), so a [1, 1, D] class token joins [B, N, D] tokens along dim 1."""
+    plan = []
+    for s in shapes:
+        sizes = []
+        for d, n in enumerate(s):
+            donor = next((j for j, o in enumerate(shapes) if o[d] != 1), None) if d != dim and n == 1 else None
+            sizes.append(-1 if donor is None else ("dim", donor, d))
+        plan.append(sizes if any(x != -1 for x in sizes) else None)
+    return plan if any(plan) else None
+
+
+tensor_op("concat", _join(False), lambda a: M.Concat(a.get("dim", -1), a.get("_expand")), arg_names=("dim",),
+          arity=(1, None),
           aliases=("cat",), out_dtype=_common_dtype)
 tensor_op("stack", _join(True), lambda a: M.Stack(a.get("dim", 0)), arg_names=("dim",), arity=(1, None),
           out_dtype=_common_dtype)

@@ -9,6 +9,7 @@ import types
 from ..data import check_data
 from ..errors import Diagnostic, UserError
 from ..initializers import check_init
+from ..loss_terms import check_terms, is_terms
 from ..losses import make_loss
 from ..metrics import make_metric
 from ..optim import Schedule, make_optimizer
@@ -32,7 +33,7 @@ def option_errors(cfg: TrainConfig, skip=()) -> list:
 
     checks = {
         "data": lambda: check_data(dict(cfg.data.options)),
-        "loss": lambda: make_loss(cfg.loss),
+        "loss": lambda: check_terms(cfg.loss) if is_terms(cfg.loss) else make_loss(cfg.loss),
         "metrics": lambda: [make_metric(m) for m in cfg.metrics],
         "optimizer": optimizer,
         "schedule": schedule,

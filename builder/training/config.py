@@ -74,7 +74,7 @@ class TrainConfig:
     """The resolved `train:` section; `raw` is the section as written (with `--set`), for the run folder."""
     data: DataConfig  # where the data comes from and how it is batched
     mode: str  # supervised, language_model or gan; from the networks and the data unless given
-    loss: Any  # a name or {type: name, ...options} (builder/losses.py); per mode unless given
+    loss: Any  # a name, {type: name, ...options} (builder/losses.py) or a tuple of terms (builder/loss_terms.py)
     metrics: tuple  # names or {type: ...} (builder/metrics.py); per mode unless given
     optimizer: Any = None  # {type: sgd, lr: ...} (builder/optim.py); None: SGD with lr 0.01
     schedule: Any = None  # learning-rate schedule (builder/optim.py); None: constant
@@ -178,8 +178,10 @@ def parse(values, networks, where, file=None) -> tuple[TrainConfig | None, list]
         bad(("metrics",), "give a list of metrics, e.g. [accuracy]")
         metrics = ()
     loss = values.get("loss", defaults.loss)
-    if not isinstance(loss, (str, Mapping)):
-        bad(("loss",), f"give a loss name or {{type: name, ...}}, not {loss!r}")
+    if isinstance(loss, (list, tuple)):  # loss terms over named outputs and inputs (builder/loss_terms.py)
+        loss = tuple(loss)
+    elif not isinstance(loss, (str, Mapping)):
+        bad(("loss",), f"give a loss name, {{type: name, ...}} or a list of terms, not {loss!r}")
         loss = defaults.loss
     config = TrainConfig(
         data=DataConfig(source=data.get("source", ""), batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,

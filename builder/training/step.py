@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from ..data import load_data
 from ..initializers import apply_init
-from ..losses import make_loss
+from ..loss_terms import describe_loss, objective
 from ..types import node_inits
 from .config import TrainConfig
-from .setup import adapt_inputs, first_output
+from .setup import adapt_inputs
 
 
 def prepare(module, cfg: TrainConfig) -> None:
@@ -23,8 +23,7 @@ def training_batch(module, cfg: TrainConfig, batch_size: int):
     return data.train.sample(batch_size), data.train.n_inputs, data.train.has_target
 
 
-def loss_of(cfg: TrainConfig):
-    """(loss(output, target), its name): the trainer's loss on the network's first output."""
-    loss = make_loss(cfg.loss)
-    name = cfg.loss if isinstance(cfg.loss, str) else cfg.loss.get("type", "loss")
-    return (lambda output, target: loss(first_output(output), target)), name
+def loss_of(cfg: TrainConfig, module):
+    """(loss(outputs, inputs, target), its name): the trainer's loss for `module` (its first output, or the
+    terms of a `loss:` list over its named outputs and inputs)."""
+    return objective(cfg.loss, module), describe_loss(cfg.loss)

@@ -5,14 +5,13 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from typing import Mapping
 
 import numpy as np
 import torch
 import torch.nn as nn
 
 from ..errors import UserError
-from ..losses import make_loss
+from ..loss_terms import describe_loss, objective
 from ..metrics import make_metric
 from ..optim import Schedule, make_optimizer
 from ..preparation import carried, output_statistics, statistics_for
@@ -35,7 +34,8 @@ def train_supervised(networks, data, cfg, book, device, world, compile_model):
     book.run.write_json("preparation.json", carried(book.carry))
     unscale = None if target_stats is None else (lambda t: t * target_stats[1].to(t.device) + target_stats[0].to(t.device))
     to_device(data, device)
-    loss_fn = make_loss(cfg.loss, targets=lambda: data.train.fields[-1].cpu() if not data.train.streamed
+    # (outputs, inputs, target) -> loss; terms read named outputs; `targets` for cross_entropy's balanced weights
+    loss_fn = objective(cfg.loss, model, targets=lambda: data.train.fields[-1].cpu() if not data.train.streamed
                         else np.asarray(data.train.fields[-1][data.train.rows]))
     batch_size, shuffle, drop_last = cfg.data.batch_size, cfg.data.shuffle, cfg.data.drop_last
     per_rank = len(data.train) // world.size
@@ -60,8 +60,7 @@ def train_supervised(networks, data, cfg, book, device, world, compile_model):
             guard = (first_batch_check(inputs, target, cfg, active=True)
                      if epoch == book.first_epoch and step == 0 else _UNGUARDED)
             with autocast, guard:  # forward and loss
-                prediction = first_output(net(*inputs))
-                loss = loss_fn(prediction, target)
+                loss = loss_fn(net(*inputs), inputs, target)
             loss_value = loss.item()
             book.check_finite(loss_value, epoch, step)
             scaler.scale(loss).backward()  # backward, then the optimizer's step
@@ -105,8 +104,9 @@ def evaluate(model, dataset, loss_fn, metric_cfgs, batch_size, world, autocast, 
     order = dataset.order(False, 0, 0, world.rank, world.size, even=False)
     for *inputs, target in dataset.batches(max(batch_size, 256), order):
         with autocast:
-            prediction = first_output(model(*inputs))
-            loss = loss_fn(prediction, target)
+            outputs = model(*inputs)
+            prediction = first_output(outputs)
+            loss = loss_fn(outputs, inputs, target)
         loss_sum += loss.double().cpu() * len(target)
         seen += len(target)
         if unscale is not None:
@@ -136,7 +136,7 @@ def first_batch_check(inputs, target, cfg: TrainConfig, active):
     try:
         yield
     except (RuntimeError, ValueError, IndexError, TypeError) as e:
-        loss = cfg.loss.get("type", "the loss") if isinstance(cfg.loss, Mapping) else cfg.loss
+        loss = describe_loss(cfg.loss)
         have = ", ".join(f"{list(t.shape)} {str(t.dtype).removeprefix('torch.')}" for t in inputs)
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"train: the data does not fit the network or the loss {loss} (inputs {have}; "
