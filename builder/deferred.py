@@ -81,3 +81,24 @@ def resolve_args(builder, rec, report) -> bool:
                 report(str(e), rec.arg_locs.get(key))
                 ok = False
     return ok
+
+
+def decide_when(builder, rec, report) -> bool:
+    """A `when:` that reads sizes: true keeps the node; false makes it an Identity of its first input
+    (a node skipped in expansion vanishes; this one is decided after its inputs' shapes are known)."""
+    if not isinstance(rec.when, Deferred):
+        return True
+    try:
+        keep = evaluate(builder, rec.when)
+    except ExprError as e:
+        report(str(e), rec.arg_locs.get("when"))
+        return False
+    if not isinstance(keep, bool):
+        report(f"`when` must be true or false, got {keep!r}", rec.arg_locs.get("when"))
+        return False
+    rec.when = keep
+    if not keep:
+        rec.op, rec.args, rec.slots, rec.inputs = "Identity", {}, None, rec.inputs[:1]
+        extra = [(u, v, k) for u, v, k, d in builder.g.in_edges(rec.path, keys=True, data=True) if d["slot"] > 0]
+        builder.g.remove_edges_from(extra)
+    return True

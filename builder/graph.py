@@ -20,7 +20,7 @@ from . import ops as ops_pkg
 from . import shapes as S
 from .errors import did_you_mean
 from .block_share import apply_block_shares
-from .deferred import resolve_args
+from .deferred import decide_when, resolve_args
 from .expr import Deferred, ExprError, NeedsShape, substitute
 from .meta import meta_device
 from .ops.registry import InferContext
@@ -97,6 +97,7 @@ class Record:
     tie: dict | None = None
     init: object = None
     trainable: bool = True
+    when: object = None  # a `when:` that reads sizes, decided in shape inference (expr.Deferred)
 
 
 class _TooBig(Exception):
@@ -132,7 +133,7 @@ class GraphBuilder:
         except NeedsShape as e:
             if scope is not None:
                 return Deferred(value, env, scope)
-            self.err(f"{e}; sizes can be read in op arguments and block params, not here", loc, node=node,
+            self.err(f"{e}; sizes can be read in op arguments, block params and an op node's `when`, not here", loc, node=node,
                      file=file)
             return None
         except ExprError as e:
@@ -360,9 +361,14 @@ class GraphBuilder:
                     self.err("the first node has no input: give it `in:` or declare `inputs:`", loc, node=path,
                              file=file)
                 targets, slots = [], None
+            cond = None
             if "when" in entry:
-                cond = self.ev(entry["when"], scope.env, entry.loc_of("when"), path, file)
-                if not isinstance(cond, bool):
+                # an op node's `when` may read sizes (dim): decided in shape inference (see deferred.py)
+                cond = self.ev(entry["when"], scope.env, entry.loc_of("when"), path, file,
+                               scope=scope if "op" in entry and "block" not in entry else None)
+                if isinstance(cond, Deferred):
+                    pass
+                elif not isinstance(cond, bool):
                     if cond is not None:
                         self.err(f"`when` must be true or false, got {cond!r}", entry.loc_of("when"), node=path,
                                  file=file)
@@ -377,6 +383,9 @@ class GraphBuilder:
                 continue
             if has_op:
                 self.add_op(entry, scope, local, path, targets, slots, loc, file, block_type)
+                if isinstance(cond, Deferred) and path in self.records:
+                    self.records[path].when = cond
+                    self.records[path].arg_locs["when"] = entry.loc_of("when")
             else:
                 self.add_block(entry, scope, local, path, targets, slots, loc, file, stack)
             prev = NameRef(scope, local, None, loc, file)
@@ -691,6 +700,9 @@ class GraphBuilder:
                                                              hint=hint or self.site_note(rec), file=rec.file)
         if not resolve_args(self, rec, lambda msg, loc: node_err(msg, loc)):
             return False
+        if not decide_when(self, rec, lambda msg, loc: node_err(msg, loc)):
+            return False
+        op = ops_pkg.get(rec.op)  # a node skipped by its `when` is an Identity now
         lo, hi = op.arity
         n = len(rec.inputs)
         if n < lo or (hi is not None and n > hi):

@@ -25,6 +25,7 @@ from .data import check_data, load_data
 from .distributed import World, all_sum, join, leave
 from .errors import UserError, did_you_mean
 from .initializers import apply_init, check_init
+from .loss_terms import check_terms, is_terms, objective
 from .losses import make_loss
 from .metrics import make_metric
 from .optim import Schedule, make_optimizer
@@ -159,7 +160,7 @@ def train_supervised(networks, data, cfg, book, device, world, compile_model):
     book.input_preparation = statistics_for(getattr(model, "spec_inputs", None),
                                             data.info.get("input_statistics") or {}, data.train.n_inputs)
     to_device(data, device)
-    loss_fn = make_loss(cfg.get("loss", "cross_entropy" if book.mode == "language_model" else "mse"))
+    loss_fn = objective(cfg.get("loss", "cross_entropy" if book.mode == "language_model" else "mse"), model)
     metric_cfgs = cfg.get("metrics", ["perplexity"] if book.mode == "language_model" else [])
     dcfg = _data_cfg(cfg)
     batch_size, shuffle, drop_last = dcfg.get("batch_size", 32), dcfg.get("shuffle", True), dcfg.get("drop_last", False)
@@ -186,8 +187,7 @@ def train_supervised(networks, data, cfg, book, device, world, compile_model):
             guard = (first_batch_check(inputs, target, cfg, active=True)
                      if epoch == book.first_epoch and step == 0 else _UNGUARDED)
             with autocast, guard:
-                prediction = first_output(net(*inputs))
-                loss = loss_fn(prediction, target)
+                loss = loss_fn(net(*inputs), inputs, target)
             loss_value = loss.item()
             book.check_finite(loss_value, epoch, step)
             scaler.scale(loss).backward()
@@ -313,8 +313,9 @@ def evaluate(model, dataset, loss_fn, metric_cfgs, batch_size, world, autocast, 
     order = dataset.order(False, 0, 0, world.rank, world.size, even=False)
     for *inputs, target in dataset.batches(max(batch_size, 256), order):
         with autocast:
-            prediction = first_output(model(*inputs))
-            loss = loss_fn(prediction, target)
+            outputs = model(*inputs)
+            prediction = first_output(outputs)
+            loss = loss_fn(outputs, inputs, target)
         loss_sum += loss.double().cpu() * len(target)
         seen += len(target)
         for _, m in metrics:
@@ -384,6 +385,8 @@ def first_batch_check(inputs, target, cfg, active):
     except (RuntimeError, ValueError, IndexError, TypeError) as e:
         loss = cfg.get("loss", "the loss")
         loss = loss.get("type", "the loss") if isinstance(loss, dict) else loss
+        if isinstance(loss, list):  # loss terms
+            loss = " + ".join(str(t.get("type", "?")) if isinstance(t, dict) else "?" for t in loss)
         have = ", ".join(f"{list(t.shape)} {str(t.dtype).removeprefix('torch.')}" for t in inputs)
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"train: the data does not fit the network or the loss {loss} (inputs {have}; "
@@ -617,7 +620,10 @@ def check_train(cfg) -> None:
     check_config(cfg)
     check_data(_data_cfg(cfg))
     gan = cfg.get("mode") == "gan" or "gan" in cfg
-    make_loss(cfg.get("loss", "mse"))
+    if is_terms(cfg.get("loss")):
+        check_terms(cfg["loss"])
+    else:
+        make_loss(cfg.get("loss", "mse"))
     for m in cfg.get("metrics", []):
         make_metric(m)
     names = ("generator", "discriminator") if gan else ("model",)

@@ -229,28 +229,41 @@ blocks:
       act2: {op: ReLU6}
       project: {op: Conv2d, out_channels: "${out}", kernel_size: 1, bias: false}
       bn3: {op: BatchNorm2d}
+      res: {op: add, in: [bn3, x], when: "${stride == 1 and dim(x, 1) == out}"}
 nodes:
   stem: {op: Conv2d, out_channels: 8, kernel_size: 3, padding: 1}
   b1: {block: inverted, out: 16, t: 1}
   b2: {block: inverted, out: "${dim(b1, 1) * 2}", stride: 2}
+  b3: {block: inverted, out: 32}
 """
 
 
-def inverted_residual(inp, out, stride, t):
-    """torchvision's MobileNetV2 InvertedResidual (expand 1x1, depthwise 3x3, project 1x1), without the skip."""
-    hidden = inp * t
-    return nn.Sequential(nn.Conv2d(inp, hidden, 1, bias=False), nn.BatchNorm2d(hidden), nn.ReLU6(),
-                         nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden, bias=False), nn.BatchNorm2d(hidden),
-                         nn.ReLU6(), nn.Conv2d(hidden, out, 1, bias=False), nn.BatchNorm2d(out))
+class InvertedResidual(nn.Module):
+    """torchvision's MobileNetV2 InvertedResidual: expand 1x1, depthwise 3x3, project 1x1, skip when it fits."""
+
+    def __init__(self, inp, out, stride, t):
+        super().__init__()
+        hidden = inp * t
+        self.use_res_connect = stride == 1 and inp == out
+        self.conv = nn.Sequential(
+            nn.Conv2d(inp, hidden, 1, bias=False), nn.BatchNorm2d(hidden), nn.ReLU6(),
+            nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden, bias=False), nn.BatchNorm2d(hidden), nn.ReLU6(),
+            nn.Conv2d(hidden, out, 1, bias=False), nn.BatchNorm2d(out))
+
+    def forward(self, x):
+        return x + self.conv(x) if self.use_res_connect else self.conv(x)
 
 
 def test_dim_reads_the_channels_a_block_receives():
     spec = builder.load(MOBILE)
-    ref = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), inverted_residual(8, 16, 1, 1), inverted_residual(16, 32, 2, 6))
+    ref = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), InvertedResidual(8, 16, 1, 1), InvertedResidual(16, 32, 2, 6),
+                        InvertedResidual(32, 32, 1, 6))
     assert spec_params(spec) == n_params(ref)
     g = spec.network().graph
     assert g.nodes["b2.expand"]["args"]["out_channels"] == 96 and g.nodes["b2.dw"]["args"]["groups"] == 96
     assert g.nodes["b2.bn3"]["out_shape"] == ("B", 32, 16, 16)
+    # the skip is decided by the sizes: b1 (8 -> 16) and b2 (stride 2) pass through, b3 (32 -> 32) adds
+    assert [g.nodes[f"b{i}.res"]["op"] for i in (1, 2, 3)] == ["Identity", "Identity", "add"]
     module = builder.build(spec).eval()
     module.load_state_dict(dict(zip(module.state_dict(), ref.state_dict().values())))
     x = torch.randn(2, 3, 32, 32)
@@ -262,7 +275,9 @@ def test_dim_reads_the_channels_a_block_receives():
     ("{op: Linear, out_features: '${dim(x, 5)}'}", "'x' is [B,T,8], which has no dim 5"),
     ("{op: Linear, out_features: '${dim(y, 2)}'}", "dim(y, 2): unknown node 'y'"),
     ("{op: Linear, out_features: '${dim(later, 2)}'}", "the size of 'later' is not known here"),
-    ("{block: two, repeat: '${dim(x, 2)}'}", "sizes can be read in op arguments and block params, not here"),
+    ("{block: two, repeat: '${dim(x, 2)}'}", "sizes can be read in op arguments, block params and an op node's `when`, not here"),
+    ("{block: two, when: '${dim(x, 2) == 8}'}", "sizes can be read in op arguments, block params and an op node's `when`, not here"),
+    ("{op: ReLU, when: '${dim(x, 2)}'}", "`when` must be true or false, got 8"),
 ])
 def test_dim_errors_say_what_cannot_be_read(node, message):
     text = f"""

@@ -159,8 +159,8 @@ def _one_step(spec, network, run, weights, batch_size, seed) -> Step:
     import builder
     from builder.errors import UserError
     from builder.initializers import apply_init
-    from builder.losses import make_loss
-    from builder.trainer import first_output, seed_of
+    from builder.loss_terms import is_terms, objective
+    from builder.trainer import seed_of
 
     net = spec.network(network)
     batch_size = batch_size or default_batch_size(net)
@@ -182,11 +182,12 @@ def _one_step(spec, network, run, weights, batch_size, seed) -> Step:
         lm = (cfg.get("mode") == "language_model" or
               (isinstance(cfg.get("data"), dict) and cfg["data"].get("source") == "text"))
         loss_cfg = cfg.get("loss", "cross_entropy" if lm else "mse")
-        loss_of = make_loss(loss_cfg)
-        name = loss_cfg if isinstance(loss_cfg, str) else loss_cfg.get("type", "loss")
+        loss_of = objective(loss_cfg, module)
+        name = (loss_cfg if isinstance(loss_cfg, str) else
+                " + ".join(str(t.get("type")) for t in loss_cfg) if is_terms(loss_cfg) else loss_cfg.get("type", "loss"))
 
         def loss_fn(output):
-            return loss_of(first_output(output), target)
+            return loss_of(output, inputs, target)
     else:
         if batch is not None:
             inputs, _, note = batch
