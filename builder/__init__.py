@@ -8,12 +8,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from .errors import Diagnostic, SpecError, UserError
-from .spec import Network, OutputRef, Spec, TensorSpec
+from .spec import Spec
 from .spec import load as _load
+from .types import BuildInfo, Network, NodeRecord, OutputRef, TensorSpec
 
 __version__ = "0.1.0"
-__all__ = ["load", "build", "build_all", "Spec", "Network", "TensorSpec", "OutputRef", "SpecError",
-           "UserError", "Diagnostic", "__version__"]
+__all__ = ["load", "build", "build_all", "Spec", "Network", "TensorSpec", "OutputRef", "NodeRecord", "BuildInfo",
+           "SpecError", "UserError", "Diagnostic", "__version__"]
 
 
 def load(path, overrides: dict | None = None, safe: bool = False, **params) -> Spec:
@@ -30,9 +31,9 @@ def build(spec_or_path, network: str | None = None, device=None, **params):
 
 def build_all(spec_or_path, device=None, **params) -> dict:
     """Every network of a spec (a GAN's generator and discriminator), by name."""
-    from .compile import compile_network
+    from .compile import compile_all
     spec = spec_or_path if isinstance(spec_or_path, Spec) else load(spec_or_path, **params)
-    return {name: compile_network(spec, name, device) for name in spec.networks}
+    return compile_all(spec, device)
 
 
 def __getattr__(name):

@@ -1,49 +1,37 @@
-"""Checkpoints that survive a kill at any moment: write a temporary file beside the target, fsync it,
-then `os.replace` it over the target (atomic on POSIX), and fsync the folder so the rename is durable.
-Loading uses `weights_only=True`: a checkpoint can hold tensors and plain data, never code.
+"""Checkpoints that survive a kill at any moment, and the one reader of torch files.
+
+Writing goes through io_utils.atomic_output (temporary file, fsync, rename, fsync of the folder).
+Reading is `load`, the only torch.load of the code base: `weights_only=True`, so a checkpoint or a
+weights file can hold tensors and plain data, never code.
 
 The trainer snapshots its state at the end of every epoch and writes it through a `BackgroundWriter`, so
 the fsyncs (about 10 ms each here) overlap the next epoch; see trainer.Book for how often."""
 from __future__ import annotations
 
-import os
-import tempfile
 import threading
 from pathlib import Path
 
 import torch
 
 from .errors import UserError
-from .io_utils import usual_mode
+from .io_utils import atomic_output, remove_temporaries
+
+__all__ = ["save_atomic", "load", "load_failure", "remove_temporaries", "BackgroundWriter", "snapshot"]
 
 
 def save_atomic(obj, path) -> None:
     """torch.save `obj` to `path` so that a kill or a failed write at any moment leaves the old file (or
     the new one) and never part of one. A failed write (full disk, read-only folder) is a one-line
     UserError naming the file and the reason; its temporary file is removed."""
-    path = Path(path)
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        usual_mode(fd)
-    except OSError as e:
-        raise UserError(f"cannot write checkpoint {path}: {e.strerror or e}") from None
     sink = None
     try:
-        with os.fdopen(fd, "wb", buffering=0) as f:
+        with atomic_output(path, what="checkpoint") as tmp, open(tmp, "wb", buffering=0) as f:
             sink = _Sink(f)
             torch.save(obj, sink)
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except BaseException as e:
-        Path(tmp).unlink(missing_ok=True)
-        cause = sink.error if sink is not None and sink.error is not None else e
-        if isinstance(cause, OSError):  # torch.save reports a failed write as an 'enforce fail' RuntimeError
-            raise UserError(f"cannot write checkpoint {path}: {cause.strerror or cause}") from None
+    except RuntimeError:  # torch.save reports a failed write as an 'enforce fail' RuntimeError
+        if sink is not None and sink.error is not None:
+            e = sink.error
+            raise UserError(f"cannot write checkpoint {path}: {e.strerror or e}") from None
         raise
 
 
@@ -70,14 +58,16 @@ class _Sink:
         pass
 
 
-def load(path, map_location="cpu"):
+def load(path):
+    """What a torch file holds (a checkpoint, a state_dict), loaded on the CPU with weights_only=True.
+    A missing, truncated, foreign or malicious file is a one-line UserError naming it."""
     path = Path(path)
-    if not path.exists():
-        raise UserError(f"no checkpoint at {path}")
+    if not path.is_file():
+        raise UserError(f"{path}: no such weights file")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # a truncated or foreign file: say which, in one line
-        raise UserError(f"cannot load checkpoint {path}: {load_failure(e)}") from None
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a truncated or foreign file raises many types: say which, in one line
+        raise UserError(f"{path}: cannot load weights ({load_failure(e)})") from None
 
 
 def load_failure(e: Exception) -> str:
@@ -92,13 +82,6 @@ def load_failure(e: Exception) -> str:
                         "weights_only=True and may hold tensors and plain data, never code")
         return "refused to unpickle it: it holds more than tensors and plain data (weights_only=True)"
     return text.strip().splitlines()[0] if text.strip() else type(e).__name__
-
-
-def remove_temporaries(folder) -> None:
-    """Delete what killed writes left behind: the `.<name>.<random>.tmp` files of save_atomic and of
-    io_utils.atomic_write_* (checkpoints, metrics.csv, spec.yaml, ...); call only while no write is running."""
-    for tmp in Path(folder).glob(".*.*.tmp"):
-        tmp.unlink(missing_ok=True)
 
 
 class BackgroundWriter:

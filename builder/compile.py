@@ -15,6 +15,7 @@ from torch import nn
 from . import ops as ops_pkg
 from .meta import meta_device
 from .spec import Spec, gc_paused
+from .types import BuildInfo, records
 
 
 def _set_submodule(root: nn.Module, path: str, module: nn.Module):
@@ -44,27 +45,32 @@ def compile_network(spec: Spec, network: str | None = None, device=None) -> fx.G
         return _compile(spec, network, device)
 
 
+def compile_all(spec: Spec, device=None) -> dict:
+    """Every network of a spec (a GAN's generator and discriminator), by name."""
+    return {name: compile_network(spec, name, device) for name in spec.networks}
+
+
 def _compile(spec: Spec, network, device) -> fx.GraphModule:
     net = spec.network(network)
     g = net.graph
     root = nn.Module()
     with (meta_device() if str(device) == "meta" else torch.device(device or "cpu")):
-        for node, d in g.nodes(data=True):
-            if d["op"] == "input" or d.get("share"):
+        for rec in records(g):
+            if rec.op == "input" or rec.share:
                 continue
-            module = ops_pkg.get(d["op"]).build(d["args"])
-            if not d.get("trainable", True):
+            module = ops_pkg.get(rec.op).build(rec.args)
+            if not rec.trainable:
                 module.requires_grad_(False)
-            _set_submodule(root, node, module)
-    for node, d in g.nodes(data=True):
-        for pname, target in (d.get("tie") or {}).items():
+            _set_submodule(root, rec.path, module)
+    for rec in records(g):
+        for pname, target in (rec.tie or {}).items():
             tnode, _, tparam = target.rpartition(".")
-            owner = root.get_submodule(node)
+            owner = root.get_submodule(rec.path)
             shared = root.get_submodule(tnode).get_parameter(tparam)
             delattr(owner, pname)
             owner.register_parameter(pname, shared)
 
-    node_inits = {node: d["init"] for node, d in g.nodes(data=True) if d.get("init") is not None}
+    node_inits = {rec.path: rec.init for rec in records(g) if rec.init is not None}
     if node_inits:
         from .initializers import apply_node_inits
         apply_node_inits(root, node_inits)
@@ -73,13 +79,13 @@ def _compile(spec: Spec, network, device) -> fx.GraphModule:
     env = {}
     for inp in net.inputs:
         env[(inp.name, "out")] = graph.placeholder(inp.name)
-    for node in g.nodes:
-        d = g.nodes[node]
-        if d["op"] == "input":
+    for rec in records(g):
+        if rec.op == "input":
             continue
-        args = tuple(env[(src, port)] for src, port in d["inputs"])
-        call = graph.create_node("call_module", d.get("share") or node, args, {}, name=_fx_name(node))
-        ports = d["ports"]
+        node = rec.path
+        args = tuple(env[(src, port)] for src, port in rec.sources)
+        call = graph.create_node("call_module", rec.share or node, args, {}, name=_fx_name(node))
+        ports = rec.ports
         if len(ports) == 1:
             env[(node, ports[0])] = call
         else:
@@ -90,9 +96,5 @@ def _compile(spec: Spec, network, device) -> fx.GraphModule:
     graph.output(outs[0] if len(outs) == 1 else tuple(outs))
     gm = fx.GraphModule(root, graph, class_name=_class_name(spec.name if len(spec.networks) == 1
                                                             else f"{spec.name}_{net.name}"))
-    gm.spec_inputs = list(net.inputs)
-    gm.spec_outputs = [o.name for o in net.outputs]
-    gm.spec_name = spec.name
-    gm.network_name = net.name
-    gm.node_inits = node_inits
+    gm.build_info = BuildInfo(spec.name, net.name, tuple(net.inputs), tuple(o.name for o in net.outputs), node_inits)
     return gm

@@ -38,10 +38,11 @@ DIM_READER = "dim()"  # names[DIM_READER](name, index) -> int; not an identifier
 
 
 class Deferred:
-    """A value whose `${...}` reads sizes: kept with its names and scope, evaluated during shape inference."""
+    """A value whose `${...}` reads sizes: kept with its names and the context that evaluates it (its scope's
+    lookups, the spec's evaluator: builder.deferred.SizeContext) until shape inference."""
 
-    def __init__(self, raw, names: dict, scope):
-        self.raw, self.names, self.scope = raw, names, scope
+    def __init__(self, raw, names: dict, context):
+        self.raw, self.names, self.context = raw, names, context
         self.value, self.done = None, False
 
 

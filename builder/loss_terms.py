@@ -16,6 +16,7 @@ import torch
 from .choices import pick
 from .errors import UserError
 from .losses import LOSSES, make_loss
+from .types import build_info
 
 KL_KEYS = ("type", "mu", "logvar", "weight")
 
@@ -99,8 +100,8 @@ def objective(loss_cfg, module):
     """(outputs, inputs, target) -> loss for `module`: a list of terms over its named outputs and inputs,
     or one `train.loss` function of its first output against the data's target."""
     if is_terms(loss_cfg):
-        specs = getattr(module, "spec_inputs", None) or []
-        return LossTerms(loss_cfg, list(getattr(module, "spec_outputs", None) or []), [t.name for t in specs])
+        info = build_info(module)
+        return LossTerms(loss_cfg, list(info.outputs) if info else [], [t.name for t in info.inputs] if info else [])
     fn = make_loss(loss_cfg)
 
     def single(outputs, inputs, target):

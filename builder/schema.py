@@ -6,8 +6,8 @@ arguments and flag unknown keys. The builder's own checks stay the authority (sh
 from __future__ import annotations
 
 from . import ops as ops_pkg
-from .graph import BLOCK_KEYS, INPUT_KEYS, NODE_KEYS
-from .spec import DTYPES, TOP_KEYS
+from .spec import TOP_KEYS
+from .types import BLOCK_KEYS, DTYPES, INPUT_KEYS, NODE_KEYS
 
 _EXPR = {"type": "string", "pattern": r"\$\{.*\}"}
 _SCALAR = {"anyOf": [{"type": ["number", "boolean", "string", "null"]}, {"type": "array"}, {"type": "object"}]}

@@ -16,6 +16,9 @@ import yaml
 
 from .errors import Collector, Diagnostic, SpecError, UserError, did_you_mean
 from .expr import ExprError, substitute
+from .graph import build_network
+from .infer import ParamShapeCache
+from .types import BlockDef, Network, records
 from .yaml_loader import MAX_FILE_BYTES, LocDict, LocList, load_yaml
 from .yaml_loader import to_plain as _plain
 
@@ -23,48 +26,7 @@ SPEC_VERSION = 1
 TOP_KEYS = ("spec", "name", "description", "params", "inputs", "blocks", "nodes", "outputs", "networks",
             "use", "train", "export", "labels")
 NETWORK_KEYS = ("inputs", "nodes", "outputs", "description")
-DTYPES = ("float32", "float64", "float16", "bfloat16", "int64", "int32", "bool")
-MAX_DIM = 2**31
 OVERRIDABLE_SECTIONS = ("train", "export")  # `--set train.optimizer.lr=0.01`
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    name: str
-    shape: tuple
-    dtype: str = "float32"
-    value_range: tuple | None = None  # [low, high) for integer inputs (token ids, masks)
-
-
-@dataclass(frozen=True)
-class OutputRef:
-    name: str
-    node: str
-    port: str
-
-
-@dataclass
-class Network:
-    name: str
-    graph: object  # networkx.MultiDiGraph
-    inputs: list
-    outputs: list
-
-    @property
-    def total_params(self) -> int:
-        return sum(d.get("params", 0) for _, d in self.graph.nodes(data=True))
-
-    @property
-    def trainable_params(self) -> int:
-        return sum(d.get("trainable_params", 0) for _, d in self.graph.nodes(data=True))
-
-
-@dataclass
-class BlockDef:
-    name: str
-    body: LocDict
-    file: str
-    loc: tuple | None
 
 
 @dataclass
@@ -146,7 +108,7 @@ class SpecReader:
                 params[key] = self.overrides[key]
                 continue
             try:
-                params[key] = self.eval_value(value, params)
+                params[key] = evaluate(value, params)
             except ExprError as e:
                 if e.undefined not in failed:  # not a follow-on of an error already reported
                     self.err(str(e), raw.loc_of(key), node=f"params.{key}")
@@ -166,19 +128,6 @@ class SpecReader:
                                            hint=hint))
         return params
 
-    def eval_value(self, value, env):
-        if isinstance(value, str):
-            return substitute(value, env)
-        if isinstance(value, list):
-            out = LocList(self.eval_value(v, env) for v in value)
-            out.loc, out.locs = getattr(value, "loc", None), getattr(value, "locs", [])
-            return out
-        if isinstance(value, dict):
-            out = LocDict((k, self.eval_value(v, env)) for k, v in value.items())
-            out.loc, out.locs = getattr(value, "loc", None), getattr(value, "locs", {})
-            return out
-        return value
-
     def eval_section(self, doc, key, env) -> dict:
         """Resolve `${...}` in a plain section (train, export) and apply dotted `--set` overrides."""
         section = doc.get(key) or {}
@@ -186,7 +135,7 @@ class SpecReader:
             self.err(f"'{key}' must be a mapping", doc.loc_of(key))
             return {}
         try:
-            section = _plain(self.eval_value(section, env))
+            section = _plain(evaluate(section, env))
         except ExprError as e:
             self.err(str(e), doc.loc_of(key), node=key)
             section = _plain(section)
@@ -270,8 +219,6 @@ class SpecReader:
 
     # -- the whole document -------------------------------------------------------------------------
     def read(self) -> Spec:
-        from .graph import GraphBuilder
-
         doc = load_yaml(self.text, self.file)
         if not isinstance(doc, dict):
             where = getattr(doc, "loc", None) or (1, 1)
@@ -317,9 +264,11 @@ class SpecReader:
         self.errors.raise_if_any()
 
         networks = {}
+        cache = ParamShapeCache()
         for net_name, (body, loc) in bodies.items():
-            builder = GraphBuilder(self, name, net_name, params, blocks)
-            networks[net_name] = builder.build(body, loc)
+            networks[net_name] = build_network(body, loc, file=self.file, spec_name=name, net_name=net_name,
+                                               params=params, blocks=blocks, diagnostics=self.errors.items,
+                                               evaluate=evaluate, cache=cache)
         self.errors.raise_if_any()
 
         train = self.eval_section(doc, "train", params)
@@ -332,12 +281,25 @@ class SpecReader:
                     labels=_plain(labels) if labels else None, resolved=_plain(resolved))
 
 
+def evaluate(value, env):
+    """`${...}` resolved in a value of the document (strings, lists, mappings), source positions kept."""
+    if isinstance(value, str):
+        return substitute(value, env)
+    if isinstance(value, list):
+        out = LocList(evaluate(v, env) for v in value)
+        out.loc, out.locs = getattr(value, "loc", None), getattr(value, "locs", [])
+        return out
+    if isinstance(value, dict):
+        out = LocDict((k, evaluate(v, env)) for k, v in value.items())
+        out.loc, out.locs = getattr(value, "loc", None), getattr(value, "locs", {})
+        return out
+    return value
+
+
 def _describe(net: Network) -> dict:
-    g = net.graph
     return {"inputs": [[i.name, list(i.shape), i.dtype] for i in net.inputs],
             "outputs": [[o.name, o.node, o.port] for o in net.outputs],
-            "nodes": [[n, d["op"], _plain(d.get("args", {})), [list(x) for x in d.get("inputs", [])]]
-                      for n, d in g.nodes(data=True)]}
+            "nodes": [[r.path, r.op, _plain(r.args), [list(x) for x in r.sources]] for r in records(net.graph)]}
 
 
 def _display(path: Path) -> str:

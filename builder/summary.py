@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from . import shapes as S
 from .spec import Spec
+from .types import records
 
 
 def summarize(spec: Spec) -> dict:
@@ -10,16 +11,16 @@ def summarize(spec: Spec) -> dict:
     several = len(spec.networks) > 1
     rows = []
     for net_name, net in spec.networks.items():
-        for path, d in net.graph.nodes(data=True):
+        for rec in records(net.graph):
             rows.append({
-                "path": f"{net_name}.{path}" if several else path,
-                "op": d["op"],
-                "output_shape": list(d["out_shape"]),
-                "params": d["params"],
-                "trainable_params": d["trainable_params"],
-                "macs": d["macs"],
-                "block": d["block"],
-                "source": d["source"],
+                "path": f"{net_name}.{rec.path}" if several else rec.path,
+                "op": rec.op,
+                "output_shape": list(rec.out_shape),
+                "params": rec.param_count,
+                "trainable_params": rec.trainable_param_count,
+                "macs": rec.macs,
+                "block": rec.block,
+                "source": rec.source,
                 **({"network": net_name} if several else {}),
             })
     return {"name": spec.name, "total_params": spec.total_params, "trainable_params": spec.trainable_params,

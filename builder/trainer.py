@@ -31,6 +31,7 @@ from .metrics import make_metric
 from .optim import Schedule, make_optimizer
 from .preparation import statistics_for
 from .runlog import Console, RunFolder, TensorBoard, read_resolved
+from .types import build_info
 
 TRAIN_KEYS = {
     "data", "loss", "optimizer", "schedule", "init", "epochs", "metrics", "early_stopping", "mode", "seed",
@@ -67,22 +68,23 @@ def train(spec=None, *, resume=None, run_dir=None, device="auto", quiet=False, l
     is called after every epoch with its metrics row; returning True stops the run there (like a kill
     after that epoch's checkpoint). For a GAN spec, `module` is a dict of the two networks.
     """
-    import builder
+    from .compile import compile_all
+    from .spec import Spec, load
 
     if resume is not None:
         resolved = read_resolved(resume)
-        spec = builder.load(_spec_source(resume, resolved), overrides=resolved.get("params") or {})
+        spec = load(_spec_source(resume, resolved), overrides=resolved.get("params") or {})
         cfg, run_dir = resolved["train"], Path(resume)
     else:
         if spec is None:
             raise UserError("train: give a spec, or resume=<run folder>")
-        if not isinstance(spec, builder.Spec):
-            spec = builder.load(spec)
+        if not isinstance(spec, Spec):
+            spec = load(spec)
         cfg = copy.deepcopy(spec.train)
     cfg = apply_overrides(cfg, overrides)
     check_config(cfg)
     torch.manual_seed(seed_of(cfg))  # the networks' default initial weights follow the seed
-    networks = builder.build_all(spec)
+    networks = compile_all(spec)
     spec_text = Path(spec.path).read_text(encoding="utf-8") if spec.path else None
     resolved = {**spec.resolved, "spec_path": str(spec.path) if spec.path else None, "train": cfg}
     return fit(networks, cfg, name=spec.name, run_dir=run_dir, resume=resume is not None, device=device,
@@ -122,7 +124,7 @@ def fit(networks, cfg, *, name="model", run_dir=None, resume=False, device="auto
         data = load_data(_data_cfg(cfg))
         for net in networks.values():
             net.to(device)
-            apply_init(net, cfg.get("init"), skip=getattr(net, "node_inits", {}) or {})
+            apply_init(net, cfg.get("init"), skip=build_info(net).node_inits if build_info(net) else {})
         if world.active:  # same initial weights everywhere (DDP copies rank 0's), own dropout and noise
             torch.manual_seed(seed + 1_000_003 * world.rank)
         mode = mode_of(cfg, networks, data)
@@ -157,7 +159,7 @@ def train_supervised(networks, data, cfg, book, device, world, compile_model):
     """One network, inputs -> prediction -> loss against the target (language models: next token)."""
     model = only_network(networks)
     adapt_inputs(model, data)
-    book.input_preparation = statistics_for(getattr(model, "spec_inputs", None),
+    book.input_preparation = statistics_for(_spec_inputs(model),
                                             data.info.get("input_statistics") or {}, data.train.n_inputs)
     to_device(data, device)
     loss_fn = objective(cfg.get("loss", "cross_entropy" if book.mode == "language_model" else "mse"), model)
@@ -752,8 +754,8 @@ def first_output(out):
 
 
 def static_shape(model, i):
-    """Per-sample shape of input i from the compiled spec (`spec_inputs`), batch dim dropped."""
-    specs = getattr(model, "spec_inputs", None)
+    """Per-sample shape of input i from the compiled spec (`build_info.inputs`), batch dim dropped."""
+    specs = _spec_inputs(model)
     if not specs:
         raise UserError("a GAN generator must declare its latent input shape (spec inputs)")
     shape = tuple(specs[i].shape[1:])
@@ -765,7 +767,7 @@ def static_shape(model, i):
 def adapt_inputs(model, data):
     """View the data's inputs in the shapes the network declares when only the layout differs (digits'
     1x8x8 pixels for an MLP taking 64 features, a window of tau values as tau x 1 for an RNN)."""
-    specs = getattr(model, "spec_inputs", None)
+    specs = _spec_inputs(model)
     if not specs:
         return
     sample = data.train.sample(1)
@@ -799,3 +801,9 @@ def mean_over_ranks(total, count, world):
         return total / count if count else float("nan")
     t = all_sum(torch.tensor([total, float(count)], dtype=torch.float64), world)
     return (t[0] / t[1]).item() if t[1] > 0 else float("nan")
+
+
+def _spec_inputs(model):
+    """The TensorSpecs of a module made by builder.build (None for another module)."""
+    info = build_info(model)
+    return info.inputs if info else None

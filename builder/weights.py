@@ -318,12 +318,8 @@ def read_state_dict(path) -> dict:
             return dict(load_file(str(path), device="cpu"))
         except Exception as e:
             raise UserError(f"{path}: not a readable safetensors file: {e}") from None
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        from .checkpoint import load_failure
-        raise UserError(f"{path}: cannot load with torch.load(weights_only=True): {load_failure(e)}") from None
-    return _unwrap(data, path)
+    from .checkpoint import load
+    return _unwrap(load(path), path)
 
 
 def _unwrap(data, path):

@@ -20,9 +20,9 @@ from pathlib import Path
 import onnx_ir as ir
 import torch
 from builder.errors import UserError
+from builder.io_utils import atomic_output, check_writable
 
 from . import metadata, naming, rnn, runtime, signature, verify
-from .files import atomic_output, check_writable
 
 TWO_GB = 2 * 1024**3
 
@@ -87,7 +87,7 @@ def export_onnx(module: torch.nn.Module, out, *, spec=None, network: str | None 
         model.metadata_props.update(metadata.build_metadata(
             sig, spec=spec, network=network or getattr(graph, "graph", {}).get("network"), labels=labels,
             dynamic=dyn, ranges=ranges, prepared_inside="input_preparation" in module._modules))
-        with atomic_output(out) as tmp:
+        with atomic_output(out) as tmp:  # out: checked writable above
             external = _save(model, tmp)
             verify.check_structure(tmp)
             sess = runtime.session(tmp, "cpu")

@@ -13,9 +13,10 @@ import numpy as np
 import onnx
 import torch
 from builder.errors import UserError
+from builder.io_utils import atomic_output, check_writable
+from builder.types import build_info
 
 from . import metadata, runtime
-from .files import atomic_output
 from .inputs import ModelInput
 
 _ORT_TYPES = {"tensor(float)": "float32", "tensor(double)": "float64", "tensor(float16)": "float16",
@@ -64,8 +65,8 @@ class TorchRunner:
         self.inputs = [ModelInput(t.name, tuple(d if isinstance(d, int) else str(d) for d in t.shape),
                                   "int64" if t.dtype in ("long", "int") else (t.dtype or "float32"),
                                   tuple(t.value_range) if getattr(t, "value_range", None) else None)
-                       for t in module.spec_inputs]
-        self.output_names = [getattr(o, "name", o) for o in (getattr(module, "spec_outputs", None) or [])]
+                       for t in build_info(module).inputs]
+        self.output_names = list(build_info(module).outputs)
         self.labels = labels
 
     def run(self, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -140,7 +141,7 @@ def write_outputs(outputs: dict[str, np.ndarray], path) -> Path:
     if suffix not in (".npy", ".npz", ".csv"):
         raise UserError(f"-o {path}: expected a .npy, .npz or .csv file name")
     first = next(iter(outputs.values()))
-    with atomic_output(path) as tmp:
+    with atomic_output(check_writable(path)) as tmp:
         if suffix == ".npy":
             with open(tmp, "wb") as f:
                 np.save(f, first)

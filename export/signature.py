@@ -1,6 +1,6 @@
 """The input/output signature of a network as export sees it: names, symbolic shapes, dtypes, value ranges.
 
-It is read from the module's `spec_inputs` / `spec_outputs` (the contract of builder.build), and from the
+It is read from the module's `build_info` (inputs and output names: the contract of builder.build), and from the
 network's graph when one is given (value ranges of token ids come from the embedding that reads them).
 From it come the example inputs for torch.export, the `dynamic_shapes` argument, and the input shapes
 at which an export is verified.
@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 from builder.errors import UserError
+from builder.types import build_info, record
 
 BATCH_NAMES = ("B", "N", "batch")
 IMAGE_NAMES = ("H", "W", "D")
@@ -72,13 +73,13 @@ class Signature:
 
 
 def signature_of(module, graph=None, sizes: dict | None = None) -> Signature:
-    """The signature of a module built by builder.build (or a hand-written one with the same attributes)."""
-    spec_inputs = getattr(module, "spec_inputs", None)
-    if not spec_inputs:
-        raise UserError("the module has no spec_inputs: build it with builder.build")
-    outputs = [getattr(o, "name", o) for o in getattr(module, "spec_outputs", None) or []]
+    """The signature of a module built by builder.build (or a hand-written one with a BuildInfo)."""
+    info = build_info(module)
+    if info is None or not info.inputs:
+        raise UserError("the module has no build_info: build it with builder.build")
+    outputs = list(info.outputs)
     inputs = []
-    for ts in spec_inputs:
+    for ts in info.inputs:
         value_range = getattr(ts, "value_range", None) or _range_from_graph(graph, ts.name)
         inputs.append(InputSig(ts.name, tuple(ts.shape), getattr(ts, "dtype", "float32") or "float32",
                                tuple(value_range) if value_range else None, _pad_value(graph, ts.name)))
@@ -93,7 +94,7 @@ def _range_from_graph(graph, name: str):
         return None
     highs = []
     for _, reader in graph.out_edges(name):
-        args = graph.nodes[reader].get("args", {}) or {}
+        args = record(graph, reader).args
         for key in ("num_embeddings", "vocab_size", "vocab", "num_classes"):
             if isinstance(args.get(key), int):
                 highs.append(args[key])
@@ -105,7 +106,7 @@ def _pad_value(graph, name: str) -> int | None:
     if graph is None or name not in graph:
         return None
     for _, reader, data in graph.out_edges(name, data=True):
-        slots = graph.nodes[reader].get("input_names") or []
+        slots = record(graph, reader).slots or []
         slot = data.get("slot")
         if isinstance(slot, int) and slot < len(slots):
             if slots[slot] == "key_padding_mask":

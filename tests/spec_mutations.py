@@ -320,14 +320,15 @@ def check_outcome(text: str, folder: Path, overrides: dict | None = None):
 def check_valid(spec):
     import networkx as nx
     from builder.summary import summarize
+    from builder.types import record, records
     for net in spec.networks.values():
         g = net.graph
         assert nx.is_directed_acyclic_graph(g)
-        for node, d in g.nodes(data=True):
-            assert "out_shapes" in d and d["out_shape"] is not None, node
-            assert isinstance(d["params"], int) and d["params"] >= 0, node
+        for rec in records(g):
+            assert rec.out_shape is not None, rec.path
+            assert isinstance(rec.param_count, int) and rec.param_count >= 0, rec.path
         for out in net.outputs:
-            assert out.node in g and out.port in g.nodes[out.node]["out_shapes"]
+            assert out.node in g and out.port in record(g, out.node).out_shapes
     summarize(spec)
 
 
@@ -353,8 +354,9 @@ def run_forward(text: str, folder: Path, max_params: int = 2_000_000):
                 inputs.append(torch.randn(shape, dtype=getattr(torch, t.dtype)))
         from builder import shapes as S
         sizes = {}
-        biggest = max(math.prod(S.concrete(shape, sizes, 2)) for _, d in net.graph.nodes(data=True)
-                      for shape in d["out_shapes"].values())
+        from builder.types import records
+        biggest = max(math.prod(S.concrete(shape, sizes, 2)) for rec in records(net.graph)
+                      for shape in rec.out_shapes.values())
         on_meta = builder.build(spec, network=name, device="meta")
         if biggest > 2**22 or sum(b.numel() for b in on_meta.buffers()) > 2**22:
             continue  # legal but too big to run here (huge padding, a long positional table)

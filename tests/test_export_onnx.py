@@ -164,8 +164,7 @@ def test_user_mistakes_exit_2_with_one_line(tmp_path, capsys):
 
 
 class _Net(torch.nn.Module):
-    spec_inputs = [builder.TensorSpec("x", ("B", "T", 4))]
-    spec_outputs = ["y"]
+    build_info = builder.BuildInfo("hand-made", "model", (builder.TensorSpec("x", ("B", "T", 4)),), ("y",), {})
 
     def __init__(self):
         super().__init__()
@@ -245,7 +244,7 @@ def test_causal_and_padding_masked_attention(tmp_path):
         result = export_onnx(module, tmp_path / "a.onnx", spec=spec)
         assert result.dynamic == ["B", "T"]
         sess = ort.InferenceSession(str(tmp_path / "a.onnx"), providers=["CPUExecutionProvider"])
-        assert [i.shape for i in sess.get_inputs()] == [["B", "T"]] * len(module.spec_inputs)
+        assert [i.shape for i in sess.get_inputs()] == [["B", "T"]] * len(module.build_info.inputs)
         # a longer sequence than any verified, with padding in the second row (1 = token for `mask`,
         # True = padding for MultiheadAttention's key_padding_mask)
         b, t = 2, 17

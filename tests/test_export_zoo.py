@@ -37,7 +37,7 @@ def test_zoo_spec_exports_and_verifies(tmp_path, name, overrides, network, dynam
     assert result.dynamic == dynamic and len(result.shapes_checked) >= 3
     assert result.max_abs < 1e-3 and not result.external_data
     model = onnx.load(str(tmp_path / "m.onnx"))
-    for inp, ts in zip(model.graph.input, module.spec_inputs):
+    for inp, ts in zip(model.graph.input, module.build_info.inputs):
         assert inp.name == ts.name
         got = [d.dim_param or d.dim_value for d in inp.type.tensor_type.shape.dim]
         assert got == [d if isinstance(d, int) else d for d in ts.shape]

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 import builder
+from builder.types import record
 from export.onnx_export import export_onnx
 
 
@@ -17,8 +18,7 @@ def n_params(module: nn.Module) -> int:
 
 
 def spec_params(spec, network=None) -> int:
-    g = spec.network(network).graph
-    return sum(d["params"] for _, d in g.nodes(data=True))
+    return spec.network(network).total_params
 
 
 # ---- ViT-style class token: param + broadcasting concat ----------------------------------------------
@@ -64,8 +64,8 @@ def test_vit_class_token_is_a_param_joined_by_a_broadcasting_concat(tmp_path):
     ref = TinyViT()
     assert spec_params(spec) == n_params(ref)
     g = spec.network().graph
-    assert g.nodes["class_token"]["out_shape"] == (1, 1, 32) and g.nodes["class_token"]["inputs"] == []
-    assert g.nodes["seq"]["out_shape"] == ("B", 17, 32)
+    assert record(g, "class_token").out_shape == (1, 1, 32) and record(g, "class_token").sources == ()
+    assert record(g, "seq").out_shape == ("B", 17, 32)
     module = builder.build(spec)
     assert torch.count_nonzero(module.class_token.weight) == 0      # init: zeros
     with torch.no_grad():
@@ -91,7 +91,7 @@ nodes:
   many: {op: expand, in: [tok, x], shape: [B, 2, -1]}
   seq: {op: concat, in: [many, x], dim: 1}
 """)
-    assert spec.network().graph.nodes["seq"]["out_shape"] == ("B", "(2+N)", 8)
+    assert record(spec.network().graph, "seq").out_shape == ("B", "(2+N)", 8)
     module = builder.build(spec)
     x = torch.randn(4, 5, 8)
     out = module(x)
@@ -181,7 +181,7 @@ def test_block_share_makes_one_tower_of_weights():
     ref = Siamese()
     assert spec_params(spec) == n_params(ref)
     g = spec.network().graph
-    assert g.nodes["right.fc"]["share"] == "left.fc" and g.nodes["right.fc"]["params"] == 0
+    assert record(g, "right.fc").share == "left.fc" and record(g, "right.fc").param_count == 0
     assert g.graph["blocks"]["right"]["share"] == "left"
     module = builder.build(spec)
     assert not any(k.startswith("right.") for k in module.state_dict())
@@ -260,14 +260,17 @@ def test_dim_reads_the_channels_a_block_receives():
                         InvertedResidual(32, 32, 1, 6))
     assert spec_params(spec) == n_params(ref)
     g = spec.network().graph
-    assert g.nodes["b2.expand"]["args"]["out_channels"] == 96 and g.nodes["b2.dw"]["args"]["groups"] == 96
-    assert g.nodes["b2.bn3"]["out_shape"] == ("B", 32, 16, 16)
+    assert record(g, "b2.expand").args["out_channels"] == 96 and record(g, "b2.dw").args["groups"] == 96
+    assert record(g, "b2.bn3").out_shape == ("B", 32, 16, 16)
     # the skip is decided by the sizes: b1 (8 -> 16) and b2 (stride 2) pass through, b3 (32 -> 32) adds
-    assert [g.nodes[f"b{i}.res"]["op"] for i in (1, 2, 3)] == ["Identity", "Identity", "add"]
+    assert [record(g, f"b{i}.res").op for i in (1, 2, 3)] == ["Identity", "Identity", "add"]
     module = builder.build(spec).eval()
     module.load_state_dict(dict(zip(module.state_dict(), ref.state_dict().values())))
     x = torch.randn(2, 3, 32, 32)
     torch.testing.assert_close(module(x), ref.eval()(x))
+
+
+NOT_HERE = "sizes can be read in op arguments, block params and an op node's `when`, not here"
 
 
 @pytest.mark.parametrize("node,message", [
@@ -275,8 +278,8 @@ def test_dim_reads_the_channels_a_block_receives():
     ("{op: Linear, out_features: '${dim(x, 5)}'}", "'x' is [B,T,8], which has no dim 5"),
     ("{op: Linear, out_features: '${dim(y, 2)}'}", "dim(y, 2): unknown node 'y'"),
     ("{op: Linear, out_features: '${dim(later, 2)}'}", "the size of 'later' is not known here"),
-    ("{block: two, repeat: '${dim(x, 2)}'}", "sizes can be read in op arguments, block params and an op node's `when`, not here"),
-    ("{block: two, when: '${dim(x, 2) == 8}'}", "sizes can be read in op arguments, block params and an op node's `when`, not here"),
+    ("{block: two, repeat: '${dim(x, 2)}'}", NOT_HERE),
+    ("{block: two, when: '${dim(x, 2) == 8}'}", NOT_HERE),
     ("{op: ReLU, when: '${dim(x, 2)}'}", "`when` must be true or false, got 8"),
 ])
 def test_dim_errors_say_what_cannot_be_read(node, message):
@@ -317,3 +320,39 @@ nodes:
         builder.load("spec: 1\ninputs: {x: {shape: [B, 8]}}\nnodes:\n  classifier.6: {op: Linear, out_features: 4}\n")
     assert len(info.value.diagnostics) == 1
     assert "node name 'classifier.6' must be a word of letters, digits, _ or - (no dots" in str(info.value)
+
+
+# ---- a VAE with randn_like and exp ------------------------------------------------------------------
+
+class VAE(nn.Module):
+    """The classic VAE of the PyTorch examples, at specs/vae.yaml's sizes."""
+
+    def __init__(self, features=64, hidden=32, code=8):
+        super().__init__()
+        self.enc, self.mu, self.logvar = nn.Linear(features, hidden), nn.Linear(hidden, code), nn.Linear(hidden, code)
+        self.dec, self.out = nn.Linear(code, hidden), nn.Linear(hidden, features)
+
+    def forward(self, x):
+        h = torch.relu(self.enc(x))
+        mu, logvar = self.mu(h), self.logvar(h)
+        std = torch.exp(0.5 * logvar)
+        z = mu + torch.randn_like(std) * std
+        return torch.sigmoid(self.out(torch.relu(self.dec(z)))), mu, logvar
+
+
+def test_vae_spec_equals_the_torch_vae_and_exports_with_its_sample(tmp_path):
+    spec = builder.load("specs/vae.yaml")
+    ref = VAE()
+    assert spec_params(spec) == n_params(ref)
+    module = builder.build(spec)
+    builder.load_weights(module, ref.state_dict(), {"rules": [{"from": "out.{p}", "to": "dec_out.{p}"},
+                                                              {"from": "{k*}", "to": "{k}"}]})
+    x = torch.rand(6, 64)
+    torch.manual_seed(3)
+    got = module(x)
+    torch.manual_seed(3)
+    want = ref(x)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b)
+    result = export_onnx(module, tmp_path / "vae.onnx", spec=spec)
+    assert {c.output for c in result.comparisons} == {"mu", "logvar"}   # the reconstruction is a sample

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 import builder
+from builder.types import record
 from export.onnx_export import export_onnx
 
 
@@ -66,9 +67,9 @@ def test_one_input_ops_equal_torch(node, x, want):
     assert got.dtype == want.dtype
     assert tuple(got.shape) == tuple(want.shape)
     torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
-    shape = spec.network().graph.nodes["n"]["out_shape"]
+    shape = record(spec.network().graph, "n").out_shape
     assert tuple(d if isinstance(d, int) else 2 for d in shape) == tuple(want.shape)
-    assert spec.network().graph.nodes["n"]["dtype"] == str(want.dtype).removeprefix("torch.")
+    assert record(spec.network().graph, "n").dtype == str(want.dtype).removeprefix("torch.")
 
 
 def test_max_with_dim_has_values_and_indices_ports():
@@ -76,7 +77,7 @@ def test_max_with_dim_has_values_and_indices_ports():
     values, indices = module(X)
     want = torch.max(X, dim=1)
     assert torch.equal(values, want.values) and torch.equal(indices, want.indices)
-    assert spec.network().graph.nodes["n"]["ports"] == ["values", "indices"]
+    assert record(spec.network().graph, "n").ports == ("values", "indices")
 
 
 def test_two_input_ops_equal_torch():
@@ -135,7 +136,7 @@ nodes:
     ref = torch.nn.Sequential(torch.nn.Conv3d(3, 4, 3, padding=1), torch.nn.BatchNorm3d(4), torch.nn.MaxPool3d(2))
     ref.load_state_dict({k.replace("conv", "0").replace("bn", "1"): v for k, v in module.state_dict().items()})
     torch.testing.assert_close(module(vol), ref.eval()(vol))
-    assert spec.network().graph.nodes["pool"]["out_shape"] == ("B", 4, 3, 3, 3)
+    assert record(spec.network().graph, "pool").out_shape == ("B", 4, 3, 3, 3)
     assert sum(p.numel() for p in module.parameters()) == sum(p.numel() for p in ref.parameters())
 
     a, b = torch.randn(5, 16, generator=g), torch.randn(5, 16, generator=g)
@@ -164,8 +165,8 @@ outputs: [mask, fixed, last]
     assert fixed.shape == (3, 6) and fixed.sum(1).tolist() == [3, 1, 5]
     assert torch.equal(last, torch.stack([seq[0, 2], seq[1, 0], seq[2, 4]]))
     g = spec.network().graph
-    assert g.nodes["mask"]["out_shape"] == ("B", "T") and g.nodes["mask"]["dtype"] == "bool"
-    assert g.nodes["last"]["out_shape"] == ("B", 4)
+    assert record(g, "mask").out_shape == ("B", "T") and record(g, "mask").dtype == "bool"
+    assert record(g, "last").out_shape == ("B", 4)
 
 
 def test_random_ops_draw_from_torchs_generator_in_train_and_eval():
@@ -191,7 +192,19 @@ inputs:
   x: {shape: [B, 4, 8, 8]}
   lengths: {shape: [B], dtype: int64}
   seq: {shape: [B, T, 6]}
+  vol: {shape: [B, 2, 4, 4, 4]}
 nodes:
+  conv3: {op: Conv3d, in: vol, out_channels: 3, kernel_size: 3, padding: 1}
+  bn3: {op: BatchNorm3d}
+  pool3: {op: MaxPool3d, kernel_size: 2}
+  a: {op: abs, in: pool3}
+  sq: {op: sqrt, in: a}
+  ng: {op: neg, in: sq}
+  lt0: {op: lt, in: [ng, pool3]}
+  nt: {op: logical_not, in: lt0}
+  both3: {op: logical_and, in: [lt0, nt]}
+  mn: {op: min, in: ng}
+  amax: {op: argmax, in: sq}
   e: {op: exp, in: x}
   l: {op: log, in: e}
   r: {op: rsqrt, in: e}
@@ -220,7 +233,7 @@ nodes:
   u: {op: rand_like, in: seq}
   mask: {op: sequence_mask, in: {lengths: lengths, like: seq}}
   last: {op: last_valid, in: {x: seq, lengths: lengths}}
-outputs: [w, mf, nm, mx.values, mx.indices, g, ps, zp, pd, cos, noisy, u, mask, last, cs]
+outputs: [w, mf, nm, mx.values, mx.indices, g, ps, zp, pd, cos, noisy, u, mask, last, cs, both3, mn, amax]
 """
 
 
@@ -229,11 +242,12 @@ def test_onnx_export_verifies_deterministic_outputs_and_checks_sampled_ones(tmp_
     module = builder.build(spec)
     result = export_onnx(module, tmp_path / "m.onnx", spec=spec)
     kinds = {n.op_type for n in onnx.load(str(tmp_path / "m.onnx")).graph.node}
-    assert {"RandomNormalLike", "RandomUniformLike", "Resize", "DepthToSpace", "GatherElements"} <= kinds
+    assert {"RandomNormalLike", "RandomUniformLike", "Resize", "DepthToSpace", "GatherElements", "Conv",
+            "MaxPool", "ReduceMin", "ArgMax", "Not", "And", "Less"} <= kinds
     compared = {c.output for c in result.comparisons}
     assert "noisy" not in compared and "u" not in compared
     deterministic = {o.name for o in spec.network().outputs} - {"noisy", "u"}
-    assert compared == deterministic and len(deterministic) == 13
+    assert compared == deterministic and len(deterministic) == 16
 
 
 def test_every_registered_op_has_one_row_in_the_readme():
@@ -242,3 +256,25 @@ def test_every_registered_op_has_one_row_in_the_readme():
     section = readme[readme.index("### Ops"):readme.index("## Command line")]
     rows = [line.split("|")[1].strip().strip("`") for line in section.splitlines() if line.startswith("| `")]
     assert sorted(rows) == sorted(ops.names())
+
+
+def test_last_valid_of_a_gru_over_padded_sequences_equals_torchs_packed_final_state():
+    spec = builder.load("""
+spec: 1
+inputs: {tokens: {shape: [B, T], dtype: int64}, lengths: {shape: [B], dtype: int64}}
+nodes:
+  emb: {op: Embedding, in: tokens, num_embeddings: 20, embedding_dim: 6}
+  gru: {op: GRU, hidden_size: 5}
+  last: {op: last_valid, in: {x: gru.output, lengths: lengths}}
+  pad: {op: sequence_mask, in: {lengths: lengths, like: tokens}}
+outputs: [last, pad]
+""")
+    module = builder.build(spec)
+    tokens = torch.randint(0, 20, (3, 7), generator=torch.Generator().manual_seed(4))
+    lengths = torch.tensor([7, 2, 4])
+    last, pad = module(tokens, lengths)
+    packed = torch.nn.utils.rnn.pack_padded_sequence(module.emb(tokens), lengths, batch_first=True,
+                                                     enforce_sorted=False)
+    _, h = module.gru.rnn(packed)
+    torch.testing.assert_close(last, h[0])
+    assert torch.equal(pad, torch.arange(7)[None, :] < lengths[:, None])

@@ -150,5 +150,5 @@ def test_a_nodes_own_init_wins_over_train_init():
                                      "head: {op: Linear, out_features: 2, init: zeros}"))
     model = builder.build(spec)
     assert torch.all(model.head.weight == 0)
-    apply_init(model, "xavier_uniform", skip=model.node_inits)
+    apply_init(model, "xavier_uniform", skip=model.build_info.node_inits)
     assert torch.all(model.head.weight == 0) and model.stem.weight.abs().sum() > 0

@@ -79,7 +79,7 @@ def test_full_disk_during_a_checkpoint_write_is_one_line_and_keeps_the_old_check
     run_dir = tmp_path / "run"
     builder.train("specs/xor_mlp.yaml", run_dir=run_dir, quiet=True, epochs=2)
     good = checkpoint.load(run_dir / "last.pt")
-    real_fdopen = os.fdopen
+    real_open = open
 
     class FullDisk:
         """A file on a disk with 4 KB left: writes past that fail with ENOSPC, as the kernel's do."""
@@ -103,7 +103,7 @@ def test_full_disk_during_a_checkpoint_write_is_one_line_and_keeps_the_old_check
         def __exit__(self, *exc):
             self.f.close()
 
-    monkeypatch.setattr(checkpoint.os, "fdopen", lambda fd, *a, **k: FullDisk(real_fdopen(fd, *a, **k)))
+    monkeypatch.setattr(checkpoint, "open", lambda *a, **k: FullDisk(real_open(*a, **k)), raising=False)
     with pytest.raises(UserError) as info:
         builder.train(resume=run_dir, quiet=True, epochs=4)
     assert str(info.value) in (f"cannot write checkpoint {run_dir / 'last.pt'}: No space left on device",
@@ -114,7 +114,7 @@ def test_full_disk_during_a_checkpoint_write_is_one_line_and_keeps_the_old_check
                        good["networks"]["model"]["head.weight"])
     monkeypatch.undo()
     # an fsync that reports the full disk (NFS, delayed allocation) is caught as well
-    monkeypatch.setattr(checkpoint.os, "fsync", enospc)
+    monkeypatch.setattr(os, "fsync", enospc)
     with pytest.raises(UserError, match=r"cannot write checkpoint .*: No space left on device"):
         checkpoint.save_atomic({"w": torch.ones(3)}, run_dir / "last.pt")
     monkeypatch.undo()
@@ -122,8 +122,7 @@ def test_full_disk_during_a_checkpoint_write_is_one_line_and_keeps_the_old_check
 
 
 def test_full_disk_while_writing_run_files_is_one_line(tmp_path, monkeypatch, capsys):
-    from builder import io_utils
-    monkeypatch.setattr(io_utils.os, "fsync", enospc)  # spec.yaml, resolved.yaml, metrics.csv, test.json
+    monkeypatch.setattr(os, "fsync", enospc)  # spec.yaml, resolved.yaml, metrics.csv, test.json
     run_dir = tmp_path / "run"
     assert main(["train", "specs/xor_mlp.yaml", "--run-dir", str(run_dir), "--quiet", "--epochs", "1"]) == 2
     assert capsys.readouterr().err.strip() == f"{run_dir / 'spec.yaml'}: write failed: No space left on device"
@@ -160,8 +159,7 @@ def test_export_and_predict_outputs_on_a_full_disk_or_unwritable_target(tmp_path
     good = onnx.read_bytes()
     np.save(tmp_path / "x.npy", np.ones((3, 2), np.float32))
     capsys.readouterr()
-    from export import files
-    monkeypatch.setattr(files.os, "fsync", enospc)
+    monkeypatch.setattr(os, "fsync", enospc)
     assert main(["export", "specs/xor_mlp.yaml", "--random", "-o", str(onnx)]) == 2
     assert capsys.readouterr().err.strip() == f"{onnx}: write failed: No space left on device"
     assert onnx.read_bytes() == good and leftovers(tmp_path) == []  # the old model is untouched
@@ -210,5 +208,36 @@ def test_temporaries_of_every_killed_write_are_removed(tmp_path):
     kept = ["last.pt", "metrics.csv", "notes.tmp", ".lock"]
     for name in left + kept:
         (tmp_path / name).write_text("x")
+    for name in (".last.pt.u7k1.tmp", ".model.onnx.2hd8.tmp"):  # the private folders of io_utils.atomic_output
+        (tmp_path / name).mkdir()
+        (tmp_path / name / name.split(".")[1]).write_text("half")
     checkpoint.remove_temporaries(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept)
+
+
+def test_every_writer_makes_its_rename_durable(tmp_path, monkeypatch):
+    """Run files, checkpoints and predictions share one atomic write, which fsyncs the folder after the
+    rename: a folder fsync that fails (a simulated fault) is reported by each of them, in one line."""
+    import stat
+
+    from builder.io_utils import atomic_write_text
+    from export.predict import write_outputs
+    real_fsync = os.fsync
+
+    def folder_fsync_fails(fd):
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", folder_fsync_fails)
+    writers = [(tmp_path / "spec.yaml", lambda p: atomic_write_text(p, "x"), f"{tmp_path / 'spec.yaml'}: write failed"),
+               (tmp_path / "last.pt", lambda p: checkpoint.save_atomic({"w": torch.ones(2)}, p),
+                f"cannot write checkpoint {tmp_path / 'last.pt'}"),
+               (tmp_path / "y.npy", lambda p: write_outputs({"y": np.ones(3)}, p), f"{tmp_path / 'y.npy'}: write failed")]
+    for path, write, message in writers:
+        with pytest.raises(UserError) as info:
+            write(path)
+        assert str(info.value) == f"{message}: Input/output error"
+    monkeypatch.undo()
+    assert leftovers(tmp_path) == []
+    assert checkpoint.load(tmp_path / "last.pt")["w"].tolist() == [1.0, 1.0]  # renamed before the folder fsync

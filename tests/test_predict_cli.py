@@ -182,7 +182,7 @@ def test_a_trained_standardising_model_exports_with_its_statistics_and_takes_raw
     import onnx
     from builder.cli import main as cli
     from builder.data import load_data
-    from export.weights import read_checkpoint
+    from builder.checkpoint import load as read_checkpoint
 
     run = tmp_path / "run"
     assert cli(["train", "specs/mlp_digits.yaml", "--run-dir", str(run), "--epochs", "2", "--quiet"]) == 0

@@ -21,6 +21,7 @@ import builder
 from builder.cli import main
 from builder.expr import ExprError, evaluate, substitute
 from builder.summary import summarize
+from builder.types import record
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY_RESNET = ROOT / "specs" / "examples" / "tiny_resnet.yaml"
@@ -67,7 +68,7 @@ def write(tmp_path: Path, text: str, name: str = "spec.yaml") -> Path:
 
 
 def preds(g, node):
-    return [src for src, _ in g.nodes[node]["inputs"]]
+    return [src for src, _ in record(g, node).sources]
 
 
 # ---- the issue's example ----------------------------------------------------------------------------
@@ -83,12 +84,12 @@ def test_tiny_resnet_builds_exactly_as_written():
     assert spec.name == "tiny-resnet" and spec.params == {"width": 16, "blocks": 2, "classes": 10}
     assert net.inputs == [builder.TensorSpec("x", ("B", 3, 32, 32), "float32", None)]
     assert [o.name for o in net.outputs] == ["head"]
-    assert g.nodes["head"]["out_shape"] == ("B", 10)
-    assert g.nodes["stage1.1.sum"]["out_shape"] == ("B", 16, 32, 32)
+    assert record(g, "head").out_shape == ("B", 10)
+    assert record(g, "stage1.1.sum").out_shape == ("B", 16, 32, 32)
     # sizes that follow from the input are inferred, never written
-    assert g.nodes["stem"]["args"]["in_channels"] == 3
-    assert g.nodes["stage1.0.bn1"]["args"]["num_features"] == 16
-    assert g.nodes["head"]["args"]["in_features"] == 16
+    assert record(g, "stem").args["in_channels"] == 3
+    assert record(g, "stage1.0.bn1").args["num_features"] == 16
+    assert record(g, "head").args["in_features"] == 16
     module = builder.build(spec)
     keys = set(module.state_dict())
     assert {"stem.weight", "stem.bias", "stage1.0.conv1.weight", "stage1.1.bn2.running_mean",
@@ -137,11 +138,11 @@ def test_in_may_name_a_later_node(tmp_path):
 def test_node_ports_of_recurrent_layers():
     spec = builder.load(SEEDS / "seq_ports.yaml")
     g = spec.graph
-    assert g.nodes["lstm"]["ports"] == ["output", "h", "c"]
-    assert g.nodes["lstm"]["out_shapes"] == {"output": ("B", "T", 8), "h": (1, "B", 8), "c": (1, "B", 8)}
-    assert g.nodes["state"]["inputs"] == [("lstm", "h")]
-    assert g.nodes["att"]["inputs"][0] == ("lstm", "output")
-    assert g.nodes["head"]["out_shape"] == ("B", 3)
+    assert record(g, "lstm").ports == ("output", "h", "c")
+    assert record(g, "lstm").out_shapes == {"output": ("B", "T", 8), "h": (1, "B", 8), "c": (1, "B", 8)}
+    assert record(g, "state").sources == (("lstm", "h"),)
+    assert record(g, "att").sources[0] == ("lstm", "output")
+    assert record(g, "head").out_shape == ("B", 3)
     edges = {(u, v): d["port"] for u, v, d in g.edges(data=True)}
     assert edges[("lstm", "state")] == "h"
     module = builder.build(spec)
@@ -187,9 +188,9 @@ def test_expression_values_in_a_spec(tmp_path):
         """))
     g = spec.graph
     assert spec.network().inputs[0].shape == ("B", "T", 12)
-    assert g.nodes["fc"]["args"]["out_features"] == 24
-    assert g.nodes["drop"]["args"]["p"] == 0.25
-    assert g.nodes["proj"]["out_shape"] == ("B", "T", 4)
+    assert record(g, "fc").args["out_features"] == 24
+    assert record(g, "drop").args["p"] == 0.25
+    assert record(g, "proj").out_shape == ("B", "T", 4)
 
 
 # ---- repeat, i, blocks ----------------------------------------------------------------------------------
@@ -213,13 +214,13 @@ def test_i_is_the_copy_index_and_repeat_paths(tmp_path):
     spec = builder.load(write(tmp_path, STRIDED))
     g = spec.graph
     assert [n for n in g.nodes if n != "x"] == [f"stage.{k}.{n}" for k in range(3) for n in ("conv", "act")]
-    assert [g.nodes[f"stage.{k}.conv"]["args"]["stride"] for k in range(3)] == [2, 1, 1]
-    assert [g.nodes[f"stage.{k}.conv"]["out_shape"] for k in range(3)] == [
+    assert [record(g, f"stage.{k}.conv").args["stride"] for k in range(3)] == [2, 1, 1]
+    assert [record(g, f"stage.{k}.conv").out_shape for k in range(3)] == [
         ("B", 8, 8, 8), ("B", 16, 8, 8), ("B", 24, 8, 8)]
     blocks = g.graph["blocks"]
     assert blocks["stage"] == {"block": "down", "repeat": 3, "index": None, "parent": ""}
     assert blocks["stage.1"] == {"block": "down", "repeat": None, "index": 1, "parent": "stage"}
-    assert g.nodes["stage.2.act"]["block"] == "stage.2" and g.nodes["stage.2.act"]["block_type"] == "down"
+    assert record(g, "stage.2.act").block == "stage.2" and record(g, "stage.2.act").block_type == "down"
     module = builder.build(spec)
     assert "stage.1.conv.weight" in module.state_dict()
     assert module(torch.randn(2, 4, 16, 16)).shape == (2, 24, 8, 8)
@@ -228,22 +229,22 @@ def test_i_is_the_copy_index_and_repeat_paths(tmp_path):
 def test_i_is_zero_outside_repeat(tmp_path):
     text = STRIDED.replace("repeat: 3, ", "")
     g = builder.load(write(tmp_path, text)).graph
-    assert g.nodes["stage.conv"]["args"]["stride"] == 2
+    assert record(g, "stage.conv").args["stride"] == 2
 
 
 def test_when_skips_a_node_and_passes_its_input_through():
     g = builder.load(SEEDS / "seq_ports.yaml").graph
     assert "drop" not in g.nodes and preds(g, "att")[0] == "lstm"
     g = builder.load(SEEDS / "seq_ports.yaml", dropout=True).graph
-    assert g.nodes["drop"]["op"] == "Dropout"
+    assert record(g, "drop").op == "Dropout"
 
 
 def test_multi_input_and_multi_output_blocks():
     spec = builder.load(SEEDS / "shared_siamese.yaml")
     g = spec.graph
-    assert g.nodes["cmp.diff"]["inputs"] == [("enc_a", "out"), ("enc_b", "out")]  # in: {x: enc_a, memory: enc_b}
+    assert record(g, "cmp.diff").sources == (("enc_a", "out"), ("enc_b", "out"))  # in: {x: enc_a, memory: enc_b}
     assert preds(g, "head") == ["cmp.both"] and preds(g, "gate") == ["cmp.diff"]
-    assert g.nodes["head"]["in_shapes"] == [("B", 16)]
+    assert record(g, "head").in_shapes == (("B", 16),)
     assert [o.name for o in spec.network().outputs] == ["head", "gate"]
     module = builder.build(spec)
     head, gate = module(torch.randn(2, 12), torch.randn(2, 12))
@@ -255,8 +256,8 @@ def test_multi_input_and_multi_output_blocks():
 def test_share_reuses_one_module_and_counts_it_once():
     spec = builder.load(SEEDS / "shared_siamese.yaml")
     g = spec.graph
-    assert g.nodes["enc_b"]["share"] == "enc_a" and g.nodes["enc_b"]["params"] == 0
-    assert g.nodes["enc_a"]["params"] == 12 * 8 + 8
+    assert record(g, "enc_b").share == "enc_a" and record(g, "enc_b").param_count == 0
+    assert record(g, "enc_a").param_count == 12 * 8 + 8
     module = builder.build(spec)
     names = dict(module.named_modules())
     assert "enc_a" in names and "enc_b" not in names
@@ -271,8 +272,8 @@ def test_share_reuses_one_module_and_counts_it_once():
 def test_tie_makes_the_gpt_head_hold_the_embedding_weight():
     spec = builder.load(SEEDS / "tiny_gpt.yaml")
     g = spec.graph
-    assert g.nodes["head"]["tie"] == {"weight": "wte.weight"}
-    assert g.nodes["head"]["params"] == 0  # counted once, at the embedding
+    assert record(g, "head").tie == {"weight": "wte.weight"}
+    assert record(g, "head").param_count == 0  # counted once, at the embedding
     assert spec.total_params == 7520
     module = builder.build(spec)
     assert module.get_submodule("head").weight is module.get_submodule("wte").weight
@@ -289,8 +290,8 @@ def test_networks_share_blocks_and_summary_prefixes_paths(capsys):
     spec = builder.load(SEEDS / "gan_small.yaml")
     assert list(spec.networks) == ["generator", "discriminator"]
     gen, disc = spec.network("generator"), spec.network("discriminator")
-    assert gen.graph.nodes["body.fc2"]["out_shape"] == ("B", 6)
-    assert disc.graph.nodes["prob"]["out_shape"] == ("B", 1)
+    assert record(gen.graph, "body.fc2").out_shape == ("B", 6)
+    assert record(disc.graph, "prob").out_shape == ("B", 1)
     modules = builder.build_all(spec)
     z = torch.randn(3, 4)
     assert modules["discriminator"](modules["generator"](z)).shape == (3, 1)
@@ -330,9 +331,9 @@ def test_use_imports_blocks_relative_to_the_spec(tmp_path, monkeypatch):
     monkeypatch.chdir("/")  # relative to the spec, not to the working directory
     spec = builder.load(main_spec)
     g = spec.graph
-    assert g.nodes["body.act.relu"]["out_shape"] == ("B", 6)
-    assert g.nodes["body.fc"]["source"].endswith("lib/blocks.yaml:7:7")  # errors point into the imported file
-    assert g.nodes["out.relu"]["block_type"] == "act"
+    assert record(g, "body.act.relu").out_shape == ("B", 6)
+    assert record(g, "body.fc").source.endswith("lib/blocks.yaml:7:7")  # errors point into the imported file
+    assert record(g, "out.relu").block_type == "act"
 
 
 def test_safe_confines_use_to_the_spec_folder(tmp_path):
@@ -343,7 +344,7 @@ def test_safe_confines_use_to_the_spec_folder(tmp_path):
         inputs: {x: {shape: [B, 4]}}
         nodes: {a: {block: act}}
         """, "inner/net.yaml")
-    assert builder.load(path).graph.nodes["a.relu"]["op"] == "ReLU"
+    assert record(builder.load(path).graph, "a.relu").op == "ReLU"
     with pytest.raises(builder.SpecError, match="outside the spec's folder"):
         builder.load(path, safe=True)
 
@@ -353,7 +354,7 @@ def test_safe_confines_use_to_the_spec_folder(tmp_path):
 def test_trainable_false_freezes_and_init_applies(capsys):
     spec = builder.load(SEEDS / "seq_ports.yaml")
     g = spec.graph
-    assert g.nodes["head"]["trainable"] is False and g.nodes["head"]["trainable_params"] == 0
+    assert record(g, "head").trainable is False and record(g, "head").trainable_param_count == 0
     assert spec.total_params - spec.trainable_params == 16 * 3 + 3
     module = builder.build(spec)
     head = module.get_submodule("head")
@@ -384,9 +385,9 @@ def test_set_overrides_params_and_sections(tmp_path, capsys):
     assert main(["check", str(TINY_RESNET), "--set", "width=32", "--set", "blocks=3"]) == 0
     assert "25 nodes" in capsys.readouterr().out
     spec = builder.load(TINY_RESNET, width=8)
-    assert spec.params["width"] == 8 and spec.graph.nodes["head"]["args"]["in_features"] == 8
+    assert spec.params["width"] == 8 and record(spec.graph, "head").args["in_features"] == 8
     spec = builder.load(TINY_RESNET, overrides={"classes": 5})
-    assert spec.graph.nodes["head"]["out_shape"] == ("B", 5)
+    assert record(spec.graph, "head").out_shape == ("B", 5)
     path = write(tmp_path, """\
         spec: 1
         inputs: {x: {shape: [B, 4]}}
@@ -547,7 +548,7 @@ def test_plugin_ops_through_the_flag(tmp_path, capsys):
     assert main(["--plugin", "plugin_ops_example", "check", str(path)]) == 0
     assert "OK" in capsys.readouterr().out
     spec = builder.load(path)
-    assert spec.graph.nodes["fc"]["args"]["in_features"] == 4 and spec.graph.nodes["fc"]["params"] == 15
+    assert record(spec.graph, "fc").args["in_features"] == 4 and record(spec.graph, "fc").param_count == 15
     module = builder.build(spec)
     x = torch.randn(2, 4)
     fc = module.get_submodule("fc")
@@ -578,8 +579,8 @@ def test_safe_confines_use_of_a_spec_given_as_text(tmp_path, monkeypatch):
     write(tmp_path, "spec: 1\nblocks: {act: {nodes: {relu: {op: ReLU}}}}\n", "work/inside.yaml")
     monkeypatch.chdir(tmp_path / "work")
     text = "spec: 1\nuse: [{}]\ninputs: {{x: {{shape: [B, 4]}}}}\nnodes: {{a: {{block: act}}}}\n"
-    assert builder.load(text.format("inside.yaml"), safe=True).graph.nodes["a.relu"]["op"] == "ReLU"
+    assert record(builder.load(text.format("inside.yaml"), safe=True).graph, "a.relu").op == "ReLU"
     for rel in ("../outside.yaml", str(tmp_path / "outside.yaml")):
-        assert builder.load(text.format(rel)).graph.nodes["a.relu"]["op"] == "ReLU"  # without --safe
+        assert record(builder.load(text.format(rel)).graph, "a.relu").op == "ReLU"  # without --safe
         with pytest.raises(builder.SpecError, match="outside the working directory"):
             builder.load(text.format(rel), safe=True)

@@ -47,7 +47,8 @@ def test_autoencoder_trains_against_its_own_input(tmp_path):
 def test_terms_equal_the_torch_formulas():
     spec = builder.load("specs/vae.yaml")
     module = builder.build(spec)
-    terms = LossTerms(spec.train["loss"], module.spec_outputs, [t.name for t in module.spec_inputs])
+    info = module.build_info
+    terms = LossTerms(spec.train["loss"], list(info.outputs), [t.name for t in info.inputs])
     x = torch.rand(5, 64)
     torch.manual_seed(0)
     outputs = module(x)

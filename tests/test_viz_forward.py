@@ -1,32 +1,40 @@
 """Forward picture from hand-made contract graphs (docs/ARCHITECTURE.md), parsed back from DOT and SVG."""
 
 import re
+from dataclasses import replace
 
 import networkx as nx
 import pytest
+
+from builder.types import NodeRecord, record
 
 from viz.dot_render import parse_dot, write_picture, dot_binary
 from viz.forward import auto_depth, forward_dot, skip_edges
 
 
+def node_record(path, op, sources, shape, params, block="", args=None, **fields):
+    """A NodeRecord as the graph stage writes it (docs/ARCHITECTURE.md), one output port `out`."""
+    base = dict(path=path, op=op, args=args or {}, sources=tuple(sources), slots=None, in_shapes=(),
+                out_shapes={"out": shape}, ports=("out",), dtype="float32", param_count=params,
+                trainable_param_count=params, macs=0, param_shapes={}, block=block, block_type=None,
+                file="x.yaml", line=None, col=None, share=None, tie=None, init=None, trainable=True)
+    return NodeRecord(**{**base, **fields})
+
+
 def contract_graph(name, inputs, nodes, outputs, blocks=None):
-    """nodes: list of (id, op, [(src, port)], out_shape, params, block, args, extra)."""
+    """nodes: list of (id, op, [(src, port)], out_shape, params, block, args, extra record fields)."""
     g = nx.MultiDiGraph(name=name, network="model", inputs=[n for n, _ in inputs],
                         outputs=outputs, blocks=blocks or {})
     for n, shape in inputs:
-        g.add_node(n, op="input", args={}, inputs=[], in_shapes=[], out_shapes={"out": shape},
-                   out_shape=shape, dtype="float32", ports=["out"], params=0, trainable_params=0,
-                   block="", block_type=None, share=None, tie=None)
+        g.add_node(n, record=node_record(n, "input", (), shape, 0))
     for n, op, ins, shape, params, block, args, *extra in nodes:
-        attrs = dict(op=op, args=args, inputs=ins, in_shapes=[g.nodes[s]["out_shape"] for s, _ in ins],
-                     out_shapes={"out": shape}, out_shape=shape, dtype="float32", ports=["out"],
-                     params=params, trainable_params=params, block=block,
-                     block_type=(blocks or {}).get(block, {}).get("block"), share=None, tie=None,
-                     source=f"x.yaml:{len(g) + 1}:3")
-        attrs.update(extra[0] if extra else {})
-        g.add_node(n, **attrs)
+        rec = node_record(n, op, ins, shape, params, block, args,
+                          in_shapes=tuple(record(g, s).out_shape for s, _ in ins),
+                          block_type=(blocks or {}).get(block, {}).get("block"), line=len(g) + 1, col=3,
+                          **(extra[0] if extra else {}))
+        g.add_node(n, record=rec)
         for slot, (s, port) in enumerate(ins):
-            g.add_edge(s, n, port=port, slot=slot, shape=g.nodes[s]["out_shape"])
+            g.add_edge(s, n, port=port, slot=slot, shape=record(g, s).out_shape)
     return g
 
 
@@ -72,7 +80,7 @@ def tied_lm():
          {"in_features": 32, "out_features": 100, "bias": False}, {"tie": {"weight": "wte.weight"}}),
     ]
     g = contract_graph("tied-lm", [("idx", ("B", "T"))], nodes, [("logits", "head", "out")])
-    g.nodes["idx"]["dtype"] = "int64"
+    g.nodes["idx"]["record"] = replace(record(g, "idx"), dtype="int64")
     return g
 
 
@@ -138,10 +146,11 @@ def test_ports_and_named_slots_on_edges():
     nodes = [
         ("lstm", "LSTM", [("x", "out")], ("B", "T", 8), 100, "", {"hidden_size": 8}),
         ("attn", "attention", [("lstm", "out"), ("lstm", "out"), ("lstm", "h")], ("B", "T", 8), 0, "",
-         {"heads": 2, "slots": ("q", "k", "v")}, {"input_names": ["q", "k", "v"]}),
+         {"heads": 2, "slots": ("q", "k", "v")}, {"slots": ("q", "k", "v")}),
     ]
     g = contract_graph("ports", [("x", ("B", "T", 4))], nodes, [("attn", "attn", "out")])
-    g.nodes["lstm"].update(ports=["out", "h"], out_shapes={"out": ("B", "T", 8), "h": (1, "B", 8)})
+    g.nodes["lstm"]["record"] = replace(record(g, "lstm"), ports=("out", "h"),
+                                        out_shapes={"out": ("B", "T", 8), "h": (1, "B", 8)})
     for u, v, k, d in g.edges(keys=True, data=True):
         if d["port"] == "h":
             d["shape"] = (1, "B", 8)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 
 import networkx as nx
+from builder.types import record, records
 
 from viz.autograd_walk import BackwardTrace
 from viz.dot_render import DotGraph
@@ -90,7 +91,7 @@ def cluster_chain(path: str, graph: nx.MultiDiGraph | None) -> list[str]:
         return [LOSS_CLUSTER]
     if graph is not None and path in graph.nodes:
         blocks = graph.graph.get("blocks") or {}
-        return block_chain(blocks, graph.nodes[path].get("block") or "") + [path]
+        return block_chain(blocks, record(graph, path).block) + [path]
     parts = path.split(".")
     return [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
 
@@ -102,15 +103,15 @@ def _cluster_labels(trace: BackwardTrace, graph: nx.MultiDiGraph | None) -> dict
         if path in blocks:
             labels[path] = _cluster_label(blocks, path)
         elif graph is not None and path in graph.nodes:
-            labels[path] = f"{path}  ({graph.nodes[path].get('op')})"
+            labels[path] = f"{path}  ({record(graph, path).op})"
         else:
             labels[path] = f"{path}  ({kind})"
     for path in blocks:
         labels.setdefault(path, _cluster_label(blocks, path))
     if graph is not None:
-        for path, d in graph.nodes(data=True):
-            if d.get("share"):
-                labels[path] = f"{path}  ({d.get('op')}, shares {d['share']})"
+        for r in records(graph):
+            if r.share:
+                labels[r.path] = f"{r.path}  ({r.op}, shares {r.share})"
     for path, v in trace.values.items():  # micrograd's lesson: the forward value beside the gradient
         if path in labels:
             labels[path] += f"\nvalue {format_shape(v.shape)}: mean {v.mean:.3g}, std {v.std:.3g}"

@@ -13,6 +13,8 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from builder.io_utils import atomic_output, atomic_write_text
+
 IMAGE_FORMATS = ("svg", "png", "pdf")
 FORMATS = IMAGE_FORMATS + ("dot",)
 INSTALL_HINT = (
@@ -157,25 +159,26 @@ def write_picture(dot_text: str, out: Path, fmt: str, timeout: float = 300.0, dp
     """Write `dot_text` as `out` in `fmt` (svg, png, pdf or dot); returns the path written.
 
     For image formats the .dot file is always written too (beside `out`), so a missing or failing `dot`
-    still leaves the picture's source behind. Raises MissingDot when `dot` is not installed.
+    still leaves the picture's source behind. Raises MissingDot when `dot` is not installed. Both files
+    are written atomically (builder.io_utils): a failed or killed `dot` leaves the previous picture.
     """
     out = Path(out)
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    out.parent.mkdir(parents=True, exist_ok=True)
     dot_path = out if fmt == "dot" else out.with_suffix(".dot")
-    dot_path.write_text(dot_text, encoding="utf-8")
+    atomic_write_text(dot_path, dot_text)
     if fmt == "dot":
         return dot_path
     exe = dot_binary()
     if exe is None:
         raise MissingDot(f"wrote {dot_path}, but {INSTALL_HINT}")
-    cmd = [exe, f"-T{fmt}", "-o", str(out), str(dot_path)]
-    if dpi:
-        cmd.insert(1, f"-Gdpi={int(dpi)}")
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    if proc.returncode != 0:
-        raise RuntimeError(f"dot failed on {dot_path}: {proc.stderr.strip()}")
+    with atomic_output(out) as tmp:
+        cmd = [exe, f"-T{fmt}", "-o", str(tmp), str(dot_path)]
+        if dpi:
+            cmd.insert(1, f"-Gdpi={int(dpi)}")
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        if proc.returncode != 0:
+            raise RuntimeError(f"dot failed on {dot_path}: {proc.stderr.strip()}")
     return out
 
 

@@ -10,6 +10,7 @@ purple line, inputs are green ovals and outputs orange boxes.
 from __future__ import annotations
 
 import networkx as nx
+from builder.types import record
 
 from viz.dot_render import DotGraph
 from viz.labels import format_count, format_shape, key_args, wrap_items
@@ -56,7 +57,7 @@ def max_depth(g: nx.MultiDiGraph) -> int:
 def representative(g: nx.MultiDiGraph, node: str, depth: int, levels: dict) -> str:
     """The id drawn for `node` at `depth`: itself, or the outermost block deeper than `depth`."""
     blocks = g.graph.get("blocks") or {}
-    for b in block_chain(blocks, g.nodes[node].get("block") or ""):
+    for b in block_chain(blocks, record(g, node).block):
         if levels[b] > depth:
             return b
     return node
@@ -85,25 +86,24 @@ def _cluster_label(blocks: dict, path: str) -> str:
 
 
 def _node_label(g: nx.MultiDiGraph, n: str) -> tuple[str, dict]:
-    a = g.nodes[n]
-    op = a.get("op", "?")
+    a = record(g, n)
+    op = a.op
     if op == "input":
-        lines = [n, f"input  {format_shape(a.get('out_shape'))}", a.get("dtype") or "float32"]
+        lines = [n, f"input  {format_shape(a.out_shape)}", a.dtype]
         return "\n".join(lines), {"shape": "oval", "fillcolor": COLORS["input"], "style": "filled"}
     lines = [n, op]
-    lines += wrap_items(key_args(op, a.get("args")))
+    lines += wrap_items(key_args(op, a.args))
     style = {"shape": "box", "style": "rounded,filled", "fillcolor": COLORS["plain"]}
-    params = int(a.get("params") or 0)
+    params = a.param_count
     if params:
-        trainable = a.get("trainable_params", params)
-        frozen = "" if trainable or a.get("trainable", True) else "  (frozen)"
+        frozen = "" if a.trainable_param_count or a.trainable else "  (frozen)"
         lines.append(f"{format_count(params)} params{frozen}")
         style["fillcolor"] = COLORS["param"]
-    if a.get("share"):
-        lines.append(f"shares weights of {a['share']}")
+    if a.share:
+        lines.append(f"shares weights of {a.share}")
         style.update(color=COLORS["share"], penwidth="2")
-    if a.get("tie"):
-        for p, target in sorted(a["tie"].items()):
+    if a.tie:
+        for p, target in sorted(a.tie.items()):
             lines.append(f"{p} tied to {target}")
         style.update(color=COLORS["share"], penwidth="2")
     return "\n".join(lines), style
@@ -113,7 +113,7 @@ def _collapsed_label(g: nx.MultiDiGraph, path: str, members: list[str]) -> tuple
     info = g.graph["blocks"][path]
     kind = info.get("block") or "block"
     head = f"{kind} x {info['repeat']}" if info.get("repeat") else kind
-    params = sum(int(g.nodes[m].get("params") or 0) for m in members)
+    params = sum(record(g, m).param_count for m in members)
     lines = [path, head, f"{len(members)} nodes, {format_count(params)} params"]
     return "\n".join(lines), {"shape": "box3d", "style": "filled", "fillcolor": COLORS["collapsed"]}
 
@@ -193,7 +193,7 @@ def forward_dot(g: nx.MultiDiGraph, depth: int | None = None, rankdir: str = "TB
             chain = block_chain(blocks, blocks[r].get("parent") or "")
         else:
             label, style = _node_label(g, r)
-            chain = block_chain(blocks, g.nodes[r].get("block") or "")
+            chain = block_chain(blocks, record(g, r).block)
         dot.cluster(chain, cluster_labels, cluster_attrs)
         dot.add_node(r, chain, label=label, **style)
 
@@ -204,11 +204,11 @@ def forward_dot(g: nx.MultiDiGraph, depth: int | None = None, rankdir: str = "TB
         if ru == rv:
             continue
         port = data.get("port")
-        ports = g.nodes[u].get("ports") or []
-        text = format_shape(data.get("shape", g.nodes[u].get("out_shape")))
+        ports = record(g, u).ports
+        text = format_shape(data.get("shape", record(g, u).out_shape))
         if port and ports and port != ports[0]:
             text = f"{port}: {text}"
-        slots = g.nodes[v].get("input_names") or []
+        slots = record(g, v).slots or []
         slot = data.get("slot")
         if isinstance(slot, int) and slot < len(slots) and len(slots) > 1:
             text = f"{text} -> {slots[slot]}"
@@ -221,8 +221,7 @@ def forward_dot(g: nx.MultiDiGraph, depth: int | None = None, rankdir: str = "TB
         dot.add_edge(u, v, **attrs)
 
     for out_name, node, port in g.graph.get("outputs") or []:
-        shapes = g.nodes[node].get("out_shapes") or {}
-        shape = shapes.get(port) if port else g.nodes[node].get("out_shape")
+        shape = record(g, node).out_shapes.get(port) if port else record(g, node).out_shape
         out_id = f"out:{out_name}"
         dot.add_node(out_id, [], label=f"output {out_name}\n{format_shape(shape)}", shape="box",
                      style="filled,bold", fillcolor=COLORS["output"])
@@ -231,10 +230,10 @@ def forward_dot(g: nx.MultiDiGraph, depth: int | None = None, rankdir: str = "TB
     # weight sharing and tying: dotted purple lines that do not change the layout
     links = []
     for n in g.nodes:
-        a = g.nodes[n]
-        if a.get("share") and a["share"] in rep:
-            links.append((rep[n], rep[a["share"]], "shares weights"))
-        for p, target in sorted((a.get("tie") or {}).items()):
+        a = record(g, n)
+        if a.share and a.share in rep:
+            links.append((rep[n], rep[a.share], "shares weights"))
+        for p, target in sorted((a.tie or {}).items()):
             owner = _owner_node(g, target)
             if owner is not None:
                 links.append((rep[n], rep[owner], f"tied: {p} = {target}"))

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
+from builder.types import build_info, records
 from viz.autograd_walk import BackwardTrace, record_backward
 
 SYMBOLIC_SIZE = 8  # size given to a symbolic dim other than the batch dim when inputs are random
@@ -27,7 +27,7 @@ def max_seq(net) -> int:
 
 def default_batch_size(net) -> int:
     """Rows in the batch: 8, fewer (down to 2) when one example costs much (ResNet-50 at 224x224)."""
-    macs = sum(int(d.get("macs") or 0) for _, d in net.graph.nodes(data=True))
+    macs = sum(r.macs for r in records(net.graph))
     sequence = any(len(t.shape) > 1 and isinstance(t.shape[1], str) for t in net.inputs)
     work = max(macs * (max_seq(net) if sequence else 1), 1)
     return int(min(8, max(2, MAC_BUDGET // work)))
@@ -95,7 +95,7 @@ def data_batch(module, cfg: dict, batch_size: int, seq_cap: int = 32):
     fields = data.train.sample(batch_size)
     n = data.train.n_inputs
     inputs, target = list(fields[:n]), fields[n] if data.train.has_target else None
-    specs = getattr(module, "spec_inputs", None) or []
+    specs = build_info(module).inputs if build_info(module) else []
     note = f"batch of {len(fields[0])} from {data_cfg.get('source', 'data')} (train split)"
     cut = None
     for i, t in enumerate(specs[:n]):
@@ -110,28 +110,12 @@ def data_batch(module, cfg: dict, batch_size: int, seq_cap: int = 32):
     return inputs, target, note
 
 
-def load_weights(module: torch.nn.Module, run: str | None = None, weights: str | None = None,
-                 network: str = "model") -> str | None:
-    """Load `--run DIR` (best.pt, else last.pt) or `--weights FILE` into module; returns the file used.
-
-    Reads the trainer's checkpoints ({'networks': {name: state_dict}}), {'model': state_dict} ones and
-    bare state_dicts, always with torch.load(weights_only=True)."""
-    from export.weights import checkpoint_in, load_into, read_checkpoint, state_dict_of
-
-    if not run and not weights:
-        return None
-    path = checkpoint_in(run) if run else Path(weights)
-    state = state_dict_of(read_checkpoint(path), network)
-    load_into(module, state, str(path))
-    return str(path)
-
-
 def shared_callers(graph) -> dict:
     """Module name -> the spec nodes that call it, in graph order, for modules reused with `share:`."""
     callers: dict[str, list[str]] = {}
-    for n, d in graph.nodes(data=True):
-        if d.get("op") != "input":
-            callers.setdefault(d.get("share") or n, []).append(n)
+    for r in records(graph):
+        if r.op != "input":
+            callers.setdefault(r.share or r.path, []).append(r.path)
     return {m: paths for m, paths in callers.items() if len(paths) > 1}
 
 
@@ -161,15 +145,16 @@ def _one_step(spec, network, run, weights, batch_size, seed) -> Step:
     from builder.initializers import apply_init
     from builder.loss_terms import is_terms, objective
     from builder.trainer import seed_of
+    from builder.weight_sources import load_source
 
     net = spec.network(network)
     batch_size = batch_size or default_batch_size(net)
     cfg = dict(spec.train or {})
     torch.manual_seed(seed_of(cfg) if seed is None else seed)
     module = builder.build(spec, network=network)
-    used = load_weights(module, run, weights, net.name)
+    _, used = load_source(module, run=run, weights=weights, network=net.name)
     if used is None and cfg.get("init"):
-        apply_init(module, cfg.get("init"), skip=getattr(module, "node_inits", {}) or {})  # as the trainer
+        apply_init(module, cfg.get("init"), skip=build_info(module).node_inits)  # as the trainer
     module.train()
     batch, misfit = None, None
     if len(spec.networks) == 1:
@@ -183,8 +168,8 @@ def _one_step(spec, network, run, weights, batch_size, seed) -> Step:
               (isinstance(cfg.get("data"), dict) and cfg["data"].get("source") == "text"))
         loss_cfg = cfg.get("loss", "cross_entropy" if lm else "mse")
         loss_of = objective(loss_cfg, module)
-        name = (loss_cfg if isinstance(loss_cfg, str) else
-                " + ".join(str(t.get("type")) for t in loss_cfg) if is_terms(loss_cfg) else loss_cfg.get("type", "loss"))
+        name = (loss_cfg if isinstance(loss_cfg, str) else " + ".join(str(t.get("type")) for t in loss_cfg)
+                if is_terms(loss_cfg) else loss_cfg.get("type", "loss"))
 
         def loss_fn(output):
             return loss_of(output, inputs, target)

@@ -6,16 +6,13 @@ import tempfile
 from pathlib import Path
 
 from ..errors import UserError
-from .common import add_spec_args, load_spec
+from .common import add_spec_args, add_weight_args, load_spec
 
 
 def register(sub):
     p = sub.add_parser("bench", help="latency: torch eager vs torch.compile vs onnxruntime")
     add_spec_args(p)
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--run", metavar="DIR", help="a training run folder (default: random weights)")
-    src.add_argument("--weights", metavar="FILE", help="a checkpoint or state_dict file")
-    p.add_argument("--network", metavar="NAME", help="which network of a multi-network spec")
+    add_weight_args(p)  # neither --run nor --weights: the random init
     p.add_argument("--batch", default="1,32", metavar="1,32", help="batch sizes (default 1,32)")
     p.add_argument("--size", action="append", default=[], metavar="SYM=N",
                    help="size of another symbolic dim, e.g. T=128 (default: 8, images 32)")
@@ -47,14 +44,15 @@ def parse_sizes(items) -> dict:
 
 
 def run(args):
-    from export import bench, weights
+    from export import bench
     from export.onnx_export import export_onnx
+
+    from ..weight_sources import trained_network
 
     batches = _ints(args.batch, "--batch")
     spec = load_spec(args)
     net = spec.network(args.network)
-    module, _ = weights.trained_network(spec, net.name, run=args.run, weights=args.weights,
-                                        random=not (args.run or args.weights))
+    module, _ = trained_network(spec, net.name, run=args.run, weights=args.weights, random=args.random)
     sizes = parse_sizes(args.size)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"{spec.name}.onnx"

@@ -1,4 +1,5 @@
-"""Arguments shared by subcommands that read a spec."""
+"""Arguments shared by subcommands: the spec (`SPEC --set --safe`) and where weights come from
+(`--run DIR | --weights FILE | --random`, with `--network NAME`)."""
 from __future__ import annotations
 
 from ..spec import parse_override
@@ -15,3 +16,14 @@ def load_spec(args):
     from .. import load
     overrides = dict(parse_override(item) for item in args.overrides)
     return load(args.spec, overrides=overrides, safe=getattr(args, "safe", False))
+
+
+def add_weight_args(p, *, random: bool = True, required: bool = False, when: str = "") -> None:
+    """--run / --weights (and --random, unless `random` is False), mutually exclusive, and --network;
+    `when` prefixes the help of the first three ("with a spec: "). Read them with weight_sources."""
+    src = p.add_mutually_exclusive_group(required=required)
+    src.add_argument("--run", metavar="DIR", help=f"{when}a training run folder (its best.pt, else last.pt)")
+    src.add_argument("--weights", metavar="FILE", help=f"{when}a checkpoint or state_dict file (.pt)")
+    if random:
+        src.add_argument("--random", action="store_true", help=f"{when}the network's initial (random) weights")
+    p.add_argument("--network", metavar="NAME", help="which network of a multi-network spec (e.g. generator)")

@@ -36,7 +36,7 @@ def run(args) -> int:
     from ..data import load_data
     from ..errors import UserError
     from ..preparation import raw_from_prepared
-    from export.weights import read_checkpoint
+    from ..checkpoint import load as read_torch_file
 
     spec_path = Path(args.spec)
     if not spec_path.is_file():
@@ -59,7 +59,7 @@ def run(args) -> int:
     first = spec.network().inputs[0]
     if all(isinstance(d, int) for d in first.shape[1:]):
         x = x.reshape(len(x), *first.shape[1:])  # e.g. 8x8 images flattened for the MLP, as the trainer feeds them
-    stats = (read_checkpoint(run_dir / "best.pt").get("input_preparation") or {}).get(first.name)
+    stats = (read_torch_file(run_dir / "best.pt").get("input_preparation") or {}).get(first.name)
     if stats:  # the test split comes standardised; the exported model standardises by itself
         x = raw_from_prepared(x, stats)
     inputs = run_dir / "test_images.npy"

@@ -1,15 +1,7 @@
 """`build export SPEC (--run DIR | --weights FILE | --random) -o OUT.onnx`: a verified single-file ONNX."""
 from __future__ import annotations
 
-from .common import add_spec_args, load_spec
-
-
-def add_weights_args(p, required: bool = True):
-    src = p.add_mutually_exclusive_group(required=required)
-    src.add_argument("--run", metavar="DIR", help="a training run folder (its best.pt, else last.pt)")
-    src.add_argument("--weights", metavar="FILE", help="a checkpoint or state_dict file (.pt)")
-    src.add_argument("--random", action="store_true", help="the network's initial (random) weights")
-    p.add_argument("--network", metavar="NAME", help="which network of a multi-network spec (e.g. generator)")
+from .common import add_spec_args, add_weight_args, load_spec
 
 
 def parse_dims(text: str | None):
@@ -21,7 +13,7 @@ def parse_dims(text: str | None):
 def register(sub):
     p = sub.add_parser("export", help="export a network to ONNX, verified against torch with onnxruntime")
     add_spec_args(p)
-    add_weights_args(p)
+    add_weight_args(p, required=True)
     p.add_argument("-o", "--output", required=True, metavar="OUT.onnx", help="the ONNX file to write")
     p.add_argument("--opset", type=int, metavar="N", help="ONNX opset (default: the exporter's)")
     p.add_argument("--dynamic", metavar="B,T", help="the symbolic dims that stay dynamic (default: all)")
@@ -29,13 +21,14 @@ def register(sub):
 
 
 def run(args):
-    from export import metadata, weights
+    from export import metadata
     from export.onnx_export import describe, export_onnx
+
+    from ..weight_sources import trained_network
 
     spec = load_spec(args)
     net = spec.network(args.network)
-    module, checkpoint = weights.trained_network(spec, net.name, run=args.run, weights=args.weights,
-                                                 random=args.random)
+    module, checkpoint = trained_network(spec, net.name, run=args.run, weights=args.weights, random=args.random)
     labels = metadata.class_labels(spec, checkpoint)
     result = export_onnx(module, args.output, spec=spec, network=net.name, dynamic=parse_dims(args.dynamic),
                          opset=args.opset, labels=labels)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from ..errors import UserError
+from .common import add_weight_args
 
 
 def register(sub):
@@ -18,15 +19,14 @@ def register(sub):
     p.add_argument("--top-k", type=int, default=1, metavar="K", help="labels printed per sample (default 1)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="with a spec: override a param")
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--run", metavar="DIR", help="with a spec: a training run folder")
-    src.add_argument("--weights", metavar="FILE", help="with a spec: a checkpoint or state_dict file")
-    p.add_argument("--network", metavar="NAME", help="with a spec: which network")
+    add_weight_args(p, random=False, when="with a spec: ")
     p.set_defaults(func=run)
 
 
 def _runner(args):
-    from export import metadata, predict, weights
+    from export import metadata, predict
+
+    from ..weight_sources import trained_network
     if args.model.lower().endswith(".onnx"):
         if args.run or args.weights or args.overrides or args.network:
             raise UserError("--run/--weights/--set/--network go with a spec, not with an .onnx file")
@@ -39,7 +39,7 @@ def _runner(args):
     from ..spec import parse_override
     spec = builder.load(args.model, overrides=dict(parse_override(x) for x in args.overrides))
     net = spec.network(args.network)
-    module, checkpoint = weights.trained_network(spec, net.name, run=args.run, weights=args.weights)
+    module, checkpoint = trained_network(spec, net.name, run=args.run, weights=args.weights)
     labels = metadata.class_labels(spec, checkpoint)
     device = {"cpu": "cpu", "cuda": "cuda", "auto": "auto"}[args.provider]
     return predict.TorchRunner(module, labels=labels, device=device), "torch"

@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from builder.commands.common import add_spec_args, load_spec
+from builder.commands.common import add_spec_args, add_weight_args, load_spec
 from viz.dot_render import FORMATS, INSTALL_HINT, MissingDot, side_by_side, write_picture
 
 VIEWS = ("forward", "backward", "both")
@@ -38,10 +38,7 @@ def register(subparsers) -> None:
                    help="forward and ONNX views: block nesting depth shown; deeper blocks collapse to one node "
                         "(default: the deepest that keeps the picture within 120 nodes; -1: everything)")
     p.add_argument("--rankdir", choices=("TB", "LR", "BT", "RL"), default="TB", help="layout direction")
-    p.add_argument("--network", help="which network of a multi-network spec")
-    w = p.add_mutually_exclusive_group()
-    w.add_argument("--run", metavar="DIR", help="backward view: load weights from a run folder (best.pt or last.pt)")
-    w.add_argument("--weights", metavar="FILE", help="backward view: load weights from a checkpoint file")
+    add_weight_args(p, random=False, when="backward view: ")
     p.add_argument("--grads", action="store_true",
                    help="backward view: colour parameters and clusters by gradient norm and flag "
                         "None/zero/NaN/exploding/vanishing gradients")

@@ -127,7 +127,8 @@ def _extreme_dtype(ctx):
 
 
 for _kind in ("max", "min"):
-    register(OpDef(name=_kind, infer=_extreme, build=lambda a, k=_kind: Extreme(k, a.get("dim"), a.get("keepdim", False)),
+    register(OpDef(name=_kind, infer=_extreme,
+                   build=lambda a, k=_kind: Extreme(k, a.get("dim"), a.get("keepdim", False)),
                    arg_names=("dim", "keepdim"), ports=_extreme_ports, in_dtype=None, out_dtype=_extreme_dtype,
                    category="reduction",
                    doc=f"torch.{_kind}: over everything, or over `dim` with ports values and indices (int64)"))
@@ -175,4 +176,5 @@ def _gather(ctx):
 register(OpDef(name="gather", infer=_gather, build=lambda a: Gather(a["dim"]), arg_names=("dim",),
                required=("dim",), arity=(2, 2), slots=("x", "index"), required_slots=("x", "index"),
                in_dtype=None, out_dtype=lambda ctx: dict(zip(ctx.slots or ("x", "index"), ctx.dtypes))["x"],
-               category="reduction", doc="torch.gather(x, dim, index): values of x at index along dim (in: {x, index})"))
+               category="reduction",
+               doc="torch.gather(x, dim, index): values of x at index along dim (in: {x, index})"))

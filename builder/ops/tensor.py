@@ -99,7 +99,8 @@ def _concat_expansion(shapes, dim):
     return plan if any(plan) else None
 
 
-tensor_op("concat", _join(False), lambda a: M.Concat(a.get("dim", -1), a.get("_expand")), arg_names=("dim",), arity=(1, None),
+tensor_op("concat", _join(False), lambda a: M.Concat(a.get("dim", -1), a.get("_expand")), arg_names=("dim",),
+          arity=(1, None),
           aliases=("cat",), out_dtype=_common_dtype)
 tensor_op("stack", _join(True), lambda a: M.Stack(a.get("dim", 0)), arg_names=("dim",), arity=(1, None),
           out_dtype=_common_dtype)
