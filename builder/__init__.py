@@ -39,7 +39,7 @@ def build_all(spec_or_path, device=None, **params) -> dict:
 def __getattr__(name):
     # builder.train / builder.load_weights live in modules other stages own; import on first use
     if name == "train":
-        from .trainer import train
+        from .training.entry import train
         return train
     if name == "load_weights":
         from .weights import load_weights

@@ -5,7 +5,7 @@ Reading is `load`, the only torch.load of the code base: `weights_only=True`, so
 weights file can hold tensors and plain data, never code.
 
 The trainer snapshots its state at the end of every epoch and writes it through a `BackgroundWriter`, so
-the fsyncs (about 10 ms each here) overlap the next epoch; see trainer.Book for how often."""
+the fsyncs (about 10 ms each here) overlap the next epoch; see training.book.Book for how often."""
 from __future__ import annotations
 
 import threading

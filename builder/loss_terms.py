@@ -28,13 +28,20 @@ def kl_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 
 
 def is_terms(cfg) -> bool:
-    return isinstance(cfg, list)
+    return isinstance(cfg, (list, tuple))
+
+
+def describe_loss(cfg) -> str:
+    """The loss's name for messages and pictures: `mse`, or `bce + kl_normal` for terms."""
+    if is_terms(cfg):
+        return " + ".join(str(t.get("type", "?")) if isinstance(t, dict) else "?" for t in cfg)
+    return cfg.get("type", "loss") if isinstance(cfg, dict) else str(cfg)
 
 
 class LossTerms:
     """Callable (outputs tuple, inputs list, target) -> the weighted sum of the terms."""
 
-    def __init__(self, cfg: list, outputs: list[str] | None = None, inputs: list[str] | None = None):
+    def __init__(self, cfg, outputs: list[str] | None = None, inputs: list[str] | None = None):
         if not cfg:
             raise UserError("train.loss: an empty list of terms; give at least one {type, output, ...}")
         self.terms = [self._parse(i, raw, outputs, inputs) for i, raw in enumerate(cfg)]

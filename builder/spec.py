@@ -18,6 +18,7 @@ from .errors import Collector, Diagnostic, SpecError, UserError, did_you_mean
 from .expr import ExprError, substitute
 from .graph import build_network
 from .infer import ParamShapeCache
+from .training.config import TrainConfig, read_train
 from .types import BlockDef, Network, records
 from .yaml_loader import MAX_FILE_BYTES, LocDict, LocList, load_yaml
 from .yaml_loader import to_plain as _plain
@@ -35,10 +36,11 @@ class Spec:
     path: Path | None
     params: dict
     networks: dict
-    train: dict = field(default_factory=dict)
+    train: dict = field(default_factory=dict)  # the section as written (plain data, `--set` applied)
     export: dict = field(default_factory=dict)
     labels: list | None = None
     resolved: dict = field(default_factory=dict)  # the resolved document, plain data
+    training: TrainConfig | None = None  # `train`, parsed and resolved (None without a train section)
 
     def network(self, name: str | None = None) -> Network:
         if name is None:
@@ -272,13 +274,14 @@ class SpecReader:
         self.errors.raise_if_any()
 
         train = self.eval_section(doc, "train", params)
+        training = read_train(doc.get("train"), train, self.file, self.overrides, networks, self.errors.items)
         export = self.eval_section(doc, "export", params)
         labels = doc.get("labels")
         self.errors.raise_if_any()
         resolved = {"spec": SPEC_VERSION, "name": name, "params": params, "train": train, "export": export,
                     "networks": {n: _describe(net) for n, net in networks.items()}}
         return Spec(name=name, path=self.path, params=params, networks=networks, train=train, export=export,
-                    labels=_plain(labels) if labels else None, resolved=_plain(resolved))
+                    labels=_plain(labels) if labels else None, resolved=_plain(resolved), training=training)
 
 
 def evaluate(value, env):

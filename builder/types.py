@@ -188,6 +188,18 @@ def build_info(module) -> BuildInfo | None:
     return getattr(module, "build_info", None)
 
 
+def spec_inputs(module):
+    """The network's input TensorSpecs of a module made by builder.build (None for another module)."""
+    info = build_info(module)
+    return info.inputs if info else None
+
+
+def node_inits(module) -> dict:
+    """The nodes' own `init:` rules of a module made by builder.build ({} for another module)."""
+    info = build_info(module)
+    return dict(info.node_inits) if info else {}
+
+
 @dataclass
 class BlockDef:
     """A block definition as written (`blocks:` or a `use:`d file), expanded by the graph stage."""

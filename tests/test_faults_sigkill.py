@@ -54,7 +54,7 @@ import json, os, sys
 import torch
 torch.set_num_threads(1)
 import torch._dynamo  # what the first optimizer would import
-import builder.cli, builder.trainer
+import builder.cli, builder.training.entry
 print("ready", flush=True)
 for line in sys.stdin:
     argv, log = json.loads(line)

@@ -356,3 +356,22 @@ def test_vae_spec_equals_the_torch_vae_and_exports_with_its_sample(tmp_path):
         torch.testing.assert_close(a, b)
     result = export_onnx(module, tmp_path / "vae.onnx", spec=spec)
     assert {c.output for c in result.comparisons} == {"mu", "logvar"}   # the reconstruction is a sample
+
+
+def test_param_takes_any_initialiser_and_can_be_frozen():
+    spec = builder.load("""
+spec: 1
+inputs: {x: {shape: [B, 4]}}
+nodes:
+  scale: {op: param, shape: [4], init: {type: constant, value: 0.5}}
+  bias: {op: param, shape: [1, 4], init: {type: normal, std: 0.02}, trainable: false}
+  out: {op: mul, in: [x, scale]}
+  shifted: {op: add, in: [out, bias]}
+""")
+    net = spec.network()
+    assert net.total_params == 8 and net.trainable_params == 4
+    module = builder.build(spec)
+    assert torch.equal(module.scale.weight, torch.full((4,), 0.5))
+    assert module.bias.weight.std() > 0 and not module.bias.weight.requires_grad
+    x = torch.randn(3, 4)
+    torch.testing.assert_close(module(x), x * 0.5 + module.bias.weight)

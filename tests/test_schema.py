@@ -50,5 +50,5 @@ def test_check_also_checks_the_train_section(tmp_path, capsys):
                     "train:\n  data: {source: toy_linear}\n  optimizer: {type: sgdd, lr: 0.1}\n")
     assert main(["check", str(spec)]) == 2
     err = capsys.readouterr().err
-    assert "bad_train.yaml: error:" in err and "sgdd" in err and "did you mean 'sgd'" in err
+    assert "bad_train.yaml:7:3: error: train.optimizer: unknown type 'sgdd' (did you mean 'sgd'?)" in err
     assert main(["check", "specs/mlp_digits.yaml"]) == 0

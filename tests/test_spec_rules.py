@@ -372,6 +372,7 @@ def test_train_and_export_sections_still_check(tmp_path):
         inputs: {x: {shape: [B, 4]}}
         nodes: {head: {op: Linear, out_features: "${classes}"}}
         train:
+          data: {source: xor}
           loss: cross_entropy
           optimizer: {type: sgd, lr: "${lr / 10}"}
           epochs: 2
@@ -392,10 +393,10 @@ def test_set_overrides_params_and_sections(tmp_path, capsys):
         spec: 1
         inputs: {x: {shape: [B, 4]}}
         nodes: {head: {op: Linear, out_features: 2}}
-        train: {optimizer: {type: sgd, lr: 0.1}}
+        train: {data: xor, optimizer: {type: sgd, lr: 0.1}}
         """)
     spec = builder.load(path, overrides={"train.optimizer.lr": 0.5})
-    assert spec.train["optimizer"]["lr"] == 0.5
+    assert spec.train["optimizer"]["lr"] == 0.5 and spec.training.optimizer["lr"] == 0.5
 
 
 # ---- the compiled module in the torch ecosystem -----------------------------------------------------

@@ -12,7 +12,7 @@ import builder
 from builder import checkpoint
 from builder.cli import main
 from builder.errors import UserError
-from builder.trainer import TrainingDiverged
+from builder.training.book import TrainingDiverged
 
 
 def rows_without_seconds(run_dir):
@@ -106,18 +106,19 @@ def test_build_train_command_logs_json_lines(tmp_path, capsys):
 
 
 def test_check_train_finds_mistakes_without_reading_data():
-    from builder.trainer import check_train
+    from builder.training.checks import option_errors
+    from builder.training.config import from_plain
 
     for spec in ("specs/mlp_digits.yaml", "specs/gan_tril.yaml", "specs/char_lstm.yaml", "examples/char_transformer.yaml"):
-        check_train(builder.load(spec).train)
+        assert option_errors(builder.load(spec).training) == []
     good = builder.load("specs/mlp_digits.yaml").train
-    for change, message in [
-        ({"data": {"source": "digits", "standrdize": True}}, "no key 'standrdize'"),
-        ({"loss": "cross_entropyy"}, "did you mean 'cross_entropy'"),
-        ({"metrics": ["acc"]}, "unknown metric"),
-        ({"optimizer": {"type": "sgd", "lr": 0.1, "nesterov": True}}, "(?i)nesterov"),
-        ({"schedule": {"type": "noam"}}, "noam needs d_model"),
-        ({"init": [{"params": "fc1.*", "type": "xavier"}]}, "unknown initializer 'xavier'"),
+    for change, node, message in [
+        ({"data": {"source": "digits", "standrdize": True}}, "train.data", "no key 'standrdize'"),
+        ({"loss": "cross_entropyy"}, "train.loss", "did you mean 'cross_entropy'"),
+        ({"metrics": ["acc"]}, "train.metrics", "unknown metric"),
+        ({"optimizer": {"type": "sgd", "lr": 0.1, "nesterov": True}}, "train.optimizer", "(?i)nesterov"),
+        ({"schedule": {"type": "noam"}}, "train.schedule", "noam needs d_model"),
+        ({"init": [{"params": "fc1.*", "type": "xavier"}]}, "train.init", "unknown initializer 'xavier'"),
     ]:
-        with pytest.raises(UserError, match=message):
-            check_train({**good, **change})
+        (error,) = option_errors(from_plain({**good, **change}, ["model"]))
+        assert error.node == node and re.search(message, error.message), (error, message)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from builder.types import build_info, records
+from builder.types import build_info, records, spec_inputs
 from viz.autograd_walk import BackwardTrace, record_backward
 
 SYMBOLIC_SIZE = 8  # size given to a symbolic dim other than the batch dim when inputs are random
@@ -80,23 +80,17 @@ def random_inputs(inputs, batch_size: int, seed: int = 0) -> dict:
     return out
 
 
-def data_batch(module, cfg: dict, batch_size: int, seq_cap: int = 32):
+def data_batch(module, cfg, batch_size: int, seq_cap: int = 32):
     """(inputs, target or None, note) from the first rows of the training split, laid out as the
-    trainer lays them out; None when the spec has no training data."""
-    data_cfg = cfg.get("data")
-    if not data_cfg:
+    trainer lays them out; None when the spec has no training data (`cfg`: the spec's TrainConfig)."""
+    if cfg is None:
         return None
-    from builder.data import load_data
-    from builder.trainer import adapt_inputs
+    from builder.training.step import training_batch
 
-    data_cfg = {"source": data_cfg} if isinstance(data_cfg, str) else dict(data_cfg)
-    data = load_data(data_cfg)
-    adapt_inputs(module, data)
-    fields = data.train.sample(batch_size)
-    n = data.train.n_inputs
-    inputs, target = list(fields[:n]), fields[n] if data.train.has_target else None
-    specs = build_info(module).inputs if build_info(module) else []
-    note = f"batch of {len(fields[0])} from {data_cfg.get('source', 'data')} (train split)"
+    fields, n, has_target = training_batch(module, cfg, batch_size)
+    inputs, target = list(fields[:n]), fields[n] if has_target else None
+    specs = spec_inputs(module) or []
+    note = f"batch of {len(fields[0])} from {cfg.data.source} (train split)"
     cut = None
     for i, t in enumerate(specs[:n]):
         if len(t.shape) > 1 and isinstance(t.shape[1], str) and inputs[i].dim() > 1 \
@@ -142,19 +136,17 @@ def one_step(spec, network: str | None = None, run: str | None = None, weights: 
 def _one_step(spec, network, run, weights, batch_size, seed) -> Step:
     import builder
     from builder.errors import UserError
-    from builder.initializers import apply_init
-    from builder.loss_terms import is_terms, objective
-    from builder.trainer import seed_of
+    from builder.training.step import loss_of, prepare
     from builder.weight_sources import load_source
 
     net = spec.network(network)
     batch_size = batch_size or default_batch_size(net)
-    cfg = dict(spec.train or {})
-    torch.manual_seed(seed_of(cfg) if seed is None else seed)
+    cfg = spec.training  # the trainer's resolved config: same seed, init, data layout, mode and loss
+    torch.manual_seed((cfg.seed if cfg is not None else 0) if seed is None else seed)
     module = builder.build(spec, network=network)
     _, used = load_source(module, run=run, weights=weights, network=net.name)
-    if used is None and cfg.get("init"):
-        apply_init(module, cfg.get("init"), skip=build_info(module).node_inits)  # as the trainer
+    if used is None and cfg is not None and cfg.init:
+        prepare(module, cfg)
     module.train()
     batch, misfit = None, None
     if len(spec.networks) == 1:
@@ -164,15 +156,10 @@ def _one_step(spec, network, run, weights, batch_size, seed) -> Step:
             misfit = str(e).splitlines()[0]
     if batch is not None and batch[1] is not None:
         inputs, target, note = batch
-        lm = (cfg.get("mode") == "language_model" or
-              (isinstance(cfg.get("data"), dict) and cfg["data"].get("source") == "text"))
-        loss_cfg = cfg.get("loss", "cross_entropy" if lm else "mse")
-        loss_of = objective(loss_cfg, module)
-        name = (loss_cfg if isinstance(loss_cfg, str) else " + ".join(str(t.get("type")) for t in loss_cfg)
-                if is_terms(loss_cfg) else loss_cfg.get("type", "loss"))
+        training_loss, name = loss_of(cfg, module)
 
         def loss_fn(output):
-            return loss_of(output, inputs, target)
+            return training_loss(output, inputs, target)
     else:
         if batch is not None:
             inputs, _, note = batch

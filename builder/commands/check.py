@@ -1,4 +1,6 @@
 """`build check SPEC`: an OK line with totals, or every error found (exit 2)."""
+from ..errors import SpecError
+from ..training.config import TrainDiagnostic
 from ..types import records
 from .common import add_spec_args, load_spec
 
@@ -10,16 +12,26 @@ def register(sub):
 
 
 def run(args):
-    spec = load_spec(args)
-    if spec.train:
-        from ..errors import UserError
-        from ..trainer import check_train
-        try:
-            check_train(spec.train)  # keys, names and options; no data is read
-        except UserError as e:
-            raise UserError(f"{args.spec}: error: {e}") from None
+    try:
+        spec = load_spec(args)
+    except SpecError as e:  # train: mistakes found when loading: add those of the other keys' options
+        raise SpecError(e.diagnostics + more_train_errors(e.diagnostics)) from None
+    if spec.training is not None:  # the section's shape was checked when loading; now its names and options
+        from ..training.checks import option_errors
+        errors = option_errors(spec.training)
+        if errors:
+            raise SpecError(errors)
     nodes = sum(sum(1 for r in records(n.graph) if r.op != "input") for n in spec.networks.values())
     nets = f" in {len(spec.networks)} networks ({', '.join(spec.networks)})" if len(spec.networks) > 1 else ""
     print(f"OK {spec.name}: {nodes} nodes{nets}, {spec.total_params:,} parameters "
           f"({spec.trainable_params:,} trainable)")
     return 0
+
+
+def more_train_errors(diagnostics) -> list:
+    """The option errors of the `train:` keys the spec stage found no mistake in (every error, one run)."""
+    found = [d for d in diagnostics if isinstance(d, TrainDiagnostic) and d.config is not None]
+    if not found:
+        return []
+    from ..training.checks import option_errors
+    return option_errors(found[0].config, skip={d.key for d in found})

@@ -47,7 +47,8 @@ def run(args):
         return launch(_worker_argv(args), args.nproc_per_node, args.nnodes, args.rdzv_endpoint)
 
     from ..spec import parse_override
-    from ..trainer import TrainingInterrupted, train
+    from ..training.book import TrainingInterrupted
+    from ..training.entry import train
 
     sets = dict(parse_override(item) for item in args.overrides)
     epochs = {} if args.epochs is None else {"epochs": args.epochs}

@@ -1,0 +1,55 @@
+"""`build check`'s second look at `train:`: names and options of the data source, loss, metrics, optimizer,
+schedule and initializers, checked by the modules that use them (no data is read, nothing trains).
+
+Each key is checked on its own, so every mistake is reported, at the key's position."""
+from __future__ import annotations
+
+import types
+
+from ..data import check_data
+from ..errors import Diagnostic, UserError
+from ..initializers import check_init
+from ..loss_terms import check_terms, is_terms
+from ..losses import make_loss
+from ..metrics import make_metric
+from ..optim import Schedule, make_optimizer
+from .config import TrainConfig, per_network
+
+
+def option_errors(cfg: TrainConfig, skip=()) -> list:
+    """One Diagnostic per key whose names or options are wrong (in the section's order); keys in `skip`
+    (already reported) are not checked."""
+    names = ("generator", "discriminator") if cfg.mode == "gan" else ("model",)
+    optimizers = per_network(cfg.optimizer, names) if cfg.mode == "gan" else {"model": cfg.optimizer}
+    schedules = per_network(cfg.schedule, names) if cfg.mode == "gan" else {"model": cfg.schedule}
+
+    def optimizer():
+        for name in names:
+            make_optimizer(None, optimizers[name])  # the options only: parameter groups match spec paths later
+
+    def schedule():
+        for name in names:
+            Schedule(types.SimpleNamespace(param_groups=[{"lr": 1.0}]), schedules[name], 1, cfg.epochs)
+
+    checks = {
+        "data": lambda: check_data(dict(cfg.data.options)),
+        "loss": lambda: check_terms(cfg.loss) if is_terms(cfg.loss) else make_loss(cfg.loss),
+        "metrics": lambda: [make_metric(m) for m in cfg.metrics],
+        "optimizer": optimizer,
+        "schedule": schedule,
+        "init": lambda: check_init(cfg.init),
+    }
+    out = []
+    for key, check in checks.items():
+        if key in skip:
+            continue
+        try:
+            check()
+        except (UserError, TypeError, ValueError) as e:
+            line, col, node = cfg.locate(key)
+            message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            if message.startswith("train.") and ": " in message:  # "train.data.source: unknown source ..."
+                named, message = message.split(": ", 1)
+                node = node if node.startswith("--set") else named
+            out.append(Diagnostic(message, cfg.file, line, col, node))
+    return out
