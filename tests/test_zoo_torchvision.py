@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 import torch
+
+import builder
+from builder.cli import main as build_main
+from builder.weights import convert_state_dict
 from references.densenet import densenet121
 from references.mobilenetv2 import MobileNetV2
 from references.vgg import vgg11
 from references.vision_transformer import vit_b_16
-
-import builder
-from builder.cli import main as build_main
 
 SPECS = Path(__file__).resolve().parents[1] / "specs"
 TOL = 1e-5
@@ -111,7 +112,6 @@ def test_full_size_counts_equal_the_references(name, make):
         ours = builder.build(SPECS / f"{name}.yaml", device="meta")
     assert n_params(ours) == n_params(ref)
     # the map covers the full-size model too: every torchvision key finds its spec key, same shapes
-    from builder.weights import convert_state_dict
     converted = convert_state_dict(ref.state_dict(), SPECS / f"{name}.torchvision-map.yaml", ours)
     assert set(converted) == set(ours.state_dict())
 
