@@ -13,8 +13,8 @@ from .spec import load as _load
 from .types import BuildInfo, Network, NodeRecord, OutputRef, TensorSpec
 
 __version__ = "0.1.0"
-__all__ = ["load", "build", "build_all", "Spec", "Network", "TensorSpec", "OutputRef", "NodeRecord", "BuildInfo",
-           "SpecError", "UserError", "Diagnostic", "__version__"]
+__all__ = ["load", "build", "build_all", "generate", "Spec", "Network", "TensorSpec", "OutputRef", "NodeRecord",
+           "BuildInfo", "SpecError", "UserError", "Diagnostic", "__version__"]
 
 
 def load(path, overrides: dict | None = None, safe: bool = False, **params) -> Spec:
@@ -34,6 +34,14 @@ def build_all(spec_or_path, device=None, **params) -> dict:
     from .compile import compile_all
     spec = spec_or_path if isinstance(spec_or_path, Spec) else load(spec_or_path, **params)
     return compile_all(spec, device)
+
+
+def generate(model, ids, max_new_tokens, temperature=0.0, top_k=None, top_p=None, seed=None, use_cache=True):
+    """`ids` [B, T] (int64) and `max_new_tokens` tokens the language model `model` (from `build`) writes after
+    them: [B, T + max_new_tokens]. temperature 0 is greedy; see builder.generation."""
+    from .generation import generate as _generate
+    return _generate(model, ids, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
+                     use_cache=use_cache)
 
 
 def __getattr__(name):

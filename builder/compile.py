@@ -96,5 +96,6 @@ def _compile(spec: Spec, network, device) -> fx.GraphModule:
     graph.output(outs[0] if len(outs) == 1 else tuple(outs))
     gm = fx.GraphModule(root, graph, class_name=_class_name(spec.name if len(spec.networks) == 1
                                                             else f"{spec.name}_{net.name}"))
-    gm.build_info = BuildInfo(spec.name, net.name, tuple(net.inputs), tuple(o.name for o in net.outputs), node_inits)
+    gm.build_info = BuildInfo(spec.name, net.name, tuple(net.inputs), tuple(o.name for o in net.outputs), node_inits,
+                              net)
     return gm

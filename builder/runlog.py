@@ -3,6 +3,7 @@
     spec.yaml      the spec text as given          resolved.yaml  name, params, resolved train section
     metrics.csv    one row per epoch               last.pt/best.pt checkpoints (see checkpoint.py)
     curves.png     losses and metrics per epoch    test.json      final test metrics
+    vocab.json     a language model's characters   tokenizer.json its BPE tokenizer (builder.tokenizer)
     .lock          the pid of the training that writes the folder (see RunLock)
 
 metrics.csv is reproducible: the same seed gives the same file, except its last column, `seconds`
@@ -31,7 +32,8 @@ import yaml
 from .errors import UserError
 from .io_utils import atomic_write_bytes, atomic_write_text
 
-RUN_FILES = ("spec.yaml", "resolved.yaml", "metrics.csv", "last.pt", "best.pt", "curves.png", "test.json")
+RUN_FILES = ("spec.yaml", "resolved.yaml", "metrics.csv", "last.pt", "best.pt", "curves.png", "test.json",
+             "vocab.json", "tokenizer.json")
 
 
 def _why(e: OSError) -> str:
@@ -198,6 +200,10 @@ class RunFolder:
                 f.close()
             except OSError as e:
                 raise UserError(f"cannot write {self.path / 'metrics.csv'}: {_why(e)}") from None
+
+    def write_text(self, name, text: str) -> None:
+        if self.enabled:
+            atomic_write_text(self.path / name, text)
 
     def write_json(self, name, data) -> None:
         if self.enabled:

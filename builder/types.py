@@ -181,6 +181,9 @@ class BuildInfo:
     """Output names, in the order forward returns them."""
     node_inits: dict
     """Spec path -> the node's own `init:` (the trainer's global init skips these)."""
+    network: Network | None = None
+    """The checked Network the module was compiled from: what is derived later (the key/value cache of
+    builder.kv_cache) reads its graph."""
 
 
 def build_info(module) -> BuildInfo | None:

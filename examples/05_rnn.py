@@ -18,15 +18,10 @@ from walkthrough import arguments, show, train
 
 
 def sample(model, vocab, prompt, length=80, temperature=0.8, seed=0):
-    """Generate text one character at a time, feeding the whole text so far back in."""
-    g = torch.Generator().manual_seed(seed)
-    ids = [vocab.index(c) for c in prompt]
-    with torch.no_grad():
-        for _ in range(length):
-            out = model(torch.tensor([ids]))
-            logits = (out[0] if isinstance(out, tuple) else out)[0, -1] / temperature
-            ids.append(int(torch.multinomial(logits.softmax(-1), 1, generator=g)))
-    return "".join(vocab[i] for i in ids)
+    """Generate text with builder.generate: the LSTM carries its state from one character to the next."""
+    ids = builder.generate(model, torch.tensor([[vocab.index(c) for c in prompt]]), length,
+                           temperature=temperature, seed=seed)
+    return "".join(vocab[i] for i in ids[0].tolist())
 
 
 def main(cli=False, epochs=None, runs="runs/examples"):

@@ -6,6 +6,9 @@ builder.inputs         JSON [{name, shape, dtype, value_range}]   (symbolic dims
 builder.outputs        JSON [output names]
 builder.class_labels   JSON [labels], when known     builder.dynamic   JSON [symbols kept dynamic]
 builder.dim_ranges     JSON {symbol: [low, high]}, only when torch.export narrowed a dim
+builder.vocab          JSON [characters] of a character language model (id = index)
+builder.tokenizer      a language model's tokenizers JSON (byte-level BPE)
+builder.generation     JSON manifest of a `--generate` export (token input, cache tensors, context)
 builder.input_preparation  what the training data pipeline did to the inputs before the network saw them
                        (standardize, normalize, resize), when anything: it is not part of the exported graph
 """
@@ -67,8 +70,17 @@ def input_preparation(spec, inside: bool = False) -> str:
     return ", ".join(steps)
 
 
+def vocabulary_metadata(tokenizer) -> dict[str, str]:
+    """`vocab` or `tokenizer` entries (without the prefix) for a builder.tokenizer object, or {}."""
+    if tokenizer is None:
+        return {}
+    state = tokenizer.state()
+    return {"vocab": json.dumps(state["vocab"], ensure_ascii=False)} if "vocab" in state \
+        else {"tokenizer": state["tokenizer"]}
+
+
 def build_metadata(sig, *, spec=None, network: str | None = None, labels=None, dynamic=(),
-                   ranges: dict | None = None, prepared_inside: bool = False) -> dict[str, str]:
+                   ranges: dict | None = None, prepared_inside: bool = False, tokenizer=None) -> dict[str, str]:
     meta = {
         "spec": getattr(spec, "name", "") or "",
         "network": network or "",
@@ -82,6 +94,7 @@ def build_metadata(sig, *, spec=None, network: str | None = None, labels=None, d
     }
     if labels:
         meta["class_labels"] = json.dumps(list(labels))
+    meta.update(vocabulary_metadata(tokenizer))
     preparation = input_preparation(spec, prepared_inside)
     if preparation:
         meta["input_preparation"] = preparation
@@ -100,7 +113,7 @@ def read_metadata(props: dict) -> dict:
         name = key[len(PREFIX):]
         try:
             out[name] = json.loads(value) if name in ("inputs", "outputs", "class_labels", "dynamic",
-                                                      "dim_ranges") else value
+                                                      "dim_ranges", "vocab", "generation") else value
         except json.JSONDecodeError:
             out[name] = value
     return out

@@ -43,6 +43,10 @@ class OnnxRunner:
                        for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.labels = self.meta.get("class_labels")
+        if not self.labels:  # a language model: its tokens, decoded
+            from builder.tokenizer import from_metadata, token_labels
+            tok = from_metadata(self.meta)
+            self.labels = token_labels(tok) if tok is not None else None
 
     def run(self, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
         try:
@@ -110,9 +114,13 @@ def top_k(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def format_predictions(outputs: dict[str, np.ndarray], labels=None, k: int = 1, limit: int = 20) -> str:
-    """Top-k labels per sample for a classifier (first output of shape (N, C)), else a shape summary."""
+    """Top-k labels per sample for a classifier (first output of shape (N, C)) or a language model (the
+    next token after the last position of (N, T, V) logits), else a shape summary."""
     name, first = next(iter(outputs.items()))
     lines = []
+    if first.ndim == 3 and first.shape[2] > 1 and first.dtype.kind == "f":
+        first = first[:, -1]
+        lines.append("next token after the last position:")
     if first.ndim == 2 and first.shape[1] > 1 and first.dtype.kind == "f":
         idx, probs = top_k(first, k)
         for row in range(min(len(first), limit)):

@@ -36,11 +36,16 @@ def _runner(args):
     if not (args.run or args.weights):
         raise UserError("predicting with a spec needs trained weights: --run DIR or --weights FILE")
     import builder
+
+    from .. import tokenizer
     from ..spec import parse_override
     spec = builder.load(args.model, overrides=dict(parse_override(x) for x in args.overrides))
     net = spec.network(args.network)
     module, checkpoint = trained_network(spec, net.name, run=args.run, weights=args.weights)
     labels = metadata.class_labels(spec, checkpoint)
+    vocabulary = tokenizer.find(None, args.run, checkpoint)
+    if labels is None and vocabulary is not None:  # a language model: its tokens, decoded
+        labels = tokenizer.token_labels(vocabulary)
     device = {"cpu": "cpu", "cuda": "cuda", "auto": "auto"}[args.provider]
     return predict.TorchRunner(module, labels=labels, device=device), "torch"
 

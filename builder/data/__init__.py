@@ -50,6 +50,9 @@ def check_data(cfg: dict):
     reader = pick(READERS, name, "train.data.source", "source")
     args = {k: v for k, v in cfg.items() if k not in COMMON_KEYS}
     _check_args(name, reader, args)
+    if args.get("tokenizer") is not None:
+        from ..tokenizer import check_config
+        check_config(args["tokenizer"])
     Preparation(cfg)  # checks the transform keys
     return reader, args
 
@@ -61,6 +64,11 @@ def load_data(cfg: dict) -> Data:
     reader, args = check_data(cfg)
     if name in sources.BUILTIN:
         args.setdefault("seed", cfg.get("seed", 0))
+    if name == "text" and args.get("tokenizer"):  # trained on the training part only
+        if "files" in cfg:
+            raise UserError("train.data.tokenizer needs one text split by `split:`; with `files:` every split "
+                            "would train its own tokenizer")
+        args.setdefault("train_fraction", float(cfg.get("split", [0.8])[0]))
 
     if "files" in cfg:
         raws, info = _read_per_split(name, reader, args, cfg["files"])

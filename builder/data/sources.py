@@ -64,8 +64,12 @@ def digits(seed=0):
     return [images, d.target.astype(np.int64)], 1, {"num_classes": 10}
 
 
-def text(seed=0, path=None, seq_len=32, stride=None, encoding="utf-8"):
-    """Character windows of a UTF-8 text: input chars[i:i+T], target chars[i+1:i+T+1] (next character)."""
+def text(seed=0, path=None, seq_len=32, stride=None, encoding="utf-8", tokenizer=None, train_fraction=1.0):
+    """Token windows of a UTF-8 text: input ids[i:i+T], target ids[i+1:i+T+1] (the next token).
+
+    Tokens are characters (ids in sorted character order, `info["vocab"]`), or with `tokenizer: {type: bpe,
+    vocab_size: N}` byte-level BPE tokens of a tokenizer trained on the first `train_fraction` of the text
+    (the trainer passes the training split's fraction; `info["tokenizer"]` is its JSON)."""
     from ..errors import UserError
 
     path = Path(path) if path else DEFAULT_CORPUS
@@ -73,17 +77,24 @@ def text(seed=0, path=None, seq_len=32, stride=None, encoding="utf-8"):
         chars = path.read_text(encoding=encoding)
     except (OSError, UnicodeDecodeError) as e:
         raise UserError(f"text data: cannot read {path}: {e}") from None
-    vocab = sorted(set(chars))
-    lookup = {c: i for i, c in enumerate(vocab)}
-    ids = np.fromiter((lookup[c] for c in chars), dtype=np.int64, count=len(chars))
+    if tokenizer:
+        from ..tokenizer import train_bpe
+        bpe = train_bpe(chars[: max(1, int(len(chars) * float(train_fraction)))], tokenizer)
+        ids = np.asarray(bpe.encode(chars), dtype=np.int64)
+        info = {"tokenizer": bpe.state()["tokenizer"], "vocab_size": bpe.size}
+    else:
+        vocab = sorted(set(chars))
+        lookup = {c: i for i, c in enumerate(vocab)}
+        ids = np.fromiter((lookup[c] for c in chars), dtype=np.int64, count=len(chars))
+        info = {"vocab": vocab, "vocab_size": len(vocab)}
     stride = int(stride or seq_len)
     starts = np.arange(0, len(ids) - seq_len - 1, stride)
     if len(starts) == 0:
-        raise UserError(f"text data: {path} has {len(ids)} characters, fewer than seq_len + 1 = {seq_len + 1}")
+        raise UserError(f"text data: {path} has {len(ids)} tokens, fewer than seq_len + 1 = {seq_len + 1}")
     window = np.arange(seq_len)
     x = ids[starts[:, None] + window]
     y = ids[starts[:, None] + window + 1]
-    return [x, y], 1, {"vocab": vocab, "vocab_size": len(vocab), "path": str(path)}
+    return [x, y], 1, {**info, "path": str(path)}
 
 
 BUILTIN = {"toy_linear": toy_linear, "xor": xor, "sine": sine, "tril": tril, "digits": digits, "text": text}

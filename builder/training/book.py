@@ -57,6 +57,8 @@ class Book:
         self.saved_epoch = None  # epoch of the newest last.pt handed to the writer
         self.running = False  # between start() and finish(): a signal asks the loop to stop (stop_on_signals)
         self.stop_signal = None
+        self.vocabulary = {}  # a language model's {"vocab": [...]} or {"tokenizer": json}, kept in checkpoints
+        self.unigram_perplexity = None  # of the training split, printed next to the test perplexity
 
     def start(self, parts):
         """Remember what to checkpoint; when resuming, load it all back from last.pt."""
@@ -169,6 +171,7 @@ class Book:
             "monitor": {"best": self.best, "bad": self.bad, "best_epoch": self.best_epoch},
             "seed": self.seed,
             "input_preparation": getattr(self, "input_preparation", None) or {},
+            **self.vocabulary,
         }
 
     def finish(self, test_fn):
@@ -185,7 +188,10 @@ class Book:
         test = test_fn()
         if test is not None:
             self.run.write_json("test.json", test)
-            self.console.say("test: " + "  ".join(f"{k} {v:.4g}" for k, v in test.items()))
+            unigram = self.unigram_perplexity
+            baseline = f"  (unigram perplexity of the training split {unigram:.4g})" \
+                if unigram is not None and "perplexity" in test else ""
+            self.console.say("test: " + "  ".join(f"{k} {v:.4g}" for k, v in test.items()) + baseline)
         self.finish_files()
 
     def finish_files(self):

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from .. import tokenizer
 from ..data import load_data
 from ..distributed import join, leave
 from ..errors import UserError
@@ -89,6 +90,9 @@ def fit(networks, cfg, *, name="model", run_dir=None, resume=False, device="auto
         seed = cfg.seed
         torch.manual_seed(seed)
         data = load_data(cfg.data.options)
+        vocabulary = tokenizer.from_state(data.info)  # a language model's vocabulary travels with the run
+        if vocabulary is not None:
+            run.write_text(*vocabulary.file())
         for net in networks.values():
             net.to(device)
             apply_init(net, cfg.init, skip=node_inits(net))
@@ -96,6 +100,8 @@ def fit(networks, cfg, *, name="model", run_dir=None, resume=False, device="auto
             torch.manual_seed(seed + 1_000_003 * world.rank)
         loop = train_gan if cfg.mode == "gan" else train_supervised
         book = Book(cfg, run, console, world, seed, resume, callback, tensorboard)
+        book.vocabulary = vocabulary.state() if vocabulary is not None else {}
+        book.unigram_perplexity = data.info.get("unigram_perplexity")
         try:
             with stop_on_signals(book):
                 result = loop(networks, data, cfg, book, device, world, compile)
