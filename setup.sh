@@ -15,6 +15,18 @@ if ! command -v dot >/dev/null 2>&1; then
   fi
 fi
 
+# The tests of the interactive HTML view drive Debian's Chromium headless (through Playwright, which is
+# pointed at /usr/bin/chromium: `playwright install` is never run).
+if [ "${1:-}" = "--test" ] && [ ! -x /usr/bin/chromium ]; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "setup: installing chromium for the browser tests (apt-get)" >&2
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+      || echo "setup: could not install chromium; tests/test_viz_html.py will fail" >&2
+  else
+    echo "setup: /usr/bin/chromium is missing; install it (e.g. 'sudo apt-get install chromium') for the browser tests" >&2
+  fi
+fi
+
 PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv

@@ -50,6 +50,7 @@ ZOO = [
     ("vit_b_16", {"image_size": 64, "hidden_dim": 64, "mlp_dim": 128, "num_layers": 2, "num_heads": 4}, None),
     ("transformer", {"d_model": 64, "nhead": 4, "dim_feedforward": 128, "num_encoder_layers": 2,
                      "num_decoder_layers": 2}, None),
+    ("unet", {"width": 8}, None),
 ]
 FULL = [
     ("resnet50", {}, None),
@@ -83,7 +84,7 @@ def row_for(name, overrides, network, tmp: Path, seconds: float) -> tuple[str, b
         return f"| {label(name, overrides, network)} | failed: {str(e)[:160]} | | | | | |", False
     export_s = time.perf_counter() - t0
     rows = bench.bench_network(name, module, path, batches=(1,), use_compile=False, seconds=seconds,
-                               min_runs=5, threads=torch.get_num_threads())
+                               min_runs=5, threads=torch.get_num_threads(), graph=spec.network(network).graph)
     r = rows[0]
     dyn = ", ".join(result.dynamic) or "-"
     size = f"{result.size_bytes / 1e6:.2f} MB"

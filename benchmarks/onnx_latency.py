@@ -65,7 +65,8 @@ def main(argv=None) -> int:
             path = Path(tmp) / f"{name}.onnx"
             export_onnx(module, path, spec=spec, sizes=sizes or None)
             for row in bench.bench_network(label, module, path, batches, sizes=sizes or None, threads=threads,
-                                           use_compile=not args.no_compile, seconds=args.seconds):
+                                           use_compile=not args.no_compile, seconds=args.seconds,
+                                           graph=spec.network().graph):
                 rows.append(row)
                 print(bench.format_table([row]).splitlines()[-1], flush=True)
     table = bench.format_table(rows)

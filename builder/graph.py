@@ -19,11 +19,13 @@ from .wiring import RefError, report_dangling, resolve, wire
 
 
 def build_network(body, loc, *, file: str, spec_name: str, net_name: str, params: dict, blocks: dict,
-                  diagnostics: list, evaluate, cache: ParamShapeCache | None = None) -> Network | None:
+                  diagnostics: list, evaluate, cache: ParamShapeCache | None = None,
+                  dims: dict | None = None) -> Network | None:
     """The Network of one body (`inputs`, `nodes`, `outputs`), or None with its errors in `diagnostics`.
 
     file: the spec being read; params: its resolved params; blocks: name -> BlockDef; evaluate(value, env)
-    resolves `${...}` (raising ExprError); cache: parameter shapes shared by the networks of one spec.
+    resolves `${...}` (raising ExprError); cache: parameter shapes shared by the networks of one spec;
+    dims: the spec's `dims:` declarations (name -> DimDecl).
     """
     ex = Expander(file, params, blocks, diagnostics, evaluate)
     expanded = ex.expand(body, loc)
@@ -37,7 +39,7 @@ def build_network(body, loc, *, file: str, spec_name: str, net_name: str, params
     g = wire(ex.input_drafts, ex.drafts, ex.targets, ex.err)
     if g is None:
         return None
-    infer_shapes(g, diagnostics, note=lambda draft: site_note(ex, draft), cache=cache)
+    infer_shapes(g, diagnostics, note=lambda draft: site_note(ex, draft), cache=cache, dims=dims)
     if not diagnostics:
         check_sharing(g, diagnostics)
     outputs = []

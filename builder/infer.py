@@ -8,8 +8,12 @@ source failed is skipped quietly (a follow-on error). The NodeRecord is made her
 """
 from __future__ import annotations
 
+import dataclasses
+
 import networkx as nx
 
+from . import dimenv
+from . import macs as macs_pkg
 from . import ops as ops_pkg
 from . import shapes as S
 from .argtypes import arg_hints, conform, describe_hint, first_line, is_int
@@ -62,29 +66,39 @@ class ParamShapeCache:
         return dict(cached[0]), cached[1]
 
 
-def infer_shapes(g: nx.MultiDiGraph, diagnostics: list, note=None, cache: ParamShapeCache | None = None) -> bool:
+def infer_shapes(g: nx.MultiDiGraph, diagnostics: list, note=None, cache: ParamShapeCache | None = None,
+                 dims: dict | None = None) -> bool:
     """Give every node of `g` its NodeRecord (under `"record"`) and every edge its `shape`. Errors are
     appended to `diagnostics`; `note(draft)` may supply a hint for a node's error (where a block is used).
-    Returns True when every node was inferred."""
+    `dims`: the `dims:` declarations (name -> DimDecl); what inference learns about each dim (the minimum
+    a node needs, ...) goes to `g.graph["dims"]`. Returns True when every node was inferred."""
     cache = cache or ParamShapeCache()
+    env = dimenv.DimEnv(dict(dims or {}))
     order = {n: i for i, n in enumerate(g.nodes)}
     failed: set[str] = set()
-    for path in nx.lexicographical_topological_sort(g, key=lambda n: order[n]):
-        draft = g.nodes[path][DRAFT_KEY]
-        if any(src in failed for src, _ in draft.sources):
-            failed.add(path)
-            continue
-        try:
-            g.nodes[path][RECORD_KEY] = infer_node(g, draft, cache)
-        except NodeFailed as e:
-            for problem in getattr(e, "problems", [e]):
-                line, col = problem.loc or draft.loc or (None, None)
-                hint = problem.hint or (note(draft) if note else None)
-                diagnostics.append(Diagnostic(str(problem), draft.file, line, col, draft.path, hint))
-            failed.add(path)
-            continue
-        for u, _, data in g.in_edges(path, data=True):
-            data["shape"] = g.nodes[u][RECORD_KEY].out_shapes[data["port"]]
+    with dimenv.active(env):
+        for path in nx.lexicographical_topological_sort(g, key=lambda n: order[n]):
+            draft = g.nodes[path][DRAFT_KEY]
+            if any(src in failed for src, _ in draft.sources):
+                failed.add(path)
+                continue
+            env.node = path
+            try:
+                g.nodes[path][RECORD_KEY] = infer_node(g, draft, cache)
+            except NodeFailed as e:
+                for problem in getattr(e, "problems", [e]):
+                    line, col = problem.loc or draft.loc or (None, None)
+                    hint = problem.hint or (note(draft) if note else None)
+                    diagnostics.append(Diagnostic(str(problem), draft.file, line, col, draft.path, hint))
+                failed.add(path)
+                continue
+            for u, _, data in g.in_edges(path, data=True):
+                data["shape"] = g.nodes[u][RECORD_KEY].out_shapes[data["port"]]
+        g.graph["dims"] = env.summary()
+        if not failed:  # MACs at the final example sizes: a later node may have raised a minimum
+            for path in g.nodes:
+                rec = g.nodes[path][RECORD_KEY]
+                g.nodes[path][RECORD_KEY] = dataclasses.replace(rec, macs=macs_pkg.record_macs(g, rec))
     return not failed
 
 
@@ -101,13 +115,9 @@ def infer_node(g, draft: NodeDraft, cache: ParamShapeCache) -> NodeRecord:
     out, dtype = run_shape_rule(op, draft, ctx)
     check_outputs(draft, out, args)
     param_shapes, params = count_parameters(op, draft, ctx.args, cache, args)
-    try:
-        macs = int(op.macs(ctx, out)) if op.macs else 0
-    except Exception:
-        macs = 0
     if not out:
         raise NodeFailed(f"invalid arguments for {draft.op}: it would have no outputs")
-    return make_record(draft, ctx.args, tuple(shapes), out, dtype, param_shapes, params, macs)
+    return make_record(draft, ctx.args, tuple(shapes), out, dtype, param_shapes, params, 0)
 
 
 def settle_sizes(g, draft: NodeDraft) -> NodeDraft:
@@ -229,6 +239,11 @@ def check_outputs(draft, out: dict, args: dict):
         for d in shape:
             if S.is_static(d) and d <= 0:
                 raise _blame(draft, args, d, f"output {S.fmt(shape)} has a non-positive size")
+            if not S.is_static(d):
+                try:  # every size the declarations allow must give a non-empty output
+                    S.require(d, 1, f"output size {d}")
+                except ShapeError as e:
+                    raise NodeFailed(str(e)) from None
         elements = 1
         for d in S.concrete(shape):
             elements *= d

@@ -15,11 +15,23 @@ _REF = {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "strin
                   {"type": "object", "additionalProperties": {"type": "string"}}]}
 
 
+_TERM = {"type": "object", "required": ["type"], "properties": {
+    "type": {"type": "string", "description": "a loss name (mse, bce, cross_entropy, ...) or kl_normal"},
+    "output": {"type": "string", "description": "the network output the loss reads (a name of `outputs:`)"},
+    "target": {"type": "string", "description": "a spec input as the target (default: the data's target)"},
+    "mu": {"type": "string", "description": "kl_normal: the output holding the mean"},
+    "logvar": {"type": "string", "description": "kl_normal: the output holding the log-variance"},
+    "weight": {"anyOf": [{"type": "number"}, _EXPR], "description": "the term's weight in the sum (default 1)"}}}
+_LOSS = {"anyOf": [{"type": "string"}, {"type": "object"}, {"type": "array", "items": _TERM}],
+         "description": "a loss name, {type: name, ...options}, or a list of terms over named outputs and inputs"}
+
+
 def _node_schema() -> dict:
     common = {
         "in": {**_REF, "description": "input node(s): a name, a list, `node.port`, or {slot: name}"},
         "repeat": {"anyOf": [{"type": "integer", "minimum": 1}, _EXPR], "description": "chain N copies of a block"},
-        "share": {"type": "string", "description": "reuse the module of another node (spec path)"},
+        "share": {"type": "string", "description": "reuse the module of another node (spec path); on a block "
+                  "instance, every module of another instance (its path)"},
         "tie": {"type": "object", "additionalProperties": {"type": "string"},
                 "description": "tie a parameter to another node's parameter, e.g. {weight: wte.weight}"},
         "init": {"description": "initialiser for this node's parameters"},
@@ -48,6 +60,21 @@ def _node_schema() -> dict:
     }
 
 
+_SIZE = {"anyOf": [{"type": "integer", "minimum": 1}, _EXPR]}
+_DIMS = {"type": "object", "description": "declared symbolic dims: sizes they may take and an example",
+         "additionalProperties": {"type": "object", "additionalProperties": False, "properties": {
+             "min": {**_SIZE, "description": "smallest size (default: what the network needs, at least 1)"},
+             "max": {**_SIZE, "description": "largest size (default: unbounded)"},
+             "multiple_of": {**_SIZE, "description": "sizes are multiples of this (proves U-Net skips equal)"},
+             "example": {**_SIZE, "description": "size for MAC counts and export examples (default: min)"}}}}
+_EXPORT = {"type": "object", "additionalProperties": False, "properties": {
+    "dynamic": {"type": "array", "items": {"type": "string"},
+                "description": "input dims kept dynamic in ONNX (default: every symbolic dim)"},
+    "sizes": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 1},
+              "description": "example size per dim for the export (default: dims example, else 2/32/8)"},
+    "opset": {"type": "integer", "description": "ONNX opset (default: the exporter's)"}}}
+
+
 def spec_schema() -> dict:
     node = {"$ref": "#/$defs/node"}
     nodes = {"type": "object", "additionalProperties": node, "minProperties": 1}
@@ -69,7 +96,8 @@ def spec_schema() -> dict:
         "params": {"type": "object"}, "inputs": inputs, "blocks": {"type": "object", "additionalProperties": block},
         "nodes": nodes, "outputs": outputs, "networks": {"type": "object", "additionalProperties": network},
         "use": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
-        "train": {"type": "object"}, "export": {"type": "object"}, "labels": {"type": "array"},
+        "train": {"type": "object", "properties": {"loss": _LOSS}}, "export": _EXPORT,
+        "labels": {"type": "array"}, "dims": _DIMS,
     }
     assert set(props) == set(TOP_KEYS)
     return {

@@ -1,9 +1,19 @@
-"""Symbolic shapes: a shape is a tuple of ints (static) and strings (symbolic dims such as "B", "T").
+"""Symbolic shapes: a shape is a tuple of ints (static) and strings (symbolic dims).
 
-Arithmetic on symbolic dims produces readable expression strings ("(T-2)"); two dims are equal when
-they are the same int or the same string. Kept deliberately tiny: the graph only needs to check and show.
+A symbolic dim's string is the canonical text of a sympy expression (builder.dimexpr): a Python integer
+expression over dim names such as `B`, `H//4+1` or `64*(H//32)*(W//32)` that evaluates to the real size.
+Arithmetic goes through sympy with exact floor division; two dims are equal when their difference
+simplifies to 0 under the active `dims:` declarations (builder.dimenv). The op shape rules in
+builder/ops use only the functions here.
 """
 from __future__ import annotations
+
+import math
+
+import sympy
+
+from . import dimenv as D
+from . import dimexpr as X
 
 
 class ShapeError(ValueError):
@@ -18,28 +28,32 @@ def is_static(d) -> bool:
     return isinstance(d, int) and not isinstance(d, bool)
 
 
-def sym(expr: str) -> str:
-    return expr if expr.isidentifier() else f"({expr})"
+def expr(d) -> sympy.Expr:
+    """The sympy expression of a dim (an int or a dim's text) under the active declarations."""
+    if is_static(d):
+        return sympy.Integer(d)
+    return X.parse(d, D.current().multiples)
+
+
+def dim(e) -> int | str:
+    """A sympy expression back to a dim: an int when constant, else its canonical text."""
+    e = sympy.sympify(e)
+    if e.is_Integer:
+        return int(e)
+    e = X.unquote(e, D.current().multiples)
+    return int(e) if e.is_Integer else X.text(e)
 
 
 def add(a, b):
     if is_static(a) and is_static(b):
         return a + b
-    if b == 0:
-        return a
-    if a == 0:
-        return b
-    return sym(f"{a}+{b}" if not (is_static(b) and b < 0) else f"{a}{b}")
+    return dim(expr(a) + expr(b))
 
 
 def mul(a, b):
     if is_static(a) and is_static(b):
         return a * b
-    if a == 1:
-        return b
-    if b == 1:
-        return a
-    return sym(f"{a}*{b}")
+    return dim(expr(a) * expr(b))
 
 
 def prod(dims):
@@ -49,21 +63,131 @@ def prod(dims):
     return out
 
 
+def same(a, b) -> bool:
+    """True when a and b are equal for every size the declarations allow (proven, not sampled)."""
+    if a == b:
+        return True
+    if is_static(a) and is_static(b):
+        return False
+    try:
+        return sympy.expand(expr(a) - expr(b)) == 0
+    except ValueError:
+        return False
+
+
+def same_shape(a, b) -> bool:
+    return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+
+
+_TRY_MULTIPLES = (2, 4, 8, 16, 32, 64, 128, 256, 3, 6, 12, 24, 48, 5, 10, 7)
+
+
+def equal_if(a, b) -> str:
+    """Which `multiple_of` declaration would make a and b equal ('' when none would)."""
+    names = sorted(set(X.names(str(a)) if not is_static(a) else ()) | set(X.names(str(b)) if not is_static(b) else ()))
+    env = D.current()
+    for m in _TRY_MULTIPLES:
+        for group in [[n] for n in names] + ([names] if len(names) > 1 else []):
+            trial = env
+            for n in group:
+                trial = trial.with_multiple(n, m)
+            with D.active(trial):
+                if same(a, b):
+                    decl = ", ".join(f"{n}: {{multiple_of: {trial.decl(n).multiple_of}}}" for n in group)
+                    return f"declare `{decl}` under `dims:` to make them equal"
+    return ""
+
+
+def mismatch(text: str, a, b) -> ShapeError:
+    """A ShapeError for sizes a and b that must be equal: both in simplified form, and the fix if any."""
+    if is_static(a) and is_static(b):
+        return ShapeError(text)
+    hint = equal_if(a, b)
+    return ShapeError(f"{text}: {a} and {b} are not equal for every size" + (f"; {hint}" if hint else ""))
+
+
+def require(d, least: int, what: str) -> None:
+    """d >= least for every allowed size (an undeclared minimum is raised, a declared one checked)."""
+    if is_static(d):
+        if d < least:
+            raise ShapeError(f"{what} is {d}, needs >= {least}")
+        return
+    try:
+        D.current().require(d, least, what)
+    except D.DimError as e:
+        raise ShapeError(str(e)) from None
+
+
+def require_at_most(d, most: int, what: str) -> None:
+    """d <= most for every allowed size; a symbolic d must be a bare dim name (its max is capped)."""
+    if is_static(d):
+        if d > most:
+            raise ShapeError(f"{what} is {d}, at most {most} allowed")
+        return
+    if not d.isidentifier():
+        raise ShapeError(f"{what} ({d}) must be at most {most}: give the dim a fixed size")
+    try:
+        D.current().require_at_most(d, most, what)
+    except D.DimError as e:
+        raise ShapeError(str(e)) from None
+
+
+def floordiv(a, b: int):
+    if is_static(a):
+        return a // b
+    return dim(X.floordiv(expr(a), b))
+
+
+def exact_div(a, b, what: str):
+    """a / b when b divides a for every allowed size; else a ShapeError saying so (and what would fix it)."""
+    if is_static(a) and is_static(b):
+        if b == 0 or a % b:
+            raise ShapeError(f"{what}: {a} is not divisible by {b}")
+        return a // b
+    num, den = sympy.fraction(sympy.cancel(expr(a) / expr(b)))
+    if den.is_Integer and _coefficients_divisible(num, int(den)):
+        return dim(sympy.factor(num / den))
+    hint = equal_if(mul(floordiv(a, b), b), a) if is_static(b) else ""
+    raise ShapeError(f"{what}: {a} is not divisible by {b} for every size" + (f"; {hint}" if hint else ""))
+
+
+def _coefficients_divisible(num, den: int) -> bool:
+    gens = sorted(num.free_symbols | num.atoms(X.FloorDiv, sympy.Min, sympy.Max), key=sympy.default_sort_key)
+    if not gens:
+        return num.is_Integer and int(num) % den == 0
+    try:
+        coeffs = sympy.Poly(num, *gens).coeffs()
+    except sympy.PolynomialError:
+        return False
+    return all(c.is_Integer and int(c) % den == 0 for c in coeffs)
+
+
 def window_out(n, kernel, stride=1, padding=0, dilation=1, ceil_mode=False):
-    """Output length of a conv/pool window along one dim (torch's formula)."""
+    """Output length of a conv/pool window along one dim: torch's formula, exactly.
+
+    floor((n + 2p - d(k-1) - 1) / s) + 1; with ceil_mode the division rounds up, but a last window
+    that would start inside the right padding is dropped (torch's pooling_output_shape)."""
     _check_window(kernel, stride, padding, dilation)
+    span = dilation * (kernel - 1) + 1
     if is_static(n):
-        num = n + 2 * padding - dilation * (kernel - 1) - 1
+        num = n + 2 * padding - span
         if num < 0:
             raise ShapeError(f"input size {n} is smaller than the window ({kernel}, dilation {dilation}) "
                              f"after padding {padding}")
-        out = (-(-num // stride) if ceil_mode else num // stride) + 1
-        return out
-    if stride == 1 and 2 * padding == dilation * (kernel - 1):
-        return n
-    delta = 2 * padding - dilation * (kernel - 1)
-    inner = add(n, delta)
-    return inner if stride == 1 else sym(f"{inner}//{stride}+1" if delta - 1 else f"{inner}//{stride}")
+        if not ceil_mode:
+            return num // stride + 1
+        out = -(-num // stride) + 1
+        return out - 1 if (out - 1) * stride >= n + padding else out
+    require(n, span - 2 * padding, f"input size {n} against the window ({kernel}, dilation {dilation}, "
+                                   f"padding {padding})")
+    num = expr(n) + 2 * padding - span
+    if not ceil_mode:
+        return dim(X.floordiv(num, stride) + 1)
+    up = X.floordiv(num + stride - 1, stride)
+    if padding + stride <= span:  # the last window always starts inside the input: no correction
+        return dim(up + 1)
+    last = X.floordiv(expr(n) + padding - 1, stride)
+    return dim(up + 1) if same(dim(up), dim(last)) else dim(sympy.Min(up, last) + 1)
 
 
 def _check_window(kernel, stride, padding, dilation):
@@ -75,10 +199,34 @@ def _check_window(kernel, stride, padding, dilation):
 
 
 def transpose_out(n, kernel, stride=1, padding=0, output_padding=0, dilation=1):
+    """(n-1)*s - 2p + d(k-1) + output_padding + 1 (torch's ConvTranspose formula)."""
     _check_window(kernel, stride, padding, dilation)
+    if not is_static(output_padding) or not 0 <= output_padding < max(stride, dilation):
+        raise ShapeError(f"output_padding must be smaller than stride or dilation, got {output_padding!r}")
+    extra = dilation * (kernel - 1) + output_padding + 1 - 2 * padding
     if is_static(n):
-        return (n - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1
-    return sym(f"({n}-1)*{stride}+{dilation * (kernel - 1) + output_padding + 1 - 2 * padding}")
+        out = (n - 1) * stride + extra
+        if out < 1:
+            raise ShapeError(f"output size {out} for input size {n}: padding {padding} is too large")
+        return out
+    out = dim((expr(n) - 1) * stride + extra)
+    require(out, 1, f"output size {out}")
+    return out
+
+
+def slice_len(n, start, end, step):
+    """Length of range(n)[start:end:step]; a symbolic n must be long enough for the bounds to apply."""
+    if is_static(n):
+        return len(range(n)[slice(start, end, step)])
+    if start is not None and end is not None and (start < 0) != (end < 0) and start < 0:
+        raise ShapeError(f"slice [{start}:{end}] of the symbolic dim {n} shrinks as {n} grows: use bounds of "
+                         f"one sign")
+    for v in (start, end):
+        if v is not None:
+            require(n, abs(v), f"dim {n} against the slice bound {v}")
+    s = 0 if start is None else (expr(n) + start if start < 0 else start)
+    e = expr(n) if end is None else (expr(n) + end if end < 0 else end)
+    return dim(X.floordiv(sympy.sympify(e) - s + step - 1, step))
 
 
 def broadcast(shapes, what="combine"):
@@ -93,40 +241,38 @@ def broadcast(shapes, what="combine"):
                 continue
             if chosen == 1:
                 chosen = d
-            elif chosen != d:
-                raise ShapeError(f"cannot {what} " + " and ".join(fmt(s) for s in shapes))
+            elif not same(chosen, d):
+                raise mismatch(f"cannot {what} " + " and ".join(fmt(s) for s in shapes), chosen, d)
         out.append(chosen)
     return tuple(out)
 
 
-def norm_dim(dim: int, rank: int, what="dim") -> int:
-    if not isinstance(dim, int) or isinstance(dim, bool):
-        raise ShapeError(f"{what} must be an integer, got {dim!r}")
-    if not -rank <= dim < rank:
-        raise ShapeError(f"{what} {dim} is out of range for a rank-{rank} tensor")
-    return dim % rank
+def norm_dim(dim_: int, rank: int, what="dim") -> int:
+    if not isinstance(dim_, int) or isinstance(dim_, bool):
+        raise ShapeError(f"{what} must be an integer, got {dim_!r}")
+    if not -rank <= dim_ < rank:
+        raise ShapeError(f"{what} {dim_} is out of range for a rank-{rank} tensor")
+    return dim_ % rank
 
 
-def concrete(shape, sizes: dict | None = None, default: int = 1):
-    """Replace symbolic dims by example sizes (for MAC estimates and example tensors)."""
-    sizes = sizes or {}
+def concrete(shape, sizes: dict | None = None, default: int | None = None):
+    """The shape at concrete sizes: `sizes` by name, else each dim's example size (its declared
+    `example:`, else its minimum; `default` instead when given)."""
+    env = D.current()
     out = []
     for d in shape:
         if is_static(d):
             out.append(d)
-        elif d in sizes:
-            out.append(sizes[d])
-        elif d.isidentifier():
-            out.append(default)
-        else:
-            try:
-                from .expr import evaluate
-                out.append(int(evaluate(d, {**{k: sizes.get(k, default) for k in _names(d)}})))
-            except Exception:
-                out.append(default)
+            continue
+        at = {}
+        for n in X.names(d):
+            if sizes and n in sizes:
+                at[n] = sizes[n]
+            else:
+                at[n] = default if default is not None else env.example(n)
+        out.append(int(X.evaluate(d, at)))
     return tuple(out)
 
 
-def _names(expr: str):
-    import re
-    return set(re.findall(r"[A-Za-z_][A-Za-z_0-9]*", expr))
+def numel(shape, sizes: dict | None = None) -> int:
+    return math.prod(concrete(shape, sizes))

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from .dimdecl import check_used, read_dims
 from .errors import Collector, Diagnostic, SpecError, UserError, did_you_mean
 from .expr import ExprError, substitute
 from .graph import build_network
@@ -25,7 +26,7 @@ from .yaml_loader import to_plain as _plain
 
 SPEC_VERSION = 1
 TOP_KEYS = ("spec", "name", "description", "params", "inputs", "blocks", "nodes", "outputs", "networks",
-            "use", "train", "export", "labels")
+            "use", "train", "export", "labels", "dims")
 NETWORK_KEYS = ("inputs", "nodes", "outputs", "description")
 OVERRIDABLE_SECTIONS = ("train", "export")  # `--set train.optimizer.lr=0.01`
 
@@ -238,6 +239,7 @@ class SpecReader:
             self.err("name must be a string", doc.loc_of("name"))
             name = str(name)
         params = self.resolve_params(doc)
+        dims = read_dims(self, doc, params, evaluate)
         blocks = self.load_blocks(doc, self.file, self.path, (self.path.resolve(),) if self.path else ())
         self.errors.raise_if_any()
 
@@ -270,7 +272,10 @@ class SpecReader:
         for net_name, (body, loc) in bodies.items():
             networks[net_name] = build_network(body, loc, file=self.file, spec_name=name, net_name=net_name,
                                                params=params, blocks=blocks, diagnostics=self.errors.items,
-                                               evaluate=evaluate, cache=cache)
+                                               evaluate=evaluate, cache=cache, dims=dims)
+        self.errors.raise_if_any()
+        check_used(self, doc, dims, {d for net in networks.values() for t in net.inputs for d in t.shape
+                                     if isinstance(d, str)})
         self.errors.raise_if_any()
 
         train = self.eval_section(doc, "train", params)
@@ -279,6 +284,7 @@ class SpecReader:
         labels = doc.get("labels")
         self.errors.raise_if_any()
         resolved = {"spec": SPEC_VERSION, "name": name, "params": params, "train": train, "export": export,
+                    **({"dims": {k: vars(v) for k, v in dims.items()}} if dims else {}),
                     "networks": {n: _describe(net) for n, net in networks.items()}}
         return Spec(name=name, path=self.path, params=params, networks=networks, train=train, export=export,
                     labels=_plain(labels) if labels else None, resolved=_plain(resolved), training=training)

@@ -108,7 +108,8 @@ class NodeRecord:
     trainable_param_count: int
     """The part of `param_count` the optimiser updates."""
     macs: int
-    """Multiply-accumulates per example, every symbolic dim taken as 1."""
+    """Multiply-accumulates of one forward at the example sizes (B = 1, each dim's `example:`, else its
+    minimum); builder.macs counts at other sizes."""
     param_shapes: dict
     """Torch parameter name -> shape of the node's module (`{"weight": (16, 3, 3, 3), "bias": (16,)}`)."""
     block: str

@@ -45,11 +45,12 @@ def _max_diff(a: list[np.ndarray], b: list[np.ndarray]) -> float:
 
 def bench_network(name: str, module: torch.nn.Module, onnx_path, batches=(1, 32), sizes: dict | None = None,
                   threads: int | None = None, use_compile: bool = True, min_runs: int = 10,
-                  max_runs: int = 200, seconds: float = 2.0) -> list[BenchRow]:
+                  max_runs: int = 200, seconds: float = 2.0, graph=None) -> list[BenchRow]:
+    """`graph`: the network's graph, for the example sizes its `dims:` declare (else the defaults)."""
     module = module.eval()
     if threads:
         torch.set_num_threads(int(threads))
-    sig = signature.signature_of(module, sizes=sizes)
+    sig = signature.signature_of(module, graph, sizes=sizes)
     batch_sym = sig.batch_symbol()
     sess = runtime.session(onnx_path, "cpu", threads or torch.get_num_threads())
     names = [i.name for i in sess.get_inputs()]

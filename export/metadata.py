@@ -5,7 +5,9 @@ builder.spec_hash      hash of the resolved spec     builder.version   builder v
 builder.inputs         JSON [{name, shape, dtype, value_range}]   (symbolic dims as strings)
 builder.outputs        JSON [output names]
 builder.class_labels   JSON [labels], when known     builder.dynamic   JSON [symbols kept dynamic]
-builder.dim_ranges     JSON {symbol: [low, high]}, only when torch.export narrowed a dim
+builder.dim_ranges     JSON {symbol: [low, high]} for a dynamic dim the network limits (a minimum size, a
+                       table's length; high null: unbounded)
+builder.fixed_dims     JSON {symbol: {size, why}} for each symbolic dim of the spec the file fixes
 builder.vocab          JSON [characters] of a character language model (id = index)
 builder.tokenizer      a language model's tokenizers JSON (byte-level BPE)
 builder.generation     JSON manifest of a `--generate` export (token input, cache tensors, context)
@@ -80,7 +82,8 @@ def vocabulary_metadata(tokenizer) -> dict[str, str]:
 
 
 def build_metadata(sig, *, spec=None, network: str | None = None, labels=None, dynamic=(),
-                   ranges: dict | None = None, prepared_inside: bool = False, tokenizer=None) -> dict[str, str]:
+                   ranges: dict | None = None, prepared_inside: bool = False,
+                   fixed: dict | None = None, tokenizer=None) -> dict[str, str]:
     meta = {
         "spec": getattr(spec, "name", "") or "",
         "network": network or "",
@@ -98,6 +101,8 @@ def build_metadata(sig, *, spec=None, network: str | None = None, labels=None, d
     preparation = input_preparation(spec, prepared_inside)
     if preparation:
         meta["input_preparation"] = preparation
+    if fixed:
+        meta["fixed_dims"] = json.dumps({k: {"size": v, "why": why} for k, (v, why) in fixed.items()})
     if ranges:
         meta["dim_ranges"] = json.dumps({k: [v[0], None if v[1] == float("inf") else v[1]]
                                          for k, v in ranges.items()})
@@ -113,7 +118,7 @@ def read_metadata(props: dict) -> dict:
         name = key[len(PREFIX):]
         try:
             out[name] = json.loads(value) if name in ("inputs", "outputs", "class_labels", "dynamic",
-                                                      "dim_ranges", "vocab", "generation") else value
+                                                      "dim_ranges", "fixed_dims", "vocab", "generation") else value
         except json.JSONDecodeError:
             out[name] = value
     return out

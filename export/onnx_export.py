@@ -21,8 +21,9 @@ import onnx_ir as ir
 import torch
 from builder.errors import UserError
 from builder.io_utils import atomic_output, check_writable
+from builder.types import records
 
-from . import metadata, naming, rnn, runtime, signature, verify
+from . import dims, metadata, naming, rnn, runtime, signature, verify
 
 TWO_GB = 2 * 1024**3
 
@@ -41,6 +42,7 @@ class ExportResult:
     comparisons: list = field(default_factory=list)
     scopes: dict = field(default_factory=dict)
     external_data: bool = False
+    fixed: dict = field(default_factory=dict)  # symbol -> (size, why) for each symbolic dim not kept dynamic
 
     @property
     def max_abs(self) -> float:
@@ -64,15 +66,18 @@ def export_onnx(module: torch.nn.Module, out, *, spec=None, network: str | None 
         graph = spec.network(network).graph
     export_cfg = _export_section(spec)
     sig = signature.signature_of(module, graph, sizes or export_cfg.get("sizes"))
+    chosen_by = "--dynamic" if dynamic is not None else "export.dynamic"
     if dynamic is None and export_cfg.get("dynamic") is not None:
         dynamic = list(export_cfg["dynamic"])
     dyn = signature.resolve_dynamic(sig, dynamic)
+    fixed = {s: (sig.sizes[s], f"not in {chosen_by}") for s in sig.symbols if s not in dyn}
     opset = opset or export_cfg.get("opset")
 
     was_training = module.training
     module.eval()
     try:
-        program = _torch_onnx_export(module, sig, dyn, opset)
+        program = _torch_onnx_export(module, sig, dyn, opset, graph)
+        rename_dims(program.model, sig, program.exported_program)
         ranges, problems = verify.exported_dim_ranges(program.exported_program, sig, dyn)
         problems += verify.onnx_input_problems(program.model.graph.inputs, sig, dyn)
         if problems:
@@ -86,7 +91,7 @@ def export_onnx(module: torch.nn.Module, out, *, spec=None, network: str | None 
         _declare_output_dims(model, sig, cases)
         model.metadata_props.update(metadata.build_metadata(
             sig, spec=spec, network=network or getattr(graph, "graph", {}).get("network"), labels=labels,
-            dynamic=dyn, ranges=ranges, prepared_inside="input_preparation" in module._modules,
+            dynamic=dyn, ranges=ranges, prepared_inside="input_preparation" in module._modules, fixed=fixed,
             tokenizer=tokenizer))
         with atomic_output(out) as tmp:  # out: checked writable above
             external = _save(model, tmp)
@@ -94,7 +99,7 @@ def export_onnx(module: torch.nn.Module, out, *, spec=None, network: str | None 
             sess = runtime.session(tmp, "cpu")
             comparisons = verify.check_parity(sess, module, cases, _output_names(sig, model))
             size = sum(f.stat().st_size for f in tmp.parent.iterdir())
-        return ExportResult(out, len(model.graph), size, dyn, ranges, comparisons, scopes, external)
+        return ExportResult(out, len(model.graph), size, dyn, ranges, comparisons, scopes, external, fixed)
     finally:
         module.train(was_training)
 
@@ -120,21 +125,74 @@ def _export_section(spec) -> dict:
     return cfg
 
 
-def _torch_onnx_export(module, sig, dyn, opset):
+RECURRENT_OPS = ("RNN", "LSTM", "GRU")
+
+
+def _torch_onnx_export(module, sig, dyn, opset, graph=None):
+    """The dims carry the ranges the network allows. torch.export runs first, alone: in seconds, a dim it
+    must fix to one size stops the export with a message naming dim and node (torch.onnx would fall back
+    to a draft export and translate all of it first). Guards that only keep an inner size away from 1
+    (torch's caution about broadcasting) go to torch.onnx's own capture, and verification at the
+    smallest sizes decides. Recurrent networks go to torch.onnx whole: it traces them with its own
+    while_loop kernels."""
     args = signature.example_inputs(sig, sig.sizes)
-    ds = signature.dynamic_shapes(sig, dyn)
-    output_names = list(sig.outputs) or None
-    try:
-        with _quiet(), rnn.rnn_export_patches():
-            return torch.onnx.export(
-                module, args, dynamo=True, input_names=[i.name for i in sig.inputs], output_names=output_names,
-                dynamic_shapes=tuple(ds[i.name] for i in sig.inputs), opset_version=opset,
-                external_data=False, custom_translation_table=rnn.translations(), verbose=False,
-                optimize=True)
-    except UserError:
-        raise
-    except Exception as e:  # torch.onnx / torch.export raise many types; report one line
-        raise ExportError(f"torch.onnx.export failed: {_summary(e)}") from None
+    shapes = tuple(signature.dynamic_shapes(sig, dyn)[i.name] for i in sig.inputs)
+    recurrent = graph is None or any(r.op in RECURRENT_OPS for r in records(graph))
+    first_error = None
+    with _quiet(), rnn.rnn_export_patches():
+        if not recurrent:
+            try:
+                program = torch.export.export(module, args, dynamic_shapes=shapes, strict=False)
+                return _translate(program, args, sig, None, opset)
+            except UserError:
+                raise
+            except Exception as e:
+                first_error = str(e)
+                if dims.fixes_a_dim(first_error):
+                    raise ExportError(dims.specialisation_message(first_error, sig, graph)) from None
+        try:
+            return _translate(module, args, sig, shapes, opset)
+        except UserError:
+            raise
+        except Exception as e:  # torch.onnx / torch.export raise many types; report one line
+            why = dims.specialisation_message(first_error or str(e), sig, graph)
+            raise ExportError(why or f"torch.onnx.export failed: {_summary(e)}") from None
+
+
+def _translate(model, args, sig, shapes, opset):
+    return torch.onnx.export(
+        model, args, dynamo=True, input_names=[i.name for i in sig.inputs], output_names=list(sig.outputs) or None,
+        dynamic_shapes=shapes, opset_version=opset, external_data=False,
+        custom_translation_table=rnn.translations(), verbose=False, optimize=True)
+
+
+def rename_dims(model, sig, exported_program) -> None:
+    """ONNX input and output dims named after the spec's dims (`B`, `H`, `H//2`) instead of torch's
+    symbols (`s77`, `16*s74`); a dim whose expression cannot be written that way keeps torch's name."""
+    placeholders = [n for n in exported_program.graph.nodes if n.op == "placeholder"]
+    users = list(exported_program.graph_signature.user_inputs)
+    by_name = {n.name: n for n in placeholders}
+    mapping = {}
+    for inp, ph_name in zip(sig.inputs, users):
+        val = by_name[ph_name].meta.get("val")
+        for want, got in zip(inp.shape, getattr(val, "shape", ())):
+            if isinstance(want, str) and not isinstance(got, int):
+                coeff, sym = got.node.expr.as_coeff_Mul()
+                if sym.is_Symbol:
+                    mapping[sym.name] = (want, int(coeff))
+    for sym, r in sig.dims.items():  # the exporter may name a dim after its torch.export.Dim
+        name = dims.dim_name(sym)
+        mapping[name if r.multiple_of == 1 else f"{name}_over_{r.multiple_of}"] = (sym, r.multiple_of)
+    for value in list(model.graph.inputs) + list(model.graph.outputs):
+        if value.shape is not None:
+            value.shape = ir.Shape([_spec_dim(d, mapping) for d in value.shape.dims])
+
+
+def _spec_dim(d, mapping):
+    if not isinstance(d, ir.SymbolicDim) or not d.value:
+        return d
+    text = dims.spec_text(d.value, mapping)
+    return ir.SymbolicDim(text) if text else d
 
 
 @contextlib.contextmanager
@@ -240,6 +298,8 @@ def describe(result: ExportResult) -> str:
         worst = max(arbitrated, key=lambda c: c.ort_err64 / max(c.torch_err64, 1e-30))
         text += (f"; {len(arbitrated)} comparisons within float32 rounding only (against float64: "
                  f"onnxruntime {worst.ort_err64:.2g}, torch float32 {worst.torch_err64:.2g})")
+    if result.fixed:
+        text += "; fixed: " + ", ".join(f"{k}={v} ({why})" for k, (v, why) in result.fixed.items())
     if result.ranges:
         text += "; valid dim ranges: " + ", ".join(
             f"{k} in [{lo}, {'inf' if hi == math.inf else hi}]" for k, (lo, hi) in result.ranges.items())

@@ -14,6 +14,8 @@ import torch
 from builder.errors import UserError
 from builder.types import build_info, record
 
+from . import dims
+
 BATCH_NAMES = ("B", "N", "batch")
 IMAGE_NAMES = ("H", "W", "D")
 
@@ -48,6 +50,7 @@ class Signature:
     inputs: list[InputSig]
     outputs: list[str]
     sizes: dict = field(default_factory=dict)  # symbol -> example size used for export
+    dims: dict = field(default_factory=dict)   # symbol -> dims.DimRange (what the network allows)
 
     @property
     def symbols(self) -> list[str]:
@@ -84,6 +87,7 @@ def signature_of(module, graph=None, sizes: dict | None = None) -> Signature:
         inputs.append(InputSig(ts.name, tuple(ts.shape), getattr(ts, "dtype", "float32") or "float32",
                                tuple(value_range) if value_range else None, _pad_value(graph, ts.name)))
     sig = Signature(inputs, outputs)
+    sig.dims = dims.ranges_of(graph, sig.symbols)
     sig.sizes = default_sizes(sig, sizes or {})
     return sig
 
@@ -117,8 +121,9 @@ def _pad_value(graph, name: str) -> int | None:
 
 
 def default_sizes(sig: Signature, given: dict) -> dict:
-    """Example sizes for each symbol: batch 2, spatial 32, others 8; distinct values for distinct symbols
-    so that torch.export cannot merge two dims that only happen to be equal."""
+    """Example sizes for each symbol: the given one, else the declared `example:`, else batch 2, spatial
+    32, others 8, inside the range the network allows; distinct values for distinct undeclared symbols so
+    that torch.export cannot merge two dims that only happen to be equal."""
     unknown = [k for k in given if k not in sig.symbols]
     if unknown:
         raise UserError(f"size given for {', '.join(map(str, unknown))}: not a symbolic dim of the inputs "
@@ -126,12 +131,15 @@ def default_sizes(sig: Signature, given: dict) -> dict:
     sizes, used = {}, set()
     batch = sig.batch_symbol()
     for sym in sig.symbols:
+        r = sig.dims.get(sym) or dims.DimRange(sym)
         if sym in given:
             size = int(given[sym])
+        elif r.example is not None:
+            size = r.example
         else:
-            size = 2 if sym == batch else 32 if sym in IMAGE_NAMES else 8
+            size = r.fit(2 if sym == batch else 32 if sym in IMAGE_NAMES else 8)
             while size in used or size in _static_dims(sig):
-                size += 1
+                size = r.fit(size + r.multiple_of) if r.fit(size + r.multiple_of) > size else size + 1
         sizes[sym] = size
         used.add(size)
     return sizes
@@ -175,19 +183,15 @@ def _padding_mask(shape, dtype, gen, pad_value: int = 0) -> torch.Tensor:
 
 
 def dynamic_shapes(sig: Signature, dynamic: list[str] | None):
-    """The `dynamic_shapes` argument of torch.export: one torch.export.Dim per dynamic symbol, shared
-    by every input dim that carries it. Symbols not dynamic are fixed at their example size."""
-    dims = {sym: torch.export.Dim(_dim_name(sym), min=1) for sym in (dynamic or [])}
+    """The `dynamic_shapes` argument of torch.export: one torch.export.Dim per dynamic symbol (with the
+    range the network allows; m * Dim for a multiple of m), shared by every input dim that carries it.
+    Symbols not dynamic are fixed at their example size."""
+    by_symbol = dims.torch_dims({s: sig.dims.get(s) or dims.DimRange(s) for s in dynamic or []}, dynamic or [])
     spec = {}
     for inp in sig.inputs:
-        spec[inp.name] = {i: dims[d] for i, d in enumerate(inp.shape) if isinstance(d, str) and d in dims} or None
+        spec[inp.name] = {i: by_symbol[d] for i, d in enumerate(inp.shape)
+                          if isinstance(d, str) and d in by_symbol} or None
     return spec
-
-
-def _dim_name(sym: str) -> str:
-    """torch.export.Dim names must be identifiers; spec symbols normally are."""
-    name = "".join(c if c.isalnum() or c == "_" else "_" for c in sym)
-    return name if name and not name[0].isdigit() else f"d_{name}"
 
 
 def resolve_dynamic(sig: Signature, requested: list[str] | None) -> list[str]:
@@ -202,26 +206,38 @@ def resolve_dynamic(sig: Signature, requested: list[str] | None) -> list[str]:
 
 
 def verification_sizes(sig: Signature, dynamic: list[str], ranges: dict | None = None) -> list[dict]:
-    """Input sizes at which ONNX and torch are compared: batch 1, an odd batch, and another length for
-    every other dynamic symbol (inside the range torch.export allowed, if it narrowed one)."""
+    """Input sizes at which ONNX and torch are compared: batch 1, an odd batch, other lengths for every
+    other dynamic symbol (one step up; one step down), one symbol changed alone (a non-square image),
+    and the smallest sizes the network takes; all inside the allowed ranges and multiples (and inside
+    the range torch.export allowed, if it narrowed one)."""
     base = dict(sig.sizes)
     batch = sig.batch_symbol() if sig.batch_symbol() in dynamic else None
     others = [s for s in dynamic if s != batch]
     ranges = ranges or {}
 
-    def clamp(sym, value):
+    def fit(sym, value):
+        r = sig.dims.get(sym) or dims.DimRange(sym)
         low, high = ranges.get(sym, (1, math.inf))
-        return int(min(max(value, low), high))
+        value = int(min(max(value, low), high))
+        v = r.fit(value)
+        return v if low <= v <= high else value
+
+    def step(sym):
+        r = sig.dims.get(sym)
+        return r.multiple_of if r is not None and r.multiple_of > 1 else 3
 
     cases = [dict(base)]
     if batch:
-        cases.append({**base, batch: clamp(batch, 1)})
+        cases.append({**base, batch: fit(batch, 1)})
         odd = 3 if base[batch] != 3 else 5
-        cases.append({**base, batch: clamp(batch, odd)})
+        cases.append({**base, batch: fit(batch, odd)})
     if others:
-        cases.append({**base, **{s: clamp(s, base[s] + 3) for s in others}})
-        cases.append({**base, **({batch: clamp(batch, 3)} if batch else {}),
-                      **{s: clamp(s, max(1, base[s] - 3)) for s in others}})
+        cases.append({**base, **{s: fit(s, base[s] + step(s)) for s in others}})
+        cases.append({**base, **({batch: fit(batch, 3)} if batch else {}),
+                      **{s: fit(s, max(1, base[s] - step(s))) for s in others}})
+        if len(others) > 1:
+            cases.append({**base, others[-1]: fit(others[-1], base[others[-1]] + 2 * step(others[-1]))})
+        cases.append({**base, **{s: fit(s, 1) for s in others}})
     unique = []
     for case in cases:
         if case not in unique:

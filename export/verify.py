@@ -20,6 +20,8 @@ import torch
 from builder.errors import UserError
 from builder.ops.sampling import sampled_outputs
 
+from . import dims
+
 RTOL, ATOL = 1e-4, 1e-5
 
 
@@ -41,9 +43,11 @@ def check_structure(path) -> None:
 def exported_dim_ranges(exported_program, sig, dynamic: list[str]) -> tuple[dict, list[str]]:
     """Ranges torch.export allowed for each dynamic symbol, and the problems (specialised or narrowed dims).
 
-    A dim torch.export turned into a number, or into an expression, or whose lower bound is above 1, is
-    a problem: the ONNX graph would silently compute the branch taken for the example. A finite upper
-    bound is returned as a range (the network cannot take longer inputs, e.g. a position table)."""
+    A dim torch.export turned into a number, or into an expression other than the m * Dim it was given
+    for a `multiple_of: m` dim, or whose range is narrower than the one the graph allows (`sig.dims`:
+    declarations and the sizes the network needs) is a problem: the ONNX graph would silently compute
+    the branch taken for the example. A range other than [1, inf] is returned (the network needs a
+    minimum size, or cannot take longer inputs, e.g. a position table)."""
     user_inputs = list(exported_program.graph_signature.user_inputs)
     placeholders = {n.name: n for n in exported_program.graph.nodes if n.op == "placeholder"}
     ranges, problems = {}, []
@@ -59,15 +63,18 @@ def exported_dim_ranges(exported_program, sig, dynamic: list[str]) -> tuple[dict
                 problems.append(f"{where} was specialised to {got} by torch.export")
                 continue
             expr = got.node.expr
+            declared = sig.dims.get(want) or dims.DimRange(want)
             vr = exported_program.range_constraints.get(expr)
-            if vr is None:
+            m = declared.multiple_of
+            if vr is None or (m == 1 and len(expr.free_symbols) != 1) or (m > 1 and expr.as_coeff_Mul()[0] != m):
                 problems.append(f"{where} became '{expr}' in the exported program")
                 continue
             low, high = _bound(vr.lower), _bound(vr.upper)
-            if low > 1:
+            if dims.narrowed_beyond(declared, low, high):
                 problems.append(f"{where} was narrowed to [{low}, {high}] by a shape-dependent branch")
-            if high != math.inf:
-                ranges[want] = (max(low, 1), high)
+            low, high = declared.low, declared.high if declared.high is not None else math.inf
+            if (low, high) != (1, math.inf):
+                ranges[want] = (low, high)
     return ranges, problems
 
 

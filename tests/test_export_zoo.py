@@ -16,7 +16,7 @@ CASES = [  # spec, overrides, network, dims that must stay dynamic
     ("char_lstm", {"vocab": 16, "embed": 8, "hidden": 16, "layers": 2}, None, ["B", "T"]),
     ("rnn_sine", {}, None, ["B"]),
     ("gan_tril", {}, "generator", ["B"]),
-    ("resnet18", {"size": 32, "width": 8, "classes": 10}, None, ["B"]),
+    ("resnet18", {"size": 32, "width": 8, "classes": 10}, None, ["B", "H", "W"]),
     ("transformer_encoder", {"d_model": 16, "heads": 2, "ffn": 32, "layers": 1}, None, ["B", "T"]),
     ("bert_base", {"hidden": 16, "layers": 1, "heads": 2, "intermediate": 32, "vocab": 50,
                    "max_positions": 32}, None, ["B", "T"]),

@@ -65,3 +65,17 @@ def test_terms_equal_the_torch_formulas():
         LossTerms([{"type": "mse", "output": "reconstruction", "target": "y"}], ["reconstruction"], ["x"])
     with pytest.raises(UserError, match=r"unknown loss 'kl_norml' \(did you mean 'kl_normal'"):
         LossTerms([{"type": "kl_norml", "mu": "mu", "logvar": "logvar"}], ["mu", "logvar"], ["x"])
+
+
+def test_the_json_schema_knows_loss_terms():
+    import json
+
+    import jsonschema
+
+    from builder.schema import spec_schema
+    from builder.yaml_loader import load_yaml
+    doc = json.loads(json.dumps(load_yaml(open("specs/vae.yaml").read(), "specs/vae.yaml")))
+    jsonschema.validate(doc, spec_schema())
+    doc["train"]["loss"][1].pop("type")
+    with pytest.raises(jsonschema.ValidationError, match="'type' is a required property"):
+        jsonschema.validate(doc, spec_schema())

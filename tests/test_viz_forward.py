@@ -124,10 +124,15 @@ def test_depth_collapses_blocks():
     assert lab[:2] == ["stage1", "basic x 3"] and "21 nodes" in lab[2]
     assert p0.nodes["stage1"]["shape"] == "box3d"
     assert {(u, v) for u, v, _ in p0.edges} >= {("stem", "stage1"), ("stage1", "pool")}
-    p1 = parse_dot(forward_dot(g, depth=1).to_dot())
-    assert {"stage1.0", "stage1.1", "stage1.2"} <= set(p1.nodes)
-    assert p1.cluster_path("stage1.1") == ["stage1"]
-    assert ("stage1.0", "stage1.1") in {(u, v) for u, v, _ in p1.edges}
+    p1 = parse_dot(forward_dot(g, depth=1).to_dot())  # the first copy a box, the later ones one summary
+    assert {"stage1.0", "stage1.1..2"} <= set(p1.nodes) and "stage1.1" not in p1.nodes
+    assert p1.cluster_path("stage1.1..2") == ["stage1"]
+    assert p1.nodes["stage1.1..2"]["label"].split("\n")[:2] == ["stage1.1 .. stage1.2", "basic x 2 more (x 3 in all)"]
+    assert ("stage1.0", "stage1.1..2") in {(u, v) for u, v, _ in p1.edges}
+    p2 = parse_dot(forward_dot(g, depth=2).to_dot())  # the first copy drawn in full
+    assert "stage1.0.conv1" in p2.nodes and "stage1.1.conv1" not in p2.nodes
+    assert ("stage1.0.out", "stage1.1..2") in {(u, v) for u, v, _ in p2.edges}
+    assert "stage1.2.conv1" in parse_dot(forward_dot(g, depth=-1).to_dot()).nodes  # -1: nothing folded
     assert auto_depth(g, max_nodes=10) == 1 and auto_depth(g, max_nodes=100) == 2
     assert auto_depth(g, max_nodes=2) == 0
 

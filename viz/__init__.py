@@ -1,4 +1,5 @@
 """Pictures of a network: the forward graph (forward), the autograd graph of one real training step
-(step, autograd_walk, backward, grad_heat, grad_fn_names), an exported ONNX file (onnx_view), and the
-graphviz rendering they share (dot_render, labels). Reads the built graph and module; never imports the
-ONNX package `export`."""
+(step, step_inputs, autograd_walk, backward, backward_fold, grad_heat, grad_fn_names), the gradient-flow
+chart (grads_chart), an exported ONNX file (onnx_view), the folding that keeps any of them readable
+(fold), the interactive HTML page (html_view) and the graphviz rendering they share (dot_render, labels,
+preparation). Reads the built graph and module; never imports the ONNX package `export`."""

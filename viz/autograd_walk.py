@@ -53,6 +53,7 @@ class Leaf:
     grad: GradStat | None = None
     norm: float = 0.0  # norm of the value itself
     requires_grad: bool = True
+    torch_name: str = ""  # the name inside the torch module of its spec node: 'weight_ih_l0'
 
 
 @dataclass
@@ -169,6 +170,7 @@ def record_backward(module: torch.nn.Module, inputs: dict, loss_fn: Callable, lo
         owner = _spec_owner(name.rpartition(".")[0], spec_paths)
         leaves[name] = Leaf(name, "param", owner, tuple(p.shape), names, None,
                             float(torch.linalg.vector_norm(p.detach().float())), p.requires_grad)
+        leaves[name].torch_name = torch_name(module, owner, name)
         leaf_of_tensor[id(p)] = name
     for name, x in inputs.items():
         leaves[name] = Leaf(name, "input", "", tuple(x.shape), [name], None, 0.0, x.requires_grad)
@@ -223,6 +225,21 @@ def record_backward(module: torch.nn.Module, inputs: dict, loss_fn: Callable, lo
     types = {name: type(m).__name__ for name, m in module.named_modules() if name}
     return BackwardTrace(float(loss.detach()), loss_name, fn_id[loss.grad_fn], ops, edges, leaves, types,
                          hooks.values)
+
+
+def torch_name(module: torch.nn.Module, owner: str, name: str) -> str:
+    """The parameter's name inside the torch module its spec node wraps: 'lstm.rnn.weight_ih_l0' of spec
+    node 'lstm' is 'weight_ih_l0' (the wrapper level 'rnn' is ours, not the user's nor torch's)."""
+    rest = name[len(owner) + 1:] if owner else name
+    try:
+        sub = module.get_submodule(owner) if owner else module
+    except AttributeError:
+        return rest
+    children = list(sub.named_children())
+    if len(children) == 1 and not list(sub.named_parameters(recurse=False)) and "." in rest \
+            and rest.split(".", 1)[0] == children[0][0]:
+        return rest.split(".", 1)[1]
+    return rest
 
 
 def _make_prehook(node: OpNode):

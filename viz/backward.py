@@ -16,10 +16,12 @@ import networkx as nx
 from builder.types import record, records
 
 from viz.autograd_walk import BackwardTrace
+from viz.backward_fold import fold_backward
 from viz.dot_render import DotGraph
 from viz.grad_fn_names import is_bookkeeping
-from viz.grad_heat import FLAG_TEXT, add_legend, heat_color, heat_style, judge
-from viz.forward import _cluster_label, block_chain
+from viz.grad_heat import FLAG_STYLE, FLAG_TEXT, add_legend, heat_color, heat_style, judge
+from viz.fold import block_chain, block_levels
+from viz.forward import _cluster_label
 from viz.labels import format_shape
 
 LOSS_CLUSTER = "#loss"  # '#' never starts a spec path
@@ -120,7 +122,11 @@ def _cluster_labels(trace: BackwardTrace, graph: nx.MultiDiGraph | None) -> dict
 
 def backward_dot(trace: BackwardTrace, graph: nx.MultiDiGraph | None = None, full: bool = False,
                  grads: bool = False, rankdir: str = "TB", title: str | None = None,
-                 name: str = "network") -> DotGraph:
+                 name: str = "network", depth: int | None = None) -> DotGraph:
+    """The backward picture, folded like the forward one (viz.backward_fold) when `graph` is given.
+
+    rankdir names the order of the spec: 'TB' puts the inputs at the top and the loss at the bottom, the
+    arrows (gradients) pointing up, so the picture reads in the spec's order beside the forward one."""
     drawn = drawn_ops(trace, full)
     edges = folded_edges(trace, drawn)
     labels = _cluster_labels(trace, graph)
@@ -129,12 +135,13 @@ def backward_dot(trace: BackwardTrace, graph: nx.MultiDiGraph | None = None, ful
                      f"the arrows from the loss (root) to the leaves (parameters, inputs); "
                      f"{len(drawn)} operation nodes" + (f", {n_folded} bookkeeping nodes folded"
                                                          if n_folded else ""))
+    flipped = {"TB": "BT", "BT": "TB", "LR": "RL", "RL": "LR"}[rankdir]
     dot = DotGraph(f"{name}-backward", {
-        "rankdir": rankdir, "label": head, "labelloc": "t", "fontname": "Helvetica", "nodesep": "0.25",
+        "rankdir": flipped, "label": head, "labelloc": "t", "fontname": "Helvetica", "nodesep": "0.25",
         "ranksep": "0.35",
     }, {"fontname": "Helvetica", "fontsize": "10"}, {"fontname": "Helvetica", "fontsize": "9",
                                                       "color": "#b2182b"})
-    cl_attrs = {}
+    cl_attrs = _spec_order_clusters(dot, graph, labels)
     dot.add_node("loss", [], label=f"loss (root)\n{trace.loss_name} = {trace.loss:.4g}",
                  shape="doubleoctagon", style="filled", fillcolor=COLORS["root"])
 
@@ -145,7 +152,7 @@ def backward_dot(trace: BackwardTrace, graph: nx.MultiDiGraph | None = None, ful
             continue
         lines = [op.words, op.kind]
         if op.shape is not None:
-            lines.append(f"value {format_shape(op.shape)}")
+            lines.append(f"value {_batch_major(op, trace)}")
         if op.grad is not None:
             lines.append(f"|grad| {format_norm(op.grad.norm)}")
         book = is_bookkeeping(op.kind)
@@ -159,7 +166,8 @@ def backward_dot(trace: BackwardTrace, graph: nx.MultiDiGraph | None = None, ful
 
     for leaf_id, leaf in trace.leaves.items():
         if leaf.kind == "param":
-            lines = [leaf_id, f"parameter {format_shape(leaf.shape)}"]
+            lines = [f"{leaf.path}: {leaf.torch_name}" if leaf.path else leaf_id,
+                     f"parameter {format_shape(leaf.shape)}"]
             lines += [f"also {n} (tied)" for n in leaf.names[1:]]
             attrs = {"shape": "box", "style": "filled", "fillcolor": COLORS["param"]}
             chain = cluster_chain(leaf.path, graph)
@@ -186,11 +194,88 @@ def backward_dot(trace: BackwardTrace, graph: nx.MultiDiGraph | None = None, ful
 
     for u, v in edges:
         dot.add_edge(u, v)
+    _params_beside_ops(dot, trace, graph, edges)
     _attach_integer_inputs(dot, trace, graph, drawn)
     if grads:
         _color_clusters(dot, trace, graph)
         add_legend(dot)
+    dot.prune()
+    if graph is None:
+        _captions_beside_nodes(dot, graph)
+        return dot
+    folded, used = fold_backward(dot, trace, graph, depth, drawn, grads,
+                                 finish=lambda d: _captions_beside_nodes(d, graph))
+    deepest = max(block_levels(graph.graph.get("blocks") or {}).values(), default=0)
+    folded.graph_attrs["label"] += f"; depth {'all' if used < 0 else used} of {deepest}"
+    folded.depth = used
+    return folded
+
+
+def _spec_order_clusters(dot: DotGraph, graph, labels: dict) -> dict:
+    """Creates the clusters of every spec node in the spec's order (the walk from the loss meets them in
+    reverse), so graphviz and the HTML view lay them out in that order; returns the cluster attributes."""
+    attrs: dict = {}
+    if graph is None:
+        return attrs
+    for path in graph.nodes:
+        if record(graph, path).op != "input":
+            for c in cluster_chain(path, graph):
+                attrs[c] = {"labeljust": "l"}
+            dot.cluster(cluster_chain(path, graph), labels, attrs)
+    return attrs
+
+
+def _captions_beside_nodes(dot: DotGraph, graph) -> DotGraph:
+    """The title of a cluster holding nodes of its own becomes a caption on the row of one of them (a
+    spec node's: its operation nearest the loss; a block's: its folded box nearest the loss) instead of
+    the cluster's label, so that no edge runs through it. Clusters of clusters keep their titles, and
+    so do the loss and legend clusters ('#...'). Returns `dot`."""
+    blocks = (graph.graph.get("blocks") or {}) if graph is not None else {}
+    stack = list(dot.root.children.values())
+    while stack:
+        c = stack.pop()
+        stack.extend(c.children.values())
+        if c.name.startswith("#") or not c.nodes:
+            continue
+        beside, cap = c.nodes[-1] if c.name in blocks else c.nodes[0], f"{c.name}:caption"
+        dot.node_attrs[cap] = {"label": c.attrs.get("label") or c.label, "shape": "plaintext",
+                               "fontsize": "10", "class": "caption"}
+        c.nodes.insert(0, cap)
+        c.order.insert(0, ("node", cap))
+        group = next((g for g in c.same_rank if beside in g), None)
+        if group is not None:
+            group.insert(0, cap)
+        else:
+            c.same_rank.append([cap, beside])
+        c.attrs["label"] = ""
     return dot
+
+
+def _batch_major(op, trace: BackwardTrace) -> str:
+    """The op's value shape in the layout of its spec node's output: an RNN inside torch works on
+    time-major tensors (T x B x H) while the spec node (batch_first) gives B x T x H."""
+    value = trace.values.get(op.path)
+    shape = tuple(op.shape)
+    if value is not None and len(shape) >= 3 and tuple(value.shape) != shape and \
+            (shape[1], shape[0], *shape[2:]) == tuple(value.shape):
+        return f"{format_shape(value.shape)} (time-major inside torch)"
+    return format_shape(shape)
+
+
+def _params_beside_ops(dot: DotGraph, trace: BackwardTrace, graph, edges) -> None:
+    """Each operation's parameters sit on its rank, beside it: one rank per operation keeps the picture
+    a straight column in the spec's order instead of a staircase."""
+    groups: dict[str, list[str]] = {}
+    placed = set()
+    for u, v in edges:
+        leaf = trace.leaves.get(v)
+        if leaf is None or leaf.kind != "param" or v in placed or u not in trace.ops:
+            continue
+        if cluster_chain(leaf.path, graph) == cluster_chain(trace.ops[u].path, graph):
+            groups.setdefault(u, [u]).append(v)
+            placed.add(v)
+    for op_id, group in groups.items():
+        dot.cluster(cluster_chain(trace.ops[op_id].path, graph)).same_rank.append(group)
 
 
 def _attach_integer_inputs(dot: DotGraph, trace: BackwardTrace, graph, drawn: set[str]) -> None:
@@ -211,6 +296,8 @@ def _color_clusters(dot: DotGraph, trace: BackwardTrace, graph) -> None:
     """Each cluster is tinted by the norm of the gradients of all parameters inside it."""
     sq: dict[str, float] = {}
     bad: dict[str, str] = {}
+    largest = max((lf.grad.norm for lf in trace.leaves.values() if lf.kind == "param" and lf.grad
+                   and lf.grad.norm is not None and math.isfinite(lf.grad.norm)), default=0.0)
     for leaf in trace.leaves.values():
         if leaf.kind != "param" or not leaf.requires_grad:  # frozen parameters do not count
             continue
@@ -238,6 +325,7 @@ def _color_clusters(dot: DotGraph, trace: BackwardTrace, graph) -> None:
             c.label += "\nno gradient"
             continue
         norm = math.sqrt(sq.get(c.name, 0.0))
-        color = heat_color(norm)
+        flag = judge(norm, largest)
+        color = FLAG_STYLE[flag]["fillcolor"] if flag in ("vanishing", "exploding") else heat_color(norm)
         c.attrs.update(style="rounded,filled", fillcolor=color + "40", color=color, penwidth="2")
-        c.label += f"\n|grad| {format_norm(norm)}"
+        c.label += f"\n|grad| {format_norm(norm)}" + (f"  {FLAG_TEXT[flag]}" if flag else "")

@@ -30,8 +30,13 @@ def quote(text: object) -> str:
     return f'"{s}"'
 
 
+class HtmlLabel(str):
+    """A graphviz HTML-like label: written between < and > instead of quotes."""
+
+
 def format_attrs(attrs: dict) -> str:
-    items = [f"{k}={quote(v)}" for k, v in sorted(attrs.items()) if v is not None]
+    items = [f"{k}=<{v}>" if isinstance(v, HtmlLabel) else f"{k}={quote(v)}"
+             for k, v in sorted(attrs.items()) if v is not None]
     return f" [{', '.join(items)}]" if items else ""
 
 
@@ -42,6 +47,8 @@ class Cluster:
     attrs: dict = field(default_factory=dict)
     nodes: list = field(default_factory=list)  # node ids in insertion order
     children: dict = field(default_factory=dict)  # name -> Cluster, insertion order
+    order: list = field(default_factory=list)  # ('node', id) and ('cluster', name), as they were added
+    same_rank: list = field(default_factory=list)  # groups of node ids graphviz puts side by side
 
 
 @dataclass
@@ -53,6 +60,8 @@ class DotGraph:
     root: Cluster = field(default_factory=lambda: Cluster(""))
     node_attrs: dict = field(default_factory=dict)  # id -> attrs
     edges: list = field(default_factory=list)  # (src, dst, attrs)
+    depth: int | None = None  # the block depth drawn (-1: everything), when the picture has blocks
+    collapsed: set = field(default_factory=set)  # clusters the interactive view shows closed at first
 
     def cluster(self, path: list[str], labels: dict | None = None, attrs: dict | None = None) -> Cluster:
         """The cluster at `path` (a list of cluster names, outermost first), created on demand."""
@@ -61,6 +70,7 @@ class DotGraph:
             if name not in c.children:
                 label = (labels or {}).get(name, name)
                 c.children[name] = Cluster(name, label, dict((attrs or {}).get(name, {})))
+                c.order.append(("cluster", name))
             c = c.children[name]
         return c
 
@@ -69,7 +79,9 @@ class DotGraph:
             self.node_attrs[node_id].update(attrs)
             return
         self.node_attrs[node_id] = dict(attrs)
-        self.cluster(cluster_path or []).nodes.append(node_id)
+        c = self.cluster(cluster_path or [])
+        c.nodes.append(node_id)
+        c.order.append(("node", node_id))
 
     def add_edge(self, src: str, dst: str, **attrs) -> None:
         self.edges.append((src, dst, dict(attrs)))
@@ -98,7 +110,7 @@ class DotGraph:
     def _write_cluster(self, c: Cluster, lines: list, indent: str) -> None:
         for node_id in c.nodes:
             lines.append(f"{indent}{quote(node_id)}{format_attrs(self.node_attrs[node_id])};")
-        for child in c.children.values():
+        for child in c.children.values():  # nodes first: graphviz then keeps spec order within a rank
             lines.append(f"{indent}subgraph {quote('cluster_' + child.name)} {{")
             attrs = dict(child.attrs)
             attrs.setdefault("label", child.label)
@@ -106,9 +118,73 @@ class DotGraph:
                 lines.append(f"{indent}  {k}={quote(v)};")
             self._write_cluster(child, lines, indent + "  ")
             lines.append(f"{indent}}}")
+        for group in c.same_rank:
+            lines.append(f"{indent}{{rank=same; {' '.join(quote(n) + ';' for n in group)}}}")
 
     def count_nodes(self) -> int:
         return len(self.node_attrs)
+
+    def side_by_side_pairs(self) -> set:
+        """Pairs of node ids in one same-rank group (an edge between them adds no rank)."""
+        pairs, stack = set(), [self.root]
+        while stack:
+            c = stack.pop()
+            stack.extend(c.children.values())
+            for group in c.same_rank:
+                pairs.update((a, b) for a in group for b in group)
+        return pairs
+
+    def prune(self) -> None:
+        """Drops the clusters that hold no node (at any depth)."""
+        def keep(c: Cluster) -> bool:
+            for name in list(c.children):
+                if not keep(c.children[name]):
+                    del c.children[name]
+                    c.order.remove(("cluster", name))
+            return bool(c.nodes or c.children)
+        keep(self.root)
+
+    def folded(self, folds: dict) -> "DotGraph":
+        """A copy where each cluster named in `folds` (name -> (node id, attrs)), with everything inside
+        it, is one node; several clusters may fold into the same node. Edges follow their ends to the
+        nodes standing for them; edges inside one fold disappear and repeats (same ends, same label) merge."""
+        out = DotGraph(self.name, dict(self.graph_attrs), dict(self.node_defaults), dict(self.edge_defaults),
+                       depth=self.depth, collapsed=set(self.collapsed))
+        stand_in: dict[str, str] = {}
+
+        def members(c: Cluster):
+            yield from c.nodes
+            for child in c.children.values():
+                yield from members(child)
+
+        def copy(src: Cluster, path: list[str]) -> None:
+            for kind, name in src.order:
+                if kind == "node":
+                    out.add_node(name, path, **self.node_attrs[name])
+                    stand_in[name] = name
+                elif name in folds:
+                    node_id, attrs = folds[name]
+                    out.add_node(node_id, path, **attrs)
+                    for m in members(src.children[name]):
+                        stand_in[m] = node_id
+                else:
+                    child = src.children[name]
+                    out.cluster(path + [name], {name: child.label}, {name: child.attrs})
+                    copy(child, path + [name])
+            here = out.cluster(path)
+            for group in src.same_rank:
+                if all(stand_in.get(n) == n for n in group):
+                    here.same_rank.append(list(group))
+
+        copy(self.root, [])
+        seen = set()
+        for src, dst, attrs in self.edges:
+            u, v = stand_in.get(src, src), stand_in.get(dst, dst)
+            key = (u, v, attrs.get("label"))
+            if u != v and key not in seen:
+                seen.add(key)
+                out.add_edge(u, v, **attrs)
+        return out
 
 
 def side_by_side(left: DotGraph, right: DotGraph, left_title: str, right_title: str,
@@ -127,6 +203,8 @@ def combine(parts: list[tuple[str, DotGraph, str]], name: str) -> DotGraph:
     for prefix, g, title in parts:
         top = Cluster(prefix + "view", title, {"style": "rounded", "color": "gray40", "fontsize": "16"})
         both.root.children[top.name] = top
+        both.root.order.append(("cluster", top.name))
+        both.collapsed |= {prefix + c for c in g.collapsed}
         _copy_cluster(g.root, top, prefix, g, both)
         for src, dst, attrs in g.edges:
             edge = dict(g.edge_defaults)
@@ -145,6 +223,8 @@ def _copy_cluster(src: Cluster, dst: Cluster, prefix: str, g: DotGraph, out: Dot
         c = Cluster(prefix + child.name, child.label, dict(child.attrs))
         dst.children[c.name] = c
         _copy_cluster(child, c, prefix, g, out)
+    dst.order = [(kind, prefix + name) for kind, name in src.order]
+    dst.same_rank = [[prefix + n for n in group] for group in src.same_rank]
 
 
 def dot_binary() -> str | None:

@@ -3,8 +3,9 @@
 Each spec node is a box with its spec path, op, key arguments and parameter count; each edge carries the
 shape of the tensor it moves (symbolic dims kept: 'B x 16 x 32 x 32'); blocks are nested clusters named
 `cluster_<block path>`. Blocks deeper than `depth` collapse to one node (a repeated block to one node
-marked 'x N'); skip (residual) edges are dashed and labelled, shared/tied weights are joined by a dotted
-purple line, inputs are green ovals and outputs orange boxes.
+marked 'x N') and the copies of a repeated block after the first to one summary node (viz.fold); skip
+(residual) edges are dashed and labelled, shared/tied weights are joined by a dotted purple line, inputs
+are green ovals (with the training data's preparation as a note above) and outputs orange boxes.
 """
 
 from __future__ import annotations
@@ -13,40 +14,13 @@ import networkx as nx
 from builder.types import record
 
 from viz.dot_render import DotGraph
-from viz.labels import format_count, format_shape, key_args, wrap_items
+from viz.fold import MAX_NODES, block_chain, block_levels, fold_node_id, fold_of, fold_parent, pick_depth
+from viz.labels import format_count, format_shape, format_value, key_args, wrap_items
 
-AUTO_MAX_NODES = 120  # the automatic depth is the deepest one whose picture stays within this
 COLORS = {
     "input": "#d9f2d9", "output": "#ffe0b3", "param": "#dde8f7", "plain": "#f5f5f5",
-    "collapsed": "#fff7cc", "skip": "#2b8cbe", "share": "#7b3294",
+    "collapsed": "#fff7cc", "skip": "#2b8cbe", "share": "#7b3294", "prep": "#f0f0f0",
 }
-
-
-def block_levels(blocks: dict) -> dict[str, int]:
-    """Nesting level of each block path: a top-level block is 1, a block inside it 2, ...
-
-    The copies `stage1.0`, `stage1.1` of a repeated block `stage1` sit one level below `stage1`.
-    """
-    levels: dict[str, int] = {}
-
-    def level(path: str) -> int:
-        if path not in levels:
-            parent = blocks[path].get("parent") or ""
-            levels[path] = 1 + (level(parent) if parent in blocks else 0)
-        return levels[path]
-
-    for path in blocks:
-        level(path)
-    return levels
-
-
-def block_chain(blocks: dict, path: str) -> list[str]:
-    """Block paths from outermost to `path` itself ([] for the top level '')."""
-    chain = []
-    while path and path in blocks:
-        chain.append(path)
-        path = blocks[path].get("parent") or ""
-    return chain[::-1]
 
 
 def max_depth(g: nx.MultiDiGraph) -> int:
@@ -55,12 +29,11 @@ def max_depth(g: nx.MultiDiGraph) -> int:
 
 
 def representative(g: nx.MultiDiGraph, node: str, depth: int, levels: dict) -> str:
-    """The id drawn for `node` at `depth`: itself, or the outermost block deeper than `depth`."""
+    """The id drawn for `node` at `depth`: itself, the outermost block deeper than `depth`, or the
+    summary node of the later copies of a repeated block (see viz.fold)."""
     blocks = g.graph.get("blocks") or {}
-    for b in block_chain(blocks, record(g, node).block):
-        if levels[b] > depth:
-            return b
-    return node
+    fold = fold_of(blocks, levels, block_chain(blocks, record(g, node).block), depth)
+    return node if fold is None else fold_node_id(blocks, fold)
 
 
 def count_visible(g: nx.MultiDiGraph, depth: int) -> int:
@@ -68,13 +41,9 @@ def count_visible(g: nx.MultiDiGraph, depth: int) -> int:
     return len({representative(g, n, depth, levels) for n in g.nodes})
 
 
-def auto_depth(g: nx.MultiDiGraph, max_nodes: int = AUTO_MAX_NODES) -> int:
-    """The deepest depth whose picture has at most `max_nodes` nodes (0 when none does)."""
-    best = 0
-    for d in range(max_depth(g) + 1):
-        if count_visible(g, d) <= max_nodes:
-            best = d
-    return best
+def auto_depth(g: nx.MultiDiGraph, max_nodes: int = MAX_NODES) -> int:
+    """The deepest depth whose picture fits (viz.fold.pick_depth: counts, then layout size)."""
+    return pick_depth(max_depth(g), lambda d: forward_dot(g, d), max_nodes)[0]
 
 
 def _cluster_label(blocks: dict, path: str) -> str:
@@ -93,7 +62,7 @@ def _node_label(g: nx.MultiDiGraph, n: str) -> tuple[str, dict]:
         return "\n".join(lines), {"shape": "oval", "fillcolor": COLORS["input"], "style": "filled"}
     lines = [n, op]
     lines += wrap_items(key_args(op, a.args))
-    style = {"shape": "box", "style": "rounded,filled", "fillcolor": COLORS["plain"]}
+    style = {"shape": "box", "style": "rounded,filled", "fillcolor": COLORS["plain"], "tooltip": _details(a)}
     params = a.param_count
     if params:
         frozen = "" if a.trainable_param_count or a.trainable else "  (frozen)"
@@ -109,11 +78,32 @@ def _node_label(g: nx.MultiDiGraph, n: str) -> tuple[str, dict]:
     return "\n".join(lines), style
 
 
-def _collapsed_label(g: nx.MultiDiGraph, path: str, members: list[str]) -> tuple[str, dict]:
-    info = g.graph["blocks"][path]
-    kind = info.get("block") or "block"
-    head = f"{kind} x {info['repeat']}" if info.get("repeat") else kind
+def _details(a) -> str:
+    """Hover text of a node (its NodeRecord): op, every argument, shapes in and out, parameters, and
+    where it was written."""
+    args = ", ".join(f"{k}={format_value(v)}" for k, v in sorted((a.args or {}).items())
+                     if not k.startswith("_") and isinstance(v, (int, float, str, bool, tuple, list)))
+    shapes = " ; ".join(format_shape(s) for s in a.in_shapes or ())
+    lines = [f"op: {a.op}", f"arguments: {args or '-'}", f"in: {shapes or '-'}",
+             f"out: {format_shape(a.out_shape)}", f"parameters: {format_count(a.param_count)}"]
+    if a.line:
+        lines.append(f"spec: {a.source}")
+    return "\n".join(lines)
+
+
+def _collapsed_label(g: nx.MultiDiGraph, fold: tuple[str, str], members: list[str]) -> tuple[str, dict]:
+    """A folded block: one 3-D box, or the `x N` summary of a repeated block's later copies."""
+    blocks = g.graph["blocks"]
+    kind, path = fold
+    info = blocks[path]
+    block = info.get("block") or "block"
     params = sum(record(g, m).param_count for m in members)
+    if kind == "repeat":
+        n = int(info["repeat"])
+        lines = [f"{path}.1 .. {path}.{n - 1}", f"{block} x {n - 1} more (x {n} in all)",
+                 f"like {path}.0: {len(members)} nodes, {format_count(params)} params"]
+        return "\n".join(lines), {"shape": "box3d", "style": "filled,bold", "fillcolor": COLORS["collapsed"]}
+    head = f"{block} x {info['repeat']}" if info.get("repeat") else block
     lines = [path, head, f"{len(members)} nodes, {format_count(params)} params"]
     return "\n".join(lines), {"shape": "box3d", "style": "filled", "fillcolor": COLORS["collapsed"]}
 
@@ -155,18 +145,19 @@ def _owner_node(g: nx.MultiDiGraph, param_path: str) -> str | None:
 
 
 def forward_dot(g: nx.MultiDiGraph, depth: int | None = None, rankdir: str = "TB",
-                title: str | None = None) -> DotGraph:
+                title: str | None = None, preparation: list[str] | None = None) -> DotGraph:
     """The forward picture of graph `g` as a DotGraph.
 
-    depth: None picks the deepest depth that keeps the picture within AUTO_MAX_NODES nodes; a negative
-    depth expands every block.
+    depth: None picks the deepest depth whose picture fits (viz.fold); a negative depth expands every
+    block. The copies of a repeated block after the first are always one summary node. preparation:
+    the steps the training data goes through before the float inputs (viz.preparation), drawn above them.
     """
     blocks = g.graph.get("blocks") or {}
     levels = block_levels(blocks)
     deepest = max(levels.values(), default=0)
     if depth is None:
-        depth = auto_depth(g)
-    elif depth < 0 or depth > deepest:
+        return pick_depth(deepest, lambda d: forward_dot(g, d, rankdir, title, preparation))[1]
+    if depth > deepest:
         depth = deepest
     rep = {n: representative(g, n, depth, levels) for n in g.nodes}
     members: dict[str, list[str]] = {}
@@ -178,19 +169,24 @@ def forward_dot(g: nx.MultiDiGraph, depth: int | None = None, rankdir: str = "TB
     head = f"{name}" + (f" / {network}" if network and network != "model" else "")
     shown = list(members)
     dot = DotGraph(f"{name}-forward", {
-        "rankdir": rankdir, "label": title or f"{head}: forward graph (depth {depth} of {deepest}, "
+        "rankdir": rankdir, "label": title or f"{head}: forward graph (depth {'all' if depth < 0 else depth} of {deepest}, "
                                                f"{len(shown)} nodes; data flows along the arrows)",
         "labelloc": "t", "fontname": "Helvetica", "compound": "true", "nodesep": "0.25",
         "ranksep": "0.35",
-    }, {"fontname": "Helvetica", "fontsize": "10"}, {"fontname": "Helvetica", "fontsize": "9"})
+    }, {"fontname": "Helvetica", "fontsize": "10"}, {"fontname": "Helvetica", "fontsize": "9"}, depth=depth)
 
     cluster_labels = {b: _cluster_label(blocks, b) for b in blocks}
     cluster_attrs = {b: {"style": "rounded,dashed" if blocks[b].get("repeat") else "rounded",
-                         "color": "gray50", "fontsize": "11"} for b in blocks}
+                         "color": "gray50", "fontsize": "11", "labeljust": "l"} for b in blocks}
+    folds = {}
+    for n in g.nodes:
+        fold = fold_of(blocks, levels, block_chain(blocks, record(g, n).block), depth)
+        if fold is not None:
+            folds[fold_node_id(blocks, fold)] = fold
     for r in shown:
-        if r in blocks:  # a collapsed block
-            label, style = _collapsed_label(g, r, members[r])
-            chain = block_chain(blocks, blocks[r].get("parent") or "")
+        if r in folds:  # a folded block
+            label, style = _collapsed_label(g, folds[r], members[r])
+            chain = fold_parent(blocks, folds[r])
         else:
             label, style = _node_label(g, r)
             chain = block_chain(blocks, record(g, r).block)
@@ -226,6 +222,12 @@ def forward_dot(g: nx.MultiDiGraph, depth: int | None = None, rankdir: str = "TB
         dot.add_node(out_id, [], label=f"output {out_name}\n{format_shape(shape)}", shape="box",
                      style="filled,bold", fillcolor=COLORS["output"])
         dot.add_edge(rep[node], out_id, label=format_shape(shape))
+
+    for inp in g.graph.get("inputs") or []:
+        if preparation and inp in rep and not record(g, inp).dtype.startswith(("int", "bool")):
+            dot.add_node(f"prep:{inp}", [], label="\n".join(["input preparation (train.data)"] + preparation),
+                         shape="note", style="filled", fillcolor=COLORS["prep"])
+            dot.add_edge(f"prep:{inp}", inp, style="dashed", label="prepared data")
 
     # weight sharing and tying: dotted purple lines that do not change the layout
     links = []

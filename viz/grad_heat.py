@@ -1,38 +1,43 @@
-"""Gradient-norm heat colours (one colour per decade, fixed scale) and the flags of unhealthy gradients.
+"""Gradient-norm colours and the flags of unhealthy gradients.
 
-The scale is absolute, so pictures of different networks compare: below 1e-7 is the coldest blue,
-1e+1 and above the hottest red. Flags: 'none' (no gradient reached the parameter), 'zero', 'nan'
-(NaN or Inf), 'exploding' (norm above EXPLODING) and 'vanishing' (norm below VANISHING_RATIO times the
-largest parameter gradient norm of the network).
+A healthy norm gets a shade of one sequential scale (pale green for small norms, dark green for large
+ones; one shade per decade from below 1e-6 to 10 and above), fixed so that pictures of different
+networks compare. Only a flagged state uses an alarm colour: 'none' (no gradient reached the parameter,
+grey dashed), 'zero' (black), 'nan' (NaN or Inf, magenta), 'vanishing' (norm below VANISHING_RATIO
+times the largest parameter gradient norm of the network, blue) and 'exploding' (norm above EXPLODING,
+red). The legend is one compact table.
 """
 
 from __future__ import annotations
 
 import math
 
-from viz.dot_render import DotGraph
+from viz.dot_render import DotGraph, HtmlLabel
 
-LOW_EXP = -7  # the first bucket holds norms below 1e-7, the last norms of 10 and above
-PALETTE = [  # RdYlBu reversed: cold (vanishing) -> hot (large)
-    "#313695", "#4575b4", "#74add1", "#abd9e9", "#e0f3f8",
-    "#fee090", "#fdae61", "#f46d43", "#d73027", "#a50026",
+LOW_EXP = -6  # the first shade holds norms below 1e-6, the last norms of 10 and above
+PALETTE = [  # ColorBrewer Greens: a sequential scale, no alarm in it
+    "#f7fcf5", "#e5f5e0", "#c7e9c0", "#a1d99b", "#74c476", "#41ab5d", "#238b45", "#006d2c", "#00441b",
 ]
-DARK = {"#313695", "#4575b4", "#d73027", "#a50026"}  # buckets that need white text
+DARK = {"#238b45", "#006d2c", "#00441b"}  # shades that need white text
 EXPLODING = 1e3
 VANISHING_RATIO = 1e-4
 FLAG_STYLE = {
     "none": {"fillcolor": "#d9d9d9", "style": "filled,dashed", "fontcolor": "black"},
     "zero": {"fillcolor": "black", "style": "filled", "fontcolor": "white"},
     "nan": {"fillcolor": "#ff00ff", "style": "filled,bold", "peripheries": "2", "fontcolor": "black"},
-    "exploding": {"style": "filled,bold", "penwidth": "4", "color": "#ff0000"},
-    "vanishing": {"style": "filled,bold", "penwidth": "3", "color": "#08306b"},
+    "exploding": {"fillcolor": "#e31a1c", "style": "filled,bold", "penwidth": "3", "color": "#67000d",
+                  "fontcolor": "white"},
+    "vanishing": {"fillcolor": "#2166ac", "style": "filled,bold", "penwidth": "3", "color": "#053061",
+                  "fontcolor": "white"},
 }
 FLAG_TEXT = {"none": "NO GRADIENT (None)", "zero": "ZERO GRADIENT", "nan": "NaN/Inf GRADIENT",
              "exploding": "EXPLODING GRADIENT", "vanishing": "VANISHING GRADIENT"}
+LEGEND_TEXT = {"none": "none", "zero": "zero", "nan": "NaN/Inf", "exploding": f"exploding (&gt; {EXPLODING:g})",
+               "vanishing": f"vanishing (&lt; {VANISHING_RATIO:g} x largest)"}  # HTML-like label text
 
 
 def bucket(norm: float) -> int:
-    """Index into PALETTE of a finite positive norm: one bucket per decade, clamped at both ends."""
+    """Index into PALETTE of a finite positive norm: one shade per decade, clamped at both ends."""
     e = math.floor(math.log10(norm)) if norm > 0 else LOW_EXP - 1
     return min(max(e - LOW_EXP + 1, 0), len(PALETTE) - 1)
 
@@ -42,12 +47,13 @@ def heat_color(norm: float) -> str:
 
 
 def bucket_range(i: int) -> str:
-    lo, hi = LOW_EXP + i - 1, LOW_EXP + i
+    """The legend's text for shade i: where its decade starts ('1e-3' holds 1e-3 .. 1e-2)."""
+    lo = LOW_EXP + i - 1
     if i == 0:
-        return f"< 1e{hi:+d}"
+        return f"&lt; 1e{lo + 1:+d}"
     if i == len(PALETTE) - 1:
-        return f">= 1e{lo:+d}"
-    return f"1e{lo:+d} .. 1e{hi:+d}"
+        return f"&#8805; 1e{lo:+d}"
+    return f"1e{lo:+d}"
 
 
 def judge(norm: float | None, largest: float) -> str | None:
@@ -66,38 +72,33 @@ def judge(norm: float | None, largest: float) -> str | None:
 
 
 def heat_style(norm: float | None, flag: str | None) -> dict:
-    """Node attributes for a leaf coloured by its gradient norm and flag."""
-    if flag in ("none", "zero", "nan"):
+    """Node attributes for a gradient norm: its shade of the scale, or its flag's alarm colour."""
+    if flag:
         return dict(FLAG_STYLE[flag])
     color = heat_color(norm)
-    style = {"fillcolor": color, "style": "filled", "fontcolor": "white" if color in DARK else "black"}
-    if flag:
-        style.update(FLAG_STYLE[flag])
-    return style
+    return {"fillcolor": color, "style": "filled", "fontcolor": "white" if color in DARK else "black"}
+
+
+def _cell(text: str, fill: str, font: str = "black", extra: str = "") -> str:
+    return (f'<TD BGCOLOR="{fill}" {extra}><FONT POINT-SIZE="8" COLOR="{font}">{text}</FONT></TD>')
+
+
+def legend_label() -> HtmlLabel:
+    """One small table: the scale's shades left to right (small to large), then the flags."""
+    shades = "".join(_cell(bucket_range(i), c, "white" if c in DARK else "black") for i, c in enumerate(PALETTE))
+    flags = "".join(_cell(LEGEND_TEXT[f], st["fillcolor"], st.get("fontcolor", "black"),
+                          'STYLE="dashed"' if "dashed" in st.get("style", "") else "")
+                    for f, st in FLAG_STYLE.items())
+    n = len(PALETTE)
+    return HtmlLabel(
+        f'<TABLE BORDER="0" CELLBORDER="1" CELLSPACING="0" CELLPADDING="2">'
+        f'<TR><TD COLSPAN="{n}"><FONT POINT-SIZE="9">gradient norm |grad|: one shade per decade, from</FONT></TD></TR>'
+        f'<TR>{shades}</TR>'
+        f'<TR><TD COLSPAN="{n}"><TABLE BORDER="0" CELLBORDER="1" CELLSPACING="2" CELLPADDING="2"><TR>'
+        f'<TD BORDER="0"><FONT POINT-SIZE="9">flagged:</FONT></TD>{flags}</TR></TABLE></TD></TR></TABLE>')
 
 
 def add_legend(dot: DotGraph, prefix: str = "#legend") -> None:
-    """Swatches, one per decade (hot to cold), then one per flag, in a cluster named `#legend`
-    ('#' never starts a spec path)."""
-    path = [prefix]
-    dot.cluster(path, {prefix: "gradient norm |grad| (log scale)"},
-                {prefix: {"style": "rounded", "color": "gray60", "fontsize": "10"}})
-    ids = []
-    for i in reversed(range(len(PALETTE))):
-        nid = f"{prefix}:{i}"
-        color = PALETTE[i]
-        dot.add_node(nid, path, label=bucket_range(i), shape="box", style="filled", fillcolor=color,
-                     fontcolor="white" if color in DARK else "black", width="1.6", height="0.25",
-                     fontsize="9")
-        ids.append(nid)
-    for flag, text in FLAG_TEXT.items():
-        nid = f"{prefix}:{flag}"
-        attrs = {"fillcolor": "white", "style": "filled", "fontcolor": "black"}
-        attrs.update(FLAG_STYLE[flag])
-        dot.add_node(nid, path, label=text, shape="box", width="1.6", height="0.25", fontsize="9", **attrs)
-        ids.append(nid)
-    rows = 5  # three columns of five: hot half, cold half, flags
-    for col in range(0, len(ids), rows):
-        column = ids[col:col + rows]
-        for a, b in zip(column, column[1:]):
-            dot.add_edge(a, b, style="invis")
+    """The legend: one node (in a cluster named `#legend`; '#' never starts a spec path)."""
+    dot.cluster([prefix], {prefix: ""}, {prefix: {"style": "invis"}})
+    dot.add_node(f"{prefix}:0", [prefix], label=legend_label(), shape="plain")

@@ -53,16 +53,26 @@ def format_value(v) -> str:
 
 @lru_cache(maxsize=None)
 def _torch_defaults(op: str) -> dict:
-    """Constructor defaults of torch.nn.<op>, {} when op is not a torch.nn class."""
+    """Constructor defaults of torch.nn.<op>, {} when op is not a torch.nn class. A class whose own
+    __init__ only forwards *args (LSTM, GRU: to RNNBase) gets the defaults of the one it forwards to."""
     try:
         import torch.nn as nn
         cls = getattr(nn, op, None)
         if not isinstance(cls, type):
             return {}
-        sig = inspect.signature(cls.__init__)
+        defaults: dict = {}
+        for klass in cls.__mro__:
+            if klass is nn.Module or "__init__" not in vars(klass):
+                continue
+            sig = inspect.signature(klass.__init__)
+            for k, p in sig.parameters.items():
+                if p.default is not inspect.Parameter.empty:
+                    defaults.setdefault(k, p.default)
+            if not any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in sig.parameters.values()):
+                break
     except (ValueError, TypeError, ImportError):
         return {}
-    return {k: p.default for k, p in sig.parameters.items() if p.default is not inspect.Parameter.empty}
+    return defaults
 
 
 def key_args(op: str, args: dict | None, limit: int = 5) -> list[str]:

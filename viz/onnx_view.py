@@ -17,7 +17,6 @@ from viz.labels import format_count, format_shape
 PATH_KEY = "builder.spec_path"
 COLORS = {"input": "#d9f2d9", "output": "#ffe0b3", "op": "#f5f5f5", "weights": "#dde8f7",
           "collapsed": "#fff7cc"}
-AUTO_MAX_NODES = 120
 
 
 def _dims(type_proto) -> tuple | None:
@@ -45,7 +44,8 @@ def node_levels(node) -> list[str]:
 
 def onnx_dot(model_or_path, rankdir: str = "TB", title: str | None = None, depth: int | None = None) -> DotGraph:
     """The picture of an ONNX model. depth: cluster levels shown (scopes deeper collapse to one box);
-    None picks the deepest that keeps the picture within AUTO_MAX_NODES nodes, -1 shows everything."""
+    None picks the deepest whose picture fits (viz.fold.pick_depth, as the forward and backward views),
+    -1 shows everything."""
     import onnx
 
     if isinstance(model_or_path, (str, Path)):
@@ -57,6 +57,17 @@ def onnx_dot(model_or_path, rankdir: str = "TB", title: str | None = None, depth
         model = onnx.shape_inference.infer_shapes(model)
     except Exception:  # shape inference is a nicety for the labels; the picture does not need it
         pass
+    if depth is None:
+        from viz.fold import pick_depth
+
+        deepest = max((len(node_levels(n)) for n in model.graph.node if n.op_type != "Constant"), default=0)
+        return pick_depth(deepest, lambda d: _onnx_dot(model, name, rankdir, title, d))[1]
+    return _onnx_dot(model, name, rankdir, title, depth)
+
+
+def _onnx_dot(model, name: str, rankdir: str, title: str | None, depth: int) -> DotGraph:
+    import onnx
+
     g = model.graph
     if not g.node and not g.input:
         from builder.errors import UserError
@@ -86,12 +97,10 @@ def onnx_dot(model_or_path, rankdir: str = "TB", title: str | None = None, depth
 
     nodes = [(i, n, node_levels(n)) for i, n in enumerate(g.node) if n.op_type != "Constant"]
     deepest = max((len(lv) for _, _, lv in nodes), default=0)
-    if depth is None:
-        depth = next((d for d in range(deepest, -1, -1)
-                      if len({_rep(i, n, lv, d) for i, n, lv in nodes}) <= AUTO_MAX_NODES), 0)
-    elif depth < 0 or depth > deepest:
+    if depth < 0 or depth > deepest:
         depth = deepest
     dot.graph_attrs["label"] += f"; depth {depth} of {deepest}"
+    dot.depth = depth
 
     collapsed: dict[str, list] = {}
     for i, n, levels in nodes:

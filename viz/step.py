@@ -1,8 +1,9 @@
 """One training step of a spec, for the backward picture: a batch, weights, a loss, the recorded graph.
 
-The batch comes from the spec's training data (`train.data`, first rows of the training split) and the
-loss from `train.loss`; without them the inputs are random tensors of the spec's input shapes and the loss
-is the mean square of the outputs (a stand-in that still sends a gradient to every parameter used).
+The batch comes from the spec's training data (`train.data`, first rows of the training split), another
+train source (`--data`) or a .npz of inputs (`--inputs`, viz.step_inputs), and the loss from the spec's
+TrainConfig; without them the inputs are random tensors of the spec's input shapes and the loss is the
+mean square of the outputs (a stand-in that still sends a gradient to every parameter used).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from builder.types import build_info, records, spec_inputs
+from builder.types import records, spec_inputs
 from viz.autograd_walk import BackwardTrace, record_backward
 
 SYMBOLIC_SIZE = 8  # size given to a symbolic dim other than the batch dim when inputs are random
@@ -53,19 +54,27 @@ def step_threads() -> int:
     return max(1, min(torch.get_num_threads(), int(idle)))
 
 
-def _concrete(dim, batch_size: int, first: bool) -> int:
+def _concrete(dim, batch_size: int, first: bool, dims: dict) -> int:
     if isinstance(dim, int):
         return dim
-    return batch_size if first else SYMBOLIC_SIZE
+    if first:
+        return batch_size
+    known = dims.get(dim)
+    if not known:
+        return SYMBOLIC_SIZE
+    m = known.get("multiple_of") or 1  # the smallest allowed size from SYMBOLIC_SIZE up
+    size = max(known.get("min") or 1, -(-SYMBOLIC_SIZE // m) * m)
+    return -(-size // m) * m
 
 
-def random_inputs(inputs, batch_size: int, seed: int = 0) -> dict:
-    """Random tensors for the spec's TensorSpecs: B -> batch_size, other symbolic dims -> 8; integer
-    inputs drawn from their value range (token ids below the vocabulary size), 0/1 masks all ones."""
+def random_inputs(inputs, batch_size: int, seed: int = 0, dims: dict | None = None) -> dict:
+    """Random tensors for the spec's TensorSpecs: B -> batch_size, other symbolic dims -> 8 or the smallest
+    size the graph's `dims` record allows (a declared or needed minimum, a multiple); integer inputs drawn
+    from their value range (token ids below the vocabulary size), 0/1 masks all ones."""
     g = torch.Generator().manual_seed(seed)
     out = {}
     for t in inputs:
-        shape = tuple(_concrete(d, batch_size, i == 0) for i, d in enumerate(t.shape))
+        shape = tuple(_concrete(d, batch_size, i == 0, dims or {}) for i, d in enumerate(t.shape))
         dtype = getattr(torch, t.dtype)
         if dtype.is_floating_point:
             out[t.name] = torch.randn(shape, generator=g).to(dtype)
@@ -83,25 +92,44 @@ def random_inputs(inputs, batch_size: int, seed: int = 0) -> dict:
 def data_batch(module, cfg, batch_size: int, seq_cap: int = 32):
     """(inputs, target or None, note) from the first rows of the training split, laid out as the
     trainer lays them out; None when the spec has no training data (`cfg`: the spec's TrainConfig)."""
+    found = training_batches(module, cfg, batch_size, seq_cap, 1)
+    if found is None:
+        return None
+    (inputs, target), note = found[0][0], found[1]
+    return inputs, target, note
+
+
+def training_batches(module, cfg, batch_size: int, seq_cap: int = 32, count: int = 1):
+    """([(inputs, target or None)] * count, note): consecutive batches from the start of the training
+    split (wrapping around), laid out as the trainer lays them out (`cfg`: a TrainConfig); None
+    without training data."""
     if cfg is None:
         return None
-    from builder.training.step import training_batch
+    from builder.data import load_data
+    from builder.training.setup import adapt_inputs
 
-    fields, n, has_target = training_batch(module, cfg, batch_size)
-    inputs, target = list(fields[:n]), fields[n] if has_target else None
+    data = load_data(dict(cfg.data.options))
+    adapt_inputs(module, data)
+    n, rows = data.train.n_inputs, len(data.train)
     specs = spec_inputs(module) or []
-    note = f"batch of {len(fields[0])} from {cfg.data.source} (train split)"
-    cut = None
-    for i, t in enumerate(specs[:n]):
-        if len(t.shape) > 1 and isinstance(t.shape[1], str) and inputs[i].dim() > 1 \
-                and inputs[i].shape[1] > seq_cap:
-            cut = inputs[i].shape[1]
-            inputs[i] = inputs[i][:, :seq_cap]
-    if cut is not None:
-        if target is not None and target.dim() > 1 and target.shape[1] == cut:
+    batches, cut = [], None
+    for k in range(count):
+        fields = data.train._gather(torch.arange(k * batch_size, (k + 1) * batch_size) % rows)
+        inputs, target = list(fields[:n]), fields[n] if data.train.has_target else None
+        for i, t in enumerate(specs[:n]):
+            if len(t.shape) > 1 and isinstance(t.shape[1], str) and inputs[i].dim() > 1 \
+                    and inputs[i].shape[1] > seq_cap:
+                cut = inputs[i].shape[1]
+                inputs[i] = inputs[i][:, :seq_cap]
+        if cut is not None and target is not None and target.dim() > 1 and target.shape[1] == cut:
             target = target[:, :seq_cap]
+        batches.append((inputs, target))
+    size = len(batches[0][0][0])
+    note = (f"batch of {size} from {cfg.data.source} (train split)" if count == 1 else
+            f"{count} batches of {size} from {cfg.data.source} (train split)")
+    if cut is not None:
         note += f", sequences cut from {cut} to {seq_cap} steps"
-    return inputs, target, note
+    return batches, note
 
 
 def shared_callers(graph) -> dict:
@@ -122,59 +150,96 @@ def stand_in_loss(output):
 
 
 def one_step(spec, network: str | None = None, run: str | None = None, weights: str | None = None,
-             batch_size: int | None = None, seed: int | None = None) -> Step:
+             batch_size: int | None = None, seed: int | None = None, inputs_file: str | None = None,
+             data: str | None = None) -> Step:
     """Build the module with the weights training starts from (or the given ones), run forward and
-    backward once on one batch, and record the autograd graph (on step_threads() threads)."""
+    backward once on one batch, and record the autograd graph (on step_threads() threads).
+
+    inputs_file: a .npz of the network's inputs (and optionally `target`); data: a train source name
+    used instead of the spec's `train.data` (for a network whose own data does not fit)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(step_threads())
     try:
-        return _one_step(spec, network, run, weights, batch_size, seed)
+        s = set_up(spec, network, run, weights, batch_size, seed, 1, inputs_file, data)
+        inputs, target = s.batches[0]
+        named = {t.name: x for t, x in zip(s.net.inputs, inputs)}
+        try:
+            trace = record_backward(s.module, named, lambda out: s.loss_fn(out, target, inputs), s.loss_name,
+                                    spec_paths=set(s.net.graph.nodes), callers=shared_callers(s.net.graph))
+        except (RuntimeError, ValueError) as e:  # e.g. BatchNorm on a batch of 1, nothing requiring grad
+            from builder.errors import UserError
+            raise UserError(f"the step on {s.note} failed: {str(e).splitlines()[0]}") from None
+        return Step(trace, s.note)
     finally:
         torch.set_num_threads(threads)
 
 
-def _one_step(spec, network, run, weights, batch_size, seed) -> Step:
+@dataclass
+class SetUp:
+    """What a step needs: the module (in train mode), batches of (inputs, target), the loss of
+    (output, target) and where the batches came from."""
+    module: torch.nn.Module
+    net: object
+    batches: list
+    loss_fn: object
+    loss_name: str
+    note: str
+    cfg: object  # the TrainConfig used (None without a train section)
+
+
+def set_up(spec, network=None, run=None, weights=None, batch_size=None, seed=None, count: int = 1,
+           inputs_file: str | None = None, data: str | None = None) -> SetUp:
+    """The module with the weights training starts from (or the given ones), `count` batches and the
+    loss, as the trainer would set them up."""
     import builder
     from builder.errors import UserError
+    from builder.training.config import from_plain
     from builder.training.step import loss_of, prepare
     from builder.weight_sources import load_source
+    from viz.step_inputs import npz_batch
 
     net = spec.network(network)
     batch_size = batch_size or default_batch_size(net)
     cfg = spec.training  # the trainer's resolved config: same seed, init, data layout, mode and loss
+    if data:  # as if the spec's train section named this source
+        cfg = from_plain({**(spec.train or {}), "data": {"source": data}}, spec.networks)
     torch.manual_seed((cfg.seed if cfg is not None else 0) if seed is None else seed)
     module = builder.build(spec, network=network)
     _, used = load_source(module, run=run, weights=weights, network=net.name)
     if used is None and cfg is not None and cfg.init:
         prepare(module, cfg)
     module.train()
-    batch, misfit = None, None
-    if len(spec.networks) == 1:
+    found, misfit = None, None
+    if inputs_file:
+        found = npz_batch(inputs_file, net.inputs, count)
+    elif len(spec.networks) == 1:
         try:
-            batch = data_batch(module, cfg, batch_size, max_seq(net))
+            found = training_batches(module, cfg, batch_size, max_seq(net), count)
         except UserError as e:  # data that does not fit the inputs: still draw, on random inputs
+            if data:
+                raise UserError(f"--data {data}: {str(e).splitlines()[0]}") from None
             misfit = str(e).splitlines()[0]
-    if batch is not None and batch[1] is not None:
-        inputs, target, note = batch
-        training_loss, name = loss_of(cfg, module)
+    if found is not None:
+        batches, note = found
+    else:
+        batches = [([x for x in random_inputs(net.inputs, batch_size, (seed or 0) + k,
+                                                 net.graph.graph.get("dims")).values()], None)
+                   for k in range(count)]
+        note = f"random inputs, batch {batch_size}" + ("" if count == 1 else f", {count} batches")
+        if misfit:
+            note += f" (the training data does not fit: {misfit})"
+    if batches[0][1] is not None and cfg is not None:
+        training_loss, name = loss_of(cfg, module)  # as the trainer computes it (loss terms read the inputs)
 
-        def loss_fn(output):
+        def loss_fn(output, target, inputs=()):
             return training_loss(output, inputs, target)
     else:
-        if batch is not None:
-            inputs, _, note = batch
-        else:
-            inputs = [x for x in random_inputs(net.inputs, batch_size, seed or 0).values()]
-            note = f"random inputs, batch {batch_size}"
-            if misfit:
-                note += f" (the training data does not fit: {misfit})"
-        loss_fn, name = stand_in_loss, "mean(output^2)"
+        if batches[0][1] is not None:
+            note += "; the spec has no train: loss for the target"
+
+        def loss_fn(output, target, inputs=()):
+            return stand_in_loss(output)
+        name = "mean(output^2)"
     if used:
         note += f"; weights from {used}"
-    named = {t.name: x for t, x in zip(net.inputs, inputs)}
-    try:
-        trace = record_backward(module, named, loss_fn, name, spec_paths=set(net.graph.nodes),
-                                callers=shared_callers(net.graph))
-    except (RuntimeError, ValueError) as e:  # e.g. BatchNorm on a batch of 1, nothing requiring grad
-        raise UserError(f"the step on {note} failed: {str(e).splitlines()[0]}") from None
-    return Step(trace, note)
+    return SetUp(module, net, batches, loss_fn, name, note, cfg)

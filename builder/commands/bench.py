@@ -59,6 +59,6 @@ def run(args):
         export_onnx(module, path, spec=spec, network=net.name, sizes=sizes)
         rows = bench.bench_network(spec.name, module, path, batches, sizes=sizes, threads=args.threads,
                                    use_compile=not args.no_compile, seconds=args.seconds,
-                                   min_runs=10 if args.seconds >= 1 else 3)
+                                   min_runs=10 if args.seconds >= 1 else 3, graph=net.graph)
     print(bench.format_table(rows))
     return 0

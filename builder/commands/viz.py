@@ -1,7 +1,8 @@
 """`build viz`: graphviz pictures of the forward graph, the backward (autograd) graph, or an ONNX file.
 
-    build viz SPEC [--view forward|backward|both] [-o OUT] [--format svg|png|pdf|dot] [--depth N]
-                   [--rankdir TB|LR] [--run DIR | --weights FILE] [--grads] [--full]
+    build viz SPEC [--view forward|backward|both|grads] [-o OUT] [--format svg|png|pdf|dot|html]
+                   [--depth N] [--rankdir TB|LR] [--run DIR | --weights FILE] [--grads] [--full]
+                   [--inputs FILE.npz | --data SOURCE] [--steps N]
     build viz MODEL.onnx [-o OUT] [--format ...]
 """
 
@@ -13,8 +14,11 @@ from pathlib import Path
 
 from builder.commands.common import add_spec_args, add_weight_args, load_spec
 from viz.dot_render import FORMATS, INSTALL_HINT, MissingDot, side_by_side, write_picture
+from viz.preparation import preparation_steps
 
-VIEWS = ("forward", "backward", "both")
+OUT_FORMATS = FORMATS + ("html",)  # html: the interactive view (viz.html_view)
+
+VIEWS = ("forward", "backward", "both", "grads")
 
 
 def register(subparsers) -> None:
@@ -30,15 +34,17 @@ def register(subparsers) -> None:
     p.add_argument("--view", choices=VIEWS, default="forward", help="which picture (default: forward)")
     p.add_argument("-o", "--output", metavar="OUT",
                    help="output file (default: <spec name>_<view>.<format> in the current folder)")
-    p.add_argument("--format", choices=FORMATS, default=None,
-                   help="svg, png, pdf or dot (default: from OUT's suffix, else svg); image formats also "
-                        "write the .dot beside the picture")
+    p.add_argument("--format", choices=OUT_FORMATS, default=None,
+                   help="svg, png, pdf, dot or html (default: from OUT's suffix, else svg); image formats "
+                        "also write the .dot beside the picture; html is one self-contained interactive "
+                        "page (blocks expand on click, search by spec path, hover details)")
     p.add_argument("--dpi", type=int, default=None, help="resolution of png pictures (graphviz default 96)")
     p.add_argument("--depth", type=int, default=None,
-                   help="forward and ONNX views: block nesting depth shown; deeper blocks collapse to one node "
-                        "(default: the deepest that keeps the picture within 120 nodes; -1: everything)")
+                   help="block nesting depth shown (all views); deeper blocks collapse to one node and the "
+                        "copies of a repeated block after the first to one 'x N' node (default: the deepest "
+                        "whose picture fits in 120 nodes and 3,900 px; -1: everything, every copy)")
     p.add_argument("--rankdir", choices=("TB", "LR", "BT", "RL"), default="TB", help="layout direction")
-    add_weight_args(p, random=False, when="backward view: ")
+    add_weight_args(p, random=False, when="backward and grads views: ")
     p.add_argument("--grads", action="store_true",
                    help="backward view: colour parameters and clusters by gradient norm and flag "
                         "None/zero/NaN/exploding/vanishing gradients")
@@ -47,6 +53,15 @@ def register(subparsers) -> None:
     p.add_argument("--batch-size", type=int, default=None,
                    help="backward view: rows in the batch (default 8, down to 2 for costly models); "
                         "data sequences are cut to 32 steps (16 above 20M parameters)")
+    p.add_argument("--steps", type=int, default=1,
+                   help="grads view: average the gradient norms over N steps of real training (default 1)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--inputs", metavar="FILE.npz",
+                     help="backward and grads views: run the step on these inputs (one array per network "
+                          "input, named like the spec's inputs; optional `target` for the spec's loss)")
+    src.add_argument("--data", metavar="SOURCE",
+                     help="backward and grads views: take the batch from this train data source instead "
+                          "of the spec's train.data (e.g. one that fits the network's inputs)")
     p.add_argument("--seed", type=int, default=None,
                    help="backward view: seed for initial weights, dropout and random inputs "
                         "(default: the trainer's seed from train:, else 0)")
@@ -58,22 +73,25 @@ def _output_path(args, default_stem: str) -> tuple[Path, str]:
     fmt = args.format
     if fmt is None:
         suffix = out.suffix.lstrip(".").lower() if out else ""
-        fmt = suffix if suffix in FORMATS else "svg"
+        fmt = suffix if suffix in OUT_FORMATS else "svg"
     if out is None:
         out = Path(f"{default_stem}.{fmt}")
     elif out.suffix.lstrip(".").lower() != fmt:
-        known = out.suffix.lstrip(".").lower() in FORMATS
+        known = out.suffix.lstrip(".").lower() in OUT_FORMATS
         out = out.with_suffix(f".{fmt}") if known else out.with_name(f"{out.name}.{fmt}")
     return out, fmt
 
 
 def _count(dot) -> int:
-    """Nodes of a picture, not counting the legend."""
-    return sum(1 for n in dot.node_attrs if "#legend:" not in n)
+    """Nodes of a picture, not counting the legend and the captions (titles drawn as text)."""
+    from viz.fold import drawn
+
+    return len(drawn(dot)[0])
 
 
-def make_dot(args):
-    """The DotGraph asked for by `args`, and a one-line note about what it shows."""
+def make_dot(args, interactive: bool = False):
+    """The DotGraph asked for by `args`, and a one-line note about what it shows. interactive: the
+    picture fully expanded, with the blocks the static picture folds marked `collapsed`."""
     from builder.errors import UserError
 
     if args.spec.lower().endswith(".onnx"):
@@ -85,30 +103,44 @@ def make_dot(args):
             raise UserError(f"{args.spec}: no such ONNX file")
         try:
             dot = onnx_dot(args.spec, rankdir=args.rankdir, depth=args.depth)
+            if interactive:
+                from viz.html_view import clusters_deeper_than
+                depth, label = dot.depth, dot.graph_attrs["label"]
+                dot = onnx_dot(args.spec, rankdir=args.rankdir, depth=-1)
+                dot.collapsed = clusters_deeper_than(dot, depth)
+                dot.graph_attrs["label"] = label
         except Exception as e:  # protobuf decode errors and friends: a foreign or truncated file
             first = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise UserError(f"{args.spec}: not a readable ONNX model ({first})") from None
         return dot, Path(args.spec).stem + "_onnx", f"{_count(dot)} nodes"
 
-    from viz.forward import forward_dot, max_depth
+    from viz.forward import max_depth
 
     spec = load_spec(args)
     if args.network is None and len(spec.networks) > 1 and args.view == "forward":
-        return _all_networks(spec, args)
+        return _all_networks(spec, args, interactive)
     net = spec.network(args.network)
     stem = spec.name if net.name == "model" else f"{spec.name}_{net.name}"
     forward = backward = None
     notes = []
     if args.view in ("forward", "both"):
-        forward = forward_dot(net.graph, depth=args.depth, rankdir=args.rankdir)
+        forward = _forward(net.graph, args, interactive, preparation_steps(spec.train))
         notes.append(f"forward: {_count(forward)} nodes ({max_depth(net.graph)} block levels)")
     if args.view in ("backward", "both"):
         from viz.backward import backward_dot
         from viz.step import one_step
 
-        step = one_step(spec, args.network, args.run, args.weights, args.batch_size, args.seed)
+        step = one_step(spec, args.network, args.run, args.weights, args.batch_size, args.seed,
+                        args.inputs, args.data)
         backward = backward_dot(step.trace, net.graph, full=args.full, grads=args.grads,
-                                rankdir=args.rankdir, name=stem)
+                                rankdir=args.rankdir, name=stem, depth=args.depth)
+        if interactive:
+            from viz.fold import folded_blocks
+            depth, label = backward.depth, backward.graph_attrs["label"]
+            backward = backward_dot(step.trace, net.graph, full=args.full, grads=args.grads,
+                                    rankdir=args.rankdir, name=stem, depth=-1)
+            backward.collapsed = folded_blocks(net.graph.graph.get("blocks") or {}, depth)
+            backward.graph_attrs["label"] = label
         backward.graph_attrs["label"] += f"\n{step.batch_note}"
         notes.append(f"backward: {_count(backward)} nodes, loss {step.trace.loss:.4g} on {step.batch_note}")
     if args.view == "both":
@@ -122,12 +154,24 @@ def make_dot(args):
     return dot, f"{stem}_{args.view}", "; ".join(notes)
 
 
-def _all_networks(spec, args):
-    """The forward pictures of every network of a spec (a GAN's generator and discriminator) in one."""
-    from viz.dot_render import combine
+def _forward(g, args, interactive: bool, preparation=None):
     from viz.forward import forward_dot
 
-    parts = [(f"{name}:", forward_dot(net.graph, depth=args.depth, rankdir=args.rankdir), f"network {name}")
+    dot = forward_dot(g, depth=args.depth, rankdir=args.rankdir, preparation=preparation)
+    if interactive:
+        from viz.fold import folded_blocks
+        depth, label = dot.depth, dot.graph_attrs["label"]
+        dot = forward_dot(g, depth=-1, rankdir=args.rankdir, preparation=preparation)
+        dot.collapsed = folded_blocks(g.graph.get("blocks") or {}, depth)
+        dot.graph_attrs["label"] = label
+    return dot
+
+
+def _all_networks(spec, args, interactive: bool = False):
+    """The forward pictures of every network of a spec (a GAN's generator and discriminator) in one."""
+    from viz.dot_render import combine
+
+    parts = [(f"{name}:", _forward(net.graph, args, interactive), f"network {name}")
              for name, net in spec.networks.items()]
     dot = combine(parts, f"{spec.name}-forward")
     dot.graph_attrs.update(label=f"{spec.name}: forward graphs of networks {', '.join(spec.networks)}",
@@ -136,9 +180,47 @@ def _all_networks(spec, args):
     return dot, f"{spec.name}_forward", f"forward: {counts}"
 
 
+def _grads_chart(args) -> int:
+    """--view grads: the gradient-flow chart (matplotlib), png unless OUT says svg or pdf."""
+    from builder.errors import UserError
+    from viz.grads_chart import CHART_FORMATS, draw_chart, measure
+
+    if args.steps < 1:
+        raise UserError(f"--steps must be at least 1, got {args.steps}")
+    spec = load_spec(args)
+    net = spec.network(args.network)
+    stem = spec.name if net.name == "model" else f"{spec.name}_{net.name}"
+    out = Path(args.output) if args.output else Path(f"{stem}_grads.png")
+    fmt = args.format or (out.suffix.lstrip(".").lower() or "png")
+    if fmt not in CHART_FORMATS:
+        raise UserError(f"--view grads draws png, svg or pdf, not {fmt!r}")
+    flow = measure(spec, args.network, args.steps, args.run, args.weights, args.batch_size, args.seed,
+                   args.inputs, args.data)
+    written = draw_chart(flow, out, f"{stem}: gradient norm per spec node", fmt, dpi=args.dpi or 100)
+    print(f"wrote {written}: {len(flow.paths)} spec nodes with parameters, {len(flow.losses)} step(s) on "
+          f"{flow.note}")
+    return 0
+
+
+def _write_html(dot, out: Path, view: str) -> Path:
+    """The interactive page; a backward picture (alone or beside the forward one) reads in spec order."""
+    from builder.io_utils import atomic_write_text
+    from viz.html_view import page
+
+    reverse = {"backward": [""], "both": ["bwd:view"]}.get(view, [])
+    atomic_write_text(out, page(dot, dot.collapsed, reverse))
+    return out
+
+
 def run(args) -> int:
-    dot, stem, note = make_dot(args)
+    if args.view == "grads":
+        return _grads_chart(args)
+    html = _output_path(args, "x")[1] == "html"
+    dot, stem, note = make_dot(args, interactive=html)
     out, fmt = _output_path(args, stem)
+    if html:
+        print(f"wrote {_write_html(dot, out, args.view)} (interactive view): {note}")
+        return 0
     try:
         written = write_picture(dot.to_dot(), out, fmt, dpi=args.dpi)
     except MissingDot as e:
@@ -166,9 +248,12 @@ def draw(spec, view: str = "forward", out=None, fmt: str | None = None, *, grads
     args = argparse.Namespace(spec=str(spec), view=view, output=str(out) if out else None, format=fmt,
                               dpi=dpi, depth=depth, rankdir="TB", network=network,
                               overrides=list(overrides), safe=False, run=run, weights=weights, grads=grads,
-                              full=full, batch_size=None, seed=None)
-    dot, stem, _ = make_dot(args)
+                              full=full, batch_size=None, seed=None, inputs=None, data=None, steps=1)
+    html = _output_path(args, "x")[1] == "html"
+    dot, stem, _ = make_dot(args, interactive=html)
     path, fmt = _output_path(args, stem)
+    if html:
+        return _write_html(dot, path, view)
     return write_picture(dot.to_dot(), path, fmt, dpi=dpi)
 
 

@@ -6,6 +6,7 @@ from torch import nn
 from .. import shapes as S
 from ..shapes import ShapeError
 from . import modules as M
+from .adaptive import AdaptiveAvgPool
 from .registry import InferContext, OpDef, register
 from .registry import public_args as _public
 
@@ -27,7 +28,7 @@ def _rank(ctx: InferContext, *ranks, what=None):
 
 
 def _numel(shape):
-    return _prod(S.concrete(shape))
+    return S.numel(shape)
 
 
 def _prod(xs):
@@ -66,7 +67,7 @@ layer("Linear", nn.Linear, _linear, inferred=("in_features",), required=("out_fe
 def _bilinear(ctx):
     a, b = ctx.shapes
     ctx.args["in1_features"], ctx.args["in2_features"] = a[-1], b[-1]
-    if a[:-1] != b[:-1]:
+    if not S.same_shape(a[:-1], b[:-1]):
         raise ShapeError(f"Bilinear inputs must agree except in the last dim: {S.fmt(a)} and {S.fmt(b)}")
     return a[:-1] + (ctx.args["out_features"],)
 
@@ -159,8 +160,10 @@ def _adaptive(nd):
     return infer
 
 
-layer("AdaptiveAvgPool1d", nn.AdaptiveAvgPool1d, _adaptive(1), required=("output_size",))
-layer("AdaptiveAvgPool2d", nn.AdaptiveAvgPool2d, _adaptive(2), required=("output_size",))
+layer("AdaptiveAvgPool1d", nn.AdaptiveAvgPool1d, _adaptive(1), required=("output_size",),
+      build=lambda a: AdaptiveAvgPool(a["output_size"], 1))
+layer("AdaptiveAvgPool2d", nn.AdaptiveAvgPool2d, _adaptive(2), required=("output_size",),
+      build=lambda a: AdaptiveAvgPool(a["output_size"], 2))
 layer("AdaptiveMaxPool2d", nn.AdaptiveMaxPool2d, _adaptive(2), required=("output_size",))
 
 
@@ -278,15 +281,15 @@ def _unflatten(ctx):
     if sizes.count(-1) > 1:
         raise ShapeError("at most one -1 in unflattened_size")
     known = _prod(s for s in sizes if s != -1)
-    if S.is_static(n):
-        if -1 in sizes:
-            if n % known:
-                raise ShapeError(f"cannot unflatten dim of size {n} into {sizes}")
-            sizes[sizes.index(-1)] = n // known
-        elif known != n:
-            raise ShapeError(f"cannot unflatten dim of size {n} into {sizes} (product {known})")
+    out = list(sizes)
+    if -1 in sizes:
+        out[sizes.index(-1)] = S.exact_div(n, known, f"cannot unflatten dim {dim} into {sizes}")
+        if S.is_static(n):  # nn.Unflatten keeps the -1 for a symbolic dim and resolves it per call
+            sizes = out
+    elif not S.same(known, n):
+        raise S.mismatch(f"cannot unflatten dim of size {n} into {sizes} (product {known})", n, known)
     ctx.args["unflattened_size"] = sizes
-    return shape[:dim] + tuple(sizes) + shape[dim + 1:]
+    return shape[:dim] + tuple(out) + shape[dim + 1:]
 
 
 layer("Unflatten", nn.Unflatten, _unflatten, required=("dim", "unflattened_size"), in_dtype=None,

@@ -24,6 +24,9 @@ def _instancenorm(ctx):
     c = shape[-3]
     if not S.is_static(c):
         raise ShapeError(f"InstanceNorm2d needs a static channel dim, got {S.fmt(shape)}")
+    h, w = shape[-2:]
+    if S.is_static(h) and S.is_static(w) and h * w == 1:
+        raise ShapeError(f"InstanceNorm2d needs more than one spatial element per channel, got {S.fmt(shape)}")
     ctx.args["num_features"] = c
     return shape
 
@@ -64,7 +67,8 @@ def _upsample(ctx):
         elif float(f).is_integer():
             out.append(S.mul(n, int(f)))
         else:
-            out.append(S.sym(f"floor({n}*{f})"))
+            raise ShapeError(f"a fractional scale_factor ({f}) needs static spatial sizes, got {S.fmt(shape)}; "
+                             "give `size`, or an integer factor")
     return shape[:2] + tuple(out)
 
 

@@ -34,7 +34,7 @@ def _recurrent(kind):
         dirs = 2 if ctx.args.get("bidirectional", False) else 1
         state = (layers * dirs, x[0], h)
         for extra in ctx.shapes[1:]:
-            if extra != state:
+            if not S.same_shape(extra, state):
                 raise ShapeError(f"initial state must be {S.fmt(state)}, got {S.fmt(extra)}")
         out = {"output": (x[0], x[1], h * dirs), "h": state}
         if kind == "LSTM":
@@ -69,11 +69,11 @@ def _mha(ctx):
         raise ShapeError(f"MultiheadAttention expects [B, T, D] inputs, got {S.fmt(q)}")
     d = q[2]
     ctx.args["embed_dim"] = d
-    if k[2] != d:
+    if not S.same(k[2], d):
         ctx.args["kdim"] = k[2]
-    if v[2] != d:
+    if not S.same(v[2], d):
         ctx.args["vdim"] = v[2]
-    if k[:2] != v[:2]:
+    if not S.same_shape(k[:2], v[:2]):
         raise ShapeError(f"key {S.fmt(k)} and value {S.fmt(v)} differ in batch or length")
     heads = ctx.args["num_heads"]
     if not isinstance(ctx.args.get("causal", False), bool):
@@ -82,7 +82,7 @@ def _mha(ctx):
         raise ShapeError(f"num_heads must be a positive integer, got {heads!r}")
     if d % heads:
         raise ShapeError(f"embed_dim {d} is not divisible by num_heads {heads}")
-    if "key_padding_mask" in named and named["key_padding_mask"] != k[:2]:
+    if "key_padding_mask" in named and not S.same_shape(named["key_padding_mask"], k[:2]):
         raise ShapeError(f"key_padding_mask must be {S.fmt(k[:2])}, got {S.fmt(named['key_padding_mask'])}")
     ctx.args["slots"] = tuple(slots)
     return q
@@ -115,14 +115,14 @@ def _attention(ctx):
         raise ShapeError(f"causal must be true or false, got {ctx.args['causal']!r}")
     if not S.is_static(heads) or heads < 1:
         raise ShapeError(f"heads must be a positive integer, got {heads!r}")
-    if q[2] != k[2]:
+    if not S.same(q[2], k[2]):
         raise ShapeError(f"query {S.fmt(q)} and key {S.fmt(k)} must have the same feature dim")
-    if k[1] != v[1]:
+    if not S.same(k[1], v[1]):
         raise ShapeError(f"key {S.fmt(k)} and value {S.fmt(v)} must have the same length")
     for name, s in (("q", q), ("v", v)):
         if S.is_static(s[2]) and s[2] % heads:
             raise ShapeError(f"{name} dim {s[2]} is not divisible by heads={heads}")
-    if "mask" in named and named["mask"] != (k[0], k[1]):
+    if "mask" in named and not S.same_shape(named["mask"], (k[0], k[1])):
         raise ShapeError(f"mask must be {S.fmt((k[0], k[1]))} (1 = attend, 0 = padding), got {S.fmt(named['mask'])}")
     ctx.args["slots"] = tuple(slots)
     return (q[0], q[1], v[2])
@@ -142,9 +142,7 @@ def _pe(ctx):
     if len(x) != 3:
         raise ShapeError(f"positional encodings expect [B, T, D], got {S.fmt(x)}")
     ctx.args["dim"] = x[2]
-    t = x[1]
-    if S.is_static(t) and t > ctx.args.get("max_len", 5000):
-        raise ShapeError(f"sequence length {t} exceeds max_len {ctx.args.get('max_len', 5000)}")
+    S.require_at_most(x[1], ctx.args.get("max_len", 5000), "the sequence length")
     return x
 
 

@@ -48,8 +48,8 @@ def _matmul(ctx):
         raise ShapeError("matmul needs tensors of rank >= 1")
     ka = a[-1]
     kb = b[-2] if len(b) > 1 else b[0]
-    if ka != kb:
-        raise ShapeError(f"cannot matmul {S.fmt(a)} and {S.fmt(b)}: inner dims {ka} and {kb} differ")
+    if not S.same(ka, kb):
+        raise S.mismatch(f"cannot matmul {S.fmt(a)} and {S.fmt(b)}: inner dims differ", ka, kb)
     if len(a) == 1 and len(b) == 1:
         return ()
     if len(b) == 1:
@@ -69,12 +69,13 @@ def _join(stack):
         first = ctx.shapes[0]
         rank = len(first) + (1 if stack else 0)
         dim = S.norm_dim(ctx.args.get("dim", 0 if stack else -1), rank)
+        verb = "stack" if stack else f"concat along dim {dim}"
         for other in ctx.shapes[1:]:
-            if len(other) != len(first) or any(
-                    x != y and (stack or 1 not in (x, y)) for i, (x, y) in enumerate(zip(first, other))
-                    if stack or i != dim):
-                verb = "stack" if stack else f"concat along dim {dim}"
+            if len(other) != len(first):
                 raise ShapeError(f"cannot {verb} {S.fmt(first)} and {S.fmt(other)}")
+            for i, (x, y) in enumerate(zip(first, other)):
+                if (stack or i != dim) and not S.same(x, y) and (stack or 1 not in (x, y)):  # concat broadcasts 1s
+                    raise S.mismatch(f"cannot {verb} {S.fmt(first)} and {S.fmt(other)} (dim {i})", x, y)
         if stack:
             return first[:dim] + (len(ctx.shapes),) + first[dim:]
         ctx.args["_expand"] = _concat_expansion(ctx.shapes, dim)
@@ -132,29 +133,14 @@ def _reshape(ctx):
     total = S.prod(shape)
     known = S.prod(d for d in out if d != -1)
     if -1 in out:
-        if S.is_static(total) and S.is_static(known):
-            if total % known:
-                raise ShapeError(f"cannot reshape {S.fmt(shape)} to {list(target)}")
-            out[out.index(-1)] = total // known
-        else:
-            rest = [d for d in shape if d not in out or not S.is_static(d)]
-            static_in = S.prod(d for d in shape if S.is_static(d))
-            static_out = S.prod(d for d in out if S.is_static(d) and d != -1)
-            sym_in = [d for d in shape if not S.is_static(d)]
-            sym_out = [d for d in out if not S.is_static(d)]
-            if sorted(sym_in) == sorted(sym_out) and static_out and static_in % static_out == 0:
-                out[out.index(-1)] = static_in // static_out
-            else:
-                out[out.index(-1)] = S.sym(f"{S.fmt(shape)}/{known}") if rest else -1
-    elif S.is_static(total) and S.is_static(known) and total != known:
-        raise ShapeError(f"cannot reshape {S.fmt(shape)} ({total} elements) to {list(target)} ({known})")
-    elif sorted(d for d in shape if not S.is_static(d)) == sorted(d for d in out if not S.is_static(d)):
-        static_in = S.prod(d for d in shape if S.is_static(d))
-        static_out = S.prod(d for d in out if S.is_static(d))
-        if static_in != static_out:  # same symbolic dims on both sides: the static parts must agree
-            per = "*".join(str(d) for d in shape if not S.is_static(d))
-            raise ShapeError(f"cannot reshape {S.fmt(shape)} to {S.fmt(out)}: {static_in} and {static_out} "
-                             f"elements per {per}")
+        out[out.index(-1)] = S.exact_div(total, known, f"cannot reshape {S.fmt(shape)} to {list(target)}")
+    elif not S.same(total, known):
+        sym_in = sorted(d for d in shape if not S.is_static(d))
+        if sym_in == sorted(d for d in out if not S.is_static(d)):  # the static parts must agree
+            static = [S.prod(d for d in s if S.is_static(d)) for s in (shape, out)]
+            raise ShapeError(f"cannot reshape {S.fmt(shape)} to {S.fmt(out)}: {static[0]} and {static[1]} "
+                             f"elements" + (f" per {'*'.join(sym_in)}" if sym_in else ""))
+        raise S.mismatch(f"cannot reshape {S.fmt(shape)} to {S.fmt(out)}", total, known)
     ctx.args["_runtime_shape"] = runtime
     return tuple(out)
 
@@ -192,13 +178,14 @@ def _split_sections(ctx):
     n = shape[dim]
     if "sections" in ctx.args:
         sections = list(ctx.args["sections"])
-        if S.is_static(n) and sum(sections) != n:
-            raise ShapeError(f"sections {sections} add up to {sum(sections)}, not {n} ({S.fmt(shape)} dim {dim})")
+        if not S.same(sum(sections), n):
+            raise S.mismatch(f"sections {sections} add up to {sum(sections)}, not {n} ({S.fmt(shape)} dim {dim})",
+                             sum(sections), n)
     else:
         chunks = ctx.args.get("chunks")
         size = ctx.args.get("size")
         if not S.is_static(n):
-            raise ShapeError(f"cannot split the symbolic dim {n} into fixed pieces")
+            raise ShapeError(f"cannot split the symbolic dim {n} into a fixed number of pieces: use `sections`")
         if chunks:
             if n % chunks:
                 raise ShapeError(f"dim {dim} of {S.fmt(shape)} ({n}) is not divisible into {chunks} chunks")
@@ -233,18 +220,10 @@ def _slice(ctx):
             raise ShapeError(f"{name} must be an integer or null, got {v!r}")
     if not isinstance(step, int) or step < 1:
         raise ShapeError(f"step must be a positive int, got {step!r}")
-    if S.is_static(n):
-        size = len(range(n)[slice(start, end, step)])
-        if size == 0:
-            raise ShapeError(f"slice [{start}:{end}:{step}] of dim {dim} ({n}) is empty")
-    elif start is None and end is None and step == 1:
-        size = n
-    elif end is None and isinstance(start, int) and start < 0 and step == 1:
-        size = -start
-    elif start in (None, 0) and isinstance(end, int) and end > 0 and step == 1:
-        size = end
-    else:
-        size = S.sym(f"{n}[{start}:{end}:{step}]")
+    size = S.slice_len(n, start, end, step)
+    if S.is_static(size) and size == 0:
+        raise ShapeError(f"slice [{start}:{end}:{step}] of dim {dim} ({n}) is empty")
+    S.require(size, 1, f"slice [{start}:{end}:{step}] of dim {dim} ({n})")
     return shape[:dim] + (size,) + shape[dim + 1:]
 
 
@@ -260,6 +239,7 @@ def _select(ctx):
         raise ShapeError(f"index must be an integer, got {i!r}")
     if S.is_static(n) and not -n <= i < n:
         raise ShapeError(f"index {i} is out of range for dim {dim} of size {n}")
+    S.require(n, i + 1 if i >= 0 else -i, f"dim {dim} ({n}) against index {i}")
     return shape[:dim] + shape[dim + 1:]
 
 

@@ -74,7 +74,12 @@ def adapt_inputs(model, data):
             continue
         want = tuple(specs[i].shape[1:])
         have = tuple(sample[i].shape[1:])
-        if want == have or not all(isinstance(d, int) for d in want):
+        if want == have:
+            shapes.append(None)
+        elif not all(isinstance(d, int) for d in want):  # symbolic sizes: rank and static sizes must agree
+            if len(want) != len(have) or any(isinstance(w, int) and w != h for w, h in zip(want, have)):
+                raise UserError(f"data gives input {specs[i].name} samples of shape {list(have)}, "
+                                f"the network wants {list(want)}")
             shapes.append(None)
         elif math.prod(want) == math.prod(have):
             shapes.append(want)

@@ -1,0 +1,156 @@
+"""`build viz SPEC --view grads`: the gradient-flow chart.
+
+One bar per spec node that owns trainable parameters, in forward order: the norm of its parameters'
+gradient, on a log axis, for one step or over `--steps N` steps of real training (the spec's optimizer
+steps between them; the bar is the mean over the steps, the tick the largest). Shaded bands mark the
+flags of the backward view (viz.grad_heat): exploding above EXPLODING, vanishing below VANISHING_RATIO
+times the largest norm. Bars with a flag take its alarm colour; the others one healthy colour.
+"""
+
+from __future__ import annotations
+
+import math
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from builder.types import records
+from viz.grad_heat import EXPLODING, FLAG_STYLE, VANISHING_RATIO, judge
+from viz.step import set_up, step_threads
+
+HEALTHY = "#41ab5d"
+CHART_FORMATS = ("png", "svg", "pdf")
+
+
+@dataclass
+class GradFlow:
+    paths: list  # spec nodes with trainable parameters, in forward order
+    norms: dict  # path -> [norm or None, one per step]
+    losses: list  # loss of each step
+    note: str  # where the batches came from
+    loss_name: str
+
+    def mean(self, path: str) -> float | None:
+        vals = self.norms[path]
+        if any(v is None for v in vals):
+            return None
+        return sum(vals) / len(vals)
+
+    def max(self, path: str) -> float | None:
+        vals = self.norms[path]
+        return None if any(v is None for v in vals) else max(vals)
+
+
+def _owner(name: str, paths: set) -> str:
+    owner = name.rpartition(".")[0]
+    while owner and owner not in paths:
+        owner = owner.rpartition(".")[0]
+    return owner
+
+
+def measure(spec, network=None, steps: int = 1, run=None, weights=None, batch_size=None, seed=None,
+            inputs_file=None, data=None) -> GradFlow:
+    """Gradient norms per spec node over `steps` steps of real training (optimizer steps between them)."""
+    from builder.errors import UserError
+    from builder.optim import make_optimizer
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(step_threads())
+    try:
+        s = set_up(spec, network, run, weights, batch_size, seed, steps, inputs_file, data)
+        nodes = [r.path for r in records(s.net.graph) if r.op != "input"]
+        owned: dict[str, list] = {}
+        for name, p in s.module.named_parameters():
+            if p.requires_grad:
+                owned.setdefault(_owner(name, set(nodes)), []).append(p)
+        paths = [n for n in nodes if n in owned]
+        optimizer = make_optimizer(s.module, s.cfg.optimizer if s.cfg else None) if steps > 1 else None
+        norms: dict[str, list] = {p: [] for p in paths}
+        losses = []
+        for k, (inputs, target) in enumerate(s.batches):
+            s.module.zero_grad(set_to_none=True)
+            try:
+                loss = s.loss_fn(s.module(*inputs), target, inputs)
+                loss.backward()
+            except (RuntimeError, ValueError) as e:
+                raise UserError(f"step {k + 1} on {s.note} failed: {str(e).splitlines()[0]}") from None
+            losses.append(float(loss.detach()))
+            for path in paths:
+                grads = [p.grad for p in owned[path]]
+                norms[path].append(None if all(g is None for g in grads) else math.sqrt(
+                    sum(float(torch.linalg.vector_norm(g.float())) ** 2 for g in grads if g is not None)))
+            if optimizer is not None and k < steps - 1:
+                optimizer.step()
+        return GradFlow(paths, norms, losses, s.note, s.loss_name)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def flags(flow: GradFlow) -> dict:
+    """path -> flag of its mean norm (None when healthy), judged as the backward view judges."""
+    finite = [m for m in (flow.mean(p) for p in flow.paths) if m is not None and math.isfinite(m)]
+    largest = max(finite, default=0.0)
+    return {p: judge(flow.mean(p), largest) for p in flow.paths}
+
+
+def draw_chart(flow: GradFlow, out: Path, title: str, fmt: str = "png", dpi: int = 100) -> Path:
+    """Write the chart (matplotlib, no display needed) and return its path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(flow.paths)
+    width = min(39.0, max(6.0, 0.3 * n + 2.0))  # at most about 4,000 px wide at 100 dpi
+    fig, ax = plt.subplots(figsize=(width, 5.5))
+    flagged = flags(flow)
+    means = [flow.mean(p) for p in flow.paths]
+    finite = [m for m in means if m is not None and math.isfinite(m) and m > 0]
+    floor = min(finite + [1e-8]) / 10
+    top = max(finite + [EXPLODING * 10]) * 10
+    heights, colors = [], []
+    for p, m in zip(flow.paths, means):
+        flag = flagged[p]
+        colors.append(FLAG_STYLE[flag]["fillcolor"] if flag else HEALTHY)
+        heights.append(m if m is not None and math.isfinite(m) and m > 0 else floor * 2)
+    xs = range(n)
+    ax.bar(xs, [h - floor for h in heights], bottom=floor, color=colors, edgecolor="black", linewidth=0.4)
+    maxes = [flow.max(p) for p in flow.paths]
+    ax.scatter([x for x, m in zip(xs, maxes) if m and math.isfinite(m)],
+               [m for m in maxes if m and math.isfinite(m)], marker="_", s=120, color="black", zorder=3,
+               label="largest over the steps" if len(flow.losses) > 1 else None)
+    for x, p in zip(xs, flow.paths):
+        if flagged[p] in ("none", "zero", "nan"):
+            ax.text(x, floor * 3, {"none": "none", "zero": "zero", "nan": "NaN"}[flagged[p]], rotation=90,
+                    ha="center", va="bottom", fontsize=7)
+    largest = max(finite, default=0.0)
+    ax.axhspan(EXPLODING, top, color=FLAG_STYLE["exploding"]["fillcolor"], alpha=0.12,
+               label=f"exploding (> {EXPLODING:g})")
+    if largest:
+        ax.axhspan(floor, VANISHING_RATIO * largest, color=FLAG_STYLE["vanishing"]["fillcolor"], alpha=0.12,
+                   label=f"vanishing (< {VANISHING_RATIO:g} x largest)")
+    ax.set_yscale("log")
+    ax.set_ylim(floor, top)
+    ax.set_xlim(-0.6, n - 0.4)
+    ax.set_xticks(list(xs))
+    ax.set_xticklabels(flow.paths, rotation=90, fontsize=8 if n < 60 else 6)
+    ax.set_ylabel("gradient norm of the node's parameters (log)")
+    steps = len(flow.losses)
+    what = "one step" if steps == 1 else f"mean of {steps} training steps (tick: largest)"
+    sub = f"{what}; {flow.note}; {flow.loss_name} {flow.losses[0]:.4g}" + (
+        f" -> {flow.losses[-1]:.4g}" if steps > 1 else "")
+    ax.set_title("\n".join([title] + textwrap.wrap(sub, int(width * 11))), fontsize=10)
+    ax.legend(loc="upper right", fontsize=8)
+    ax.grid(axis="y", which="major", alpha=0.3)
+    fig.tight_layout()
+    from builder.io_utils import atomic_output
+
+    out = Path(out)
+    try:
+        with atomic_output(out, "the chart") as tmp:  # a failed write leaves no half chart behind
+            fig.savefig(tmp, format=fmt, dpi=dpi)
+    finally:
+        plt.close(fig)
+    return out
