@@ -116,6 +116,12 @@ class Expander:
                     self.err(f"unknown key '{k}' in input '{name}'", spec.loc_of(k), node=name,
                              hint=did_you_mean(k, INPUT_KEYS))
             shape = self.ev(spec["shape"], self.params, spec.loc_of("shape"), name, file)
+            if isinstance(shape, list) and "auto" in shape:  # the width the training data gives
+                if "data.num_features" not in self.params:
+                    self.err(f"input '{name}': `auto` comes from the training data: `build train` fills it in "
+                             "(to check without data: --set data.num_features=N)", spec.loc_of("shape"), node=name)
+                    continue
+                shape = [self.params["data.num_features"] if d == "auto" else d for d in shape]
             if not isinstance(shape, list) or not shape:
                 self.err(f"input '{name}' shape must be a non-empty list of sizes and dim names", spec.loc_of("shape"),
                          node=name)

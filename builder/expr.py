@@ -1,6 +1,6 @@
 """`${...}` expressions: a hand-written evaluator over a whitelisted AST. Never Python `eval`.
 
-Allowed: numbers, booleans, strings, param names, + - * / // % **, unary -, not, and/or, comparisons,
+Allowed: numbers, booleans, strings, param names, `data.num_classes` / `data.num_features`, + - * / // % **, unary -, not, and/or, comparisons,
 `a if c else b`, and the functions min, max, abs, int, float, round. Every intermediate number is
 bounded, so `${10**10**10}` fails at once instead of hanging.
 
@@ -53,6 +53,7 @@ _CMP = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.Lt
 _FUNCS = {"min": min, "max": max, "abs": abs, "int": int, "float": float, "round": round}
 
 
+DATA_SIZES = ("num_classes", "num_features")  # `${data.NAME}`: sizes the training data gives (data/sizes.py)
 MAX_LEN = 10_000  # strings and lists built by an expression (`${l + l}` doubling through params)
 
 
@@ -105,6 +106,15 @@ def evaluate(expr: str, names: dict):
             hint = did_you_mean(n.id, names)
             error = ExprError(f"undefined param '{n.id}' in ${{{expr.strip()}}}" + (f" ({hint})" if hint else ""))
             error.undefined = n.id
+            raise error
+        if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id == "data" \
+                and n.attr in DATA_SIZES:  # ${data.num_classes}: filled in from the training data
+            key = f"data.{n.attr}"
+            if key in names:
+                return names[key]
+            error = ExprError(f"${{{key}}} comes from the training data: `build train` fills it in "
+                              f"(to check without data: --set {key}=N)")
+            error.undefined = key
             raise error
         if isinstance(n, ast.BinOp) and type(n.op) in _BIN:
             a, b = ev(n.left), ev(n.right)

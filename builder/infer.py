@@ -240,10 +240,17 @@ def check_outputs(draft, out: dict, args: dict):
             if S.is_static(d) and d <= 0:
                 raise _blame(draft, args, d, f"output {S.fmt(shape)} has a non-positive size")
             if not S.is_static(d):
+                if not S.is_dim_expression(d):
+                    culprits = [k for k, v in args.items() if v == d]
+                    raise NodeFailed(f"invalid arguments for {draft.op}: output size {d!r} is neither a number nor "
+                                     f"a size expression" + (f" ({culprits[0]}={d!r})" if culprits else ""),
+                                     draft.arg_locs.get(culprits[0]) if culprits else None)
                 try:  # every size the declarations allow must give a non-empty output
                     S.require(d, 1, f"output size {d}")
                 except ShapeError as e:
                     raise NodeFailed(str(e)) from None
+                except (SyntaxError, ValueError, TypeError):  # text that is no size (an argument `' '`)
+                    raise NodeFailed(f"invalid arguments for {draft.op}: output size {d!r} is not a size") from None
         elements = 1
         for d in S.concrete(shape):
             elements *= d

@@ -103,13 +103,13 @@ def check_terms(cfg) -> None:
     LossTerms(cfg)
 
 
-def objective(loss_cfg, module):
+def objective(loss_cfg, module, targets=None):
     """(outputs, inputs, target) -> loss for `module`: a list of terms over its named outputs and inputs,
     or one `train.loss` function of its first output against the data's target."""
     if is_terms(loss_cfg):
         info = build_info(module)
         return LossTerms(loss_cfg, list(info.outputs) if info else [], [t.name for t in info.inputs] if info else [])
-    fn = make_loss(loss_cfg)
+    fn = make_loss(loss_cfg, targets)  # targets(): the training targets (cross_entropy's balanced weights)
 
     def single(outputs, inputs, target):
         return fn(outputs[0] if isinstance(outputs, (tuple, list)) else outputs, target)

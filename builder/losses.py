@@ -23,11 +23,30 @@ def _same_shape(pred, target):
     return pred, target.reshape(pred.shape).to(pred.dtype)
 
 
-def cross_entropy(label_smoothing=0.0, ignore_index=-100):
+def cross_entropy(label_smoothing=0.0, ignore_index=-100, weight=None, _targets=None):
+    """`weight`: one weight per class, or `balanced` (n / (classes * count of the class) over the training
+    targets (`_targets()`, given by the trainer), as scikit-learn's class_weight='balanced')."""
+    weights = _class_weights(weight, _targets)
+
     def loss(pred, target):
-        return F.cross_entropy(*_class_logits(pred, target), label_smoothing=label_smoothing,
+        w = None if weights is None else weights.to(pred.device, pred.dtype)
+        return F.cross_entropy(*_class_logits(pred, target), weight=w, label_smoothing=label_smoothing,
                                ignore_index=ignore_index)
     return loss
+
+
+def _class_weights(weight, targets):
+    if weight is None:
+        return None
+    if weight == "balanced":
+        if targets is None:
+            return None  # `build check`: the data gives the counts at training time
+        counts = torch.bincount(torch.as_tensor(targets()).reshape(-1).long().clamp_min(0)).double()
+        return (counts.sum() / (len(counts) * counts.clamp_min(1))).float()
+    if isinstance(weight, (list, tuple)) and weight and all(
+            isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0 for w in weight):
+        return torch.tensor([float(w) for w in weight])
+    raise UserError(f"train.loss: cross_entropy weight must be 'balanced' or a list of numbers >= 0, not {weight!r}")
 
 
 def nll(ignore_index=-100):
@@ -61,11 +80,14 @@ LOSSES = {
 }
 
 
-def make_loss(cfg):
-    """`mse`, or `{type: cross_entropy, label_smoothing: 0.1}`."""
+def make_loss(cfg, targets=None):
+    """`mse`, or `{type: cross_entropy, label_smoothing: 0.1, weight: balanced}`; `targets()` (the training
+    split's) gives the class counts of `weight: balanced`."""
     cfg = {"type": cfg} if isinstance(cfg, str) else dict(cfg or {})
     name = cfg.pop("type", None)
     make = pick(LOSSES, name, "train.loss", "loss")
+    if make is cross_entropy and cfg.get("weight") == "balanced":
+        cfg["_targets"] = targets
     try:
         return make(**cfg)
     except TypeError:

@@ -33,7 +33,7 @@ from .errors import UserError
 from .io_utils import atomic_write_bytes, atomic_write_text
 
 RUN_FILES = ("spec.yaml", "resolved.yaml", "metrics.csv", "last.pt", "best.pt", "curves.png", "test.json",
-             "vocab.json", "tokenizer.json")
+             "vocab.json", "tokenizer.json", "preparation.json")
 
 
 def _why(e: OSError) -> str:
@@ -209,8 +209,9 @@ class RunFolder:
         if self.enabled:
             atomic_write_text(self.path / name, json.dumps(data, indent=2) + "\n")
 
-    def plot(self, history: list[dict]) -> None:
-        """curves.png: one panel for the losses, one per other metric, x = epoch."""
+    def plot(self, history: list[dict], kept: int | None = None) -> None:
+        """curves.png: one panel for the losses, one per other metric, x = epoch; a dashed line marks the
+        `kept` epoch (the best validated one, whose weights the run hands on)."""
         if not self.enabled or not history:
             return
         import matplotlib
@@ -226,6 +227,8 @@ class RunFolder:
         for ax, (title, series) in zip(axes[0], panels):
             for k in series:
                 ax.plot(epochs, [r.get(k, math.nan) for r in history], label=k, marker="." if len(epochs) < 30 else None)
+            if kept:
+                ax.axvline(kept, color="gray", linestyle="--", linewidth=1, label=f"kept: epoch {kept}")
             ax.set_title(title)
             ax.set_xlabel("epoch")
             ax.legend()
@@ -259,7 +262,8 @@ class Console:
         self.log_json = log_json and enabled
 
     def bar(self, iterable, total, epoch, epochs):
-        if self.quiet:
+        """A progress bar only on a terminal: piped or logged output gets the epoch lines alone."""
+        if self.quiet or not sys.stderr.isatty():
             return iterable
         from tqdm import tqdm
         return tqdm(iterable, total=total, desc=f"epoch {epoch}/{epochs}", leave=False, file=sys.stderr,
@@ -274,6 +278,11 @@ class Console:
 
     def say(self, text):
         if not self.quiet:
+            print(text, file=sys.stderr, flush=True)
+
+    def result(self, text):
+        """The run's outcome (the test line): printed even with --quiet, by rank 0 only."""
+        if self.enabled:
             print(text, file=sys.stderr, flush=True)
 
     def warn(self, text):

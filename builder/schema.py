@@ -96,8 +96,8 @@ def spec_schema() -> dict:
         "params": {"type": "object"}, "inputs": inputs, "blocks": {"type": "object", "additionalProperties": block},
         "nodes": nodes, "outputs": outputs, "networks": {"type": "object", "additionalProperties": network},
         "use": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
-        "train": {"type": "object", "properties": {"loss": _LOSS}}, "export": _EXPORT,
-        "labels": {"type": "array"}, "dims": _DIMS,
+        "train": {"type": "object", "properties": {"loss": _LOSS}}, "export": _EXPORT, "dims": _DIMS,
+        "labels": {"type": "array", "description": "class names in class-id order; must equal the data's classes when it names them"},
     }
     assert set(props) == set(TOP_KEYS)
     return {

@@ -28,6 +28,17 @@ def is_static(d) -> bool:
     return isinstance(d, int) and not isinstance(d, bool)
 
 
+def is_dim_expression(d) -> bool:
+    """A symbolic size: non-empty text that parses as an integer expression over dim names."""
+    if not isinstance(d, str) or not d.strip():
+        return False
+    try:
+        X.names(d)
+    except (SyntaxError, ValueError):
+        return False
+    return True
+
+
 def expr(d) -> sympy.Expr:
     """The sympy expression of a dim (an int or a dim's text) under the active declarations."""
     if is_static(d):

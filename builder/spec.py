@@ -12,16 +12,15 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 
 from .dimdecl import check_used, read_dims
 from .errors import Collector, Diagnostic, SpecError, UserError, did_you_mean
-from .expr import ExprError, substitute
+from .expr import DATA_SIZES, ExprError, substitute
 from .graph import build_network
 from .infer import ParamShapeCache
 from .training.config import TrainConfig, read_train
 from .types import BlockDef, Network, records
-from .yaml_loader import MAX_FILE_BYTES, LocDict, LocList, load_yaml
+from .yaml_loader import MAX_FILE_BYTES, LocDict, LocList, load_scalar, load_yaml
 from .yaml_loader import to_plain as _plain
 
 SPEC_VERSION = 1
@@ -77,11 +76,7 @@ def parse_override(item: str):
     if "=" not in item:
         raise UserError(f"--set expects key=value, got '{item}'")
     key, raw = item.split("=", 1)
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
-    return key.strip(), value
+    return key.strip(), load_scalar(raw)
 
 
 class SpecReader:
@@ -120,6 +115,9 @@ class SpecReader:
             if not isinstance(key, str):
                 raise SpecError(Diagnostic(f"--set {key!r}: a param name must be a string", self.file))
             head = key.split(".")[0]
+            if head == "data" and key.split(".", 1)[1] in DATA_SIZES:  # given by `build train` (data/sizes.py)
+                params[key] = self.overrides[key]
+                continue
             if "." not in key and key not in params:
                 hint = did_you_mean(key, params)
                 raise SpecError(Diagnostic(f"--set {key}: the spec has no param '{key}'", self.file, None, None,

@@ -86,12 +86,13 @@ def _summary(e: WeightsError) -> str:
 
 def trained_network(spec, network: str | None = None, *, run=None, weights=None, random: bool = False):
     """(module, checkpoint) as deployed: the spec's network with the weights of `run`/`weights` (or its
-    random init), and the training data's input standardisation put at its start when the checkpoint
-    carries one (builder.preparation), so it takes raw inputs. Shared by export, predict and bench."""
+    random init), and the training data's input standardisation put at its start and the target's
+    de-standardisation at its end when the checkpoint carries them (builder.preparation), so it takes raw
+    inputs and answers in the data's units. Shared by export, predict and bench."""
     from . import build
     from .preparation import include
 
     module = build(spec, network=network)
     saved, _ = load_source(module, run=run, weights=weights, random=random, network=network)
-    include(module, saved.get("input_preparation") or {})
+    include(module, saved.get("input_preparation") or {}, saved.get("output_preparation") or {})
     return module, saved

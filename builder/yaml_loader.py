@@ -87,6 +87,14 @@ def _construct_sequence(loader, node, deep=True):
     return out
 
 
+# YAML 1.2's floats: `1e-3`, `3E-4`, `.5`, `-2.5e+3` are numbers as people write them (YAML 1.1, and so
+# PyYAML, reads the first two as strings: `lr: 1e-3` would fail far from the spec). Checked before 1.1's.
+FLOAT_12 = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"
+                      r"|^[-+]?(?:[0-9][0-9_]*\.[0-9_]*|\.[0-9_]+)$")
+_Loader.yaml_implicit_resolvers = {k: list(v) for k, v in _Loader.yaml_implicit_resolvers.items()}
+for _first in "-+.0123456789":
+    _Loader.yaml_implicit_resolvers.setdefault(_first, []).insert(0, ("tag:yaml.org,2002:float", FLOAT_12))
+
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
 
@@ -163,6 +171,17 @@ def _restore(value, originals):
 def _char_at(text: str, line: int, col: int) -> str:
     lines = text.split("\n")
     return lines[line][col:col + 1] if 0 <= line < len(lines) else ""
+
+
+def load_scalar(text: str):
+    """One value as `--set KEY=VALUE` gives it, read by the spec's own rules (1e-3 is a float); text that
+    is not valid YAML stays text."""
+    if not text.strip():
+        return ""
+    try:
+        return to_plain(load_yaml(text, "--set"))
+    except SpecError:
+        return text
 
 
 def load_yaml(text: str, name: str = "<spec>"):

@@ -44,6 +44,35 @@ def read_arrays(path, inputs: list[ModelInput]) -> dict[str, np.ndarray]:
     raise UserError(f"{path}: expected a .npy, .npz or .csv file, got '{suffix or 'no suffix'}'")
 
 
+def read_table(path, layout: dict, inputs: list[ModelInput]):
+    """({input: features}, labels or None) of a CSV in the training file's layout (builder.data.files)."""
+    from builder.data.files import read_csv
+
+    if len(inputs) != 1:
+        raise UserError(f"{path}: a .csv file holds one input, the model takes {len(inputs)}")
+    missing = "mean" if layout.get("missing") == "mean" else "error"  # never drop: one output per row
+    fields, _, _ = read_csv(path, layout=layout, delimiter=layout.get("delimiter", ","), missing=missing)
+    return {inputs[0].name: fields[0]}, (fields[1] if len(fields) > 1 else None)
+
+
+def read_labelled_npz(path, inputs: list[ModelInput]):
+    """({input: array}, labels or None) of an .npz holding the inputs by name and the labels as `y`."""
+    arrays = _from_npz(path, inputs) if len(inputs) > 1 else None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            truth = data["y"] if "y" in data.files else None
+            if arrays is None:
+                names = [k for k in data.files if k != "y"]
+                if len(names) != 1 and inputs[0].name not in names:
+                    raise UserError(f"{path}: no array '{inputs[0].name}' (the file has: {', '.join(data.files)})")
+                arrays = {inputs[0].name: data[inputs[0].name if inputs[0].name in names else names[0]]}
+    except UserError:
+        raise
+    except Exception as e:  # BadZipFile, zlib.error, EOFError, ValueError
+        raise UserError(f"{path}: not a readable .npz archive ({str(e).splitlines()[0] if str(e) else 'empty'})") from None
+    return arrays, truth
+
+
 def _load_npy(path) -> np.ndarray:
     try:
         return np.load(path, allow_pickle=False)

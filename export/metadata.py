@@ -13,6 +13,9 @@ builder.tokenizer      a language model's tokenizers JSON (byte-level BPE)
 builder.generation     JSON manifest of a `--generate` export (token input, cache tensors, context)
 builder.input_preparation  what the training data pipeline did to the inputs before the network saw them
                        (standardize, normalize, resize), when anything: it is not part of the exported graph
+builder.data           JSON: the training data's layout (a CSV's feature columns, kinds, category
+                       vocabularies, fill values, target, class names) and `outputs_in_data_units`, true when
+                       the target's de-standardisation is the graph's last op; `build predict` reads CSVs by it
 """
 from __future__ import annotations
 
@@ -54,6 +57,15 @@ def class_labels(spec=None, checkpoint: dict | None = None) -> list | None:
     return [str(v) for v in labels] if labels else None
 
 
+def data_record(checkpoint: dict | None, module=None) -> dict | None:
+    """builder.data's value: the checkpoint's data layout and whether the outputs are in data units."""
+    layout = (checkpoint or {}).get("data_layout")
+    inside = module is not None and "output_preparation" in getattr(module, "_modules", {})
+    if not layout and not inside:
+        return None
+    return {"layout": layout or None, "outputs_in_data_units": bool(inside)}
+
+
 def input_preparation(spec, inside: bool = False) -> str:
     """The train.data steps that change inputs before the network (empty when none). With `inside`, the
     trained statistics were put at the start of the exported graph (builder.preparation), which then
@@ -83,7 +95,7 @@ def vocabulary_metadata(tokenizer) -> dict[str, str]:
 
 def build_metadata(sig, *, spec=None, network: str | None = None, labels=None, dynamic=(),
                    ranges: dict | None = None, prepared_inside: bool = False,
-                   fixed: dict | None = None, tokenizer=None) -> dict[str, str]:
+                   fixed: dict | None = None, tokenizer=None, data: dict | None = None) -> dict[str, str]:
     meta = {
         "spec": getattr(spec, "name", "") or "",
         "network": network or "",
@@ -103,6 +115,8 @@ def build_metadata(sig, *, spec=None, network: str | None = None, labels=None, d
         meta["input_preparation"] = preparation
     if fixed:
         meta["fixed_dims"] = json.dumps({k: {"size": v, "why": why} for k, (v, why) in fixed.items()})
+    if data:
+        meta["data"] = json.dumps(data)
     if ranges:
         meta["dim_ranges"] = json.dumps({k: [v[0], None if v[1] == float("inf") else v[1]]
                                          for k, v in ranges.items()})
@@ -118,7 +132,8 @@ def read_metadata(props: dict) -> dict:
         name = key[len(PREFIX):]
         try:
             out[name] = json.loads(value) if name in ("inputs", "outputs", "class_labels", "dynamic",
-                                                      "dim_ranges", "fixed_dims", "vocab", "generation") else value
+                                                      "dim_ranges", "fixed_dims", "vocab", "generation",
+                                                      "data") else value
         except json.JSONDecodeError:
             out[name] = value
     return out

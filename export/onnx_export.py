@@ -59,7 +59,7 @@ class ExportResult:
 
 def export_onnx(module: torch.nn.Module, out, *, spec=None, network: str | None = None, graph=None,
                 dynamic: list[str] | None = None, opset: int | None = None, labels=None,
-                sizes: dict | None = None, tokenizer=None) -> ExportResult:
+                sizes: dict | None = None, tokenizer=None, data: dict | None = None) -> ExportResult:
     """Export, check and write `out` atomically; raises ExportError / VerificationError (UserErrors)."""
     out = check_writable(out)
     if graph is None and spec is not None:
@@ -92,7 +92,7 @@ def export_onnx(module: torch.nn.Module, out, *, spec=None, network: str | None 
         model.metadata_props.update(metadata.build_metadata(
             sig, spec=spec, network=network or getattr(graph, "graph", {}).get("network"), labels=labels,
             dynamic=dyn, ranges=ranges, prepared_inside="input_preparation" in module._modules, fixed=fixed,
-            tokenizer=tokenizer))
+            tokenizer=tokenizer, data=data))
         with atomic_output(out) as tmp:  # out: checked writable above
             external = _save(model, tmp)
             verify.check_structure(tmp)

@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import csv
 import io
 from pathlib import Path
 
@@ -47,6 +48,7 @@ class OnnxRunner:
             from builder.tokenizer import from_metadata, token_labels
             tok = from_metadata(self.meta)
             self.labels = token_labels(tok) if tok is not None else None
+        self.layout = (self.meta.get("data") or {}).get("layout")  # a CSV's columns (builder.data)
 
     def run(self, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
         try:
@@ -59,7 +61,7 @@ class OnnxRunner:
 class TorchRunner:
     """The same interface over a torch module (a builder.build GraphModule), for comparison."""
 
-    def __init__(self, module: torch.nn.Module, labels=None, device: str = "auto"):
+    def __init__(self, module: torch.nn.Module, labels=None, device: str = "auto", layout=None):
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         elif device == "cuda" and not torch.cuda.is_available():
@@ -72,6 +74,7 @@ class TorchRunner:
                        for t in build_info(module).inputs]
         self.output_names = list(build_info(module).outputs)
         self.labels = labels
+        self.layout = layout
 
     def run(self, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
         args = [torch.from_numpy(np.ascontiguousarray(feed[i.name])).to(self.device) for i in self.inputs]
@@ -124,7 +127,7 @@ def format_predictions(outputs: dict[str, np.ndarray], labels=None, k: int = 1, 
     if first.ndim == 2 and first.shape[1] > 1 and first.dtype.kind == "f":
         idx, probs = top_k(first, k)
         for row in range(min(len(first), limit)):
-            parts = [f"{_label(labels, int(c))} ({p:.3f})" for c, p in zip(idx[row], probs[row])]
+            parts = [f"{class_name(labels, int(c))} ({p:.3f})" for c, p in zip(idx[row], probs[row])]
             lines.append(f"{row}: " + ", ".join(parts))
         if len(first) > limit:
             lines.append(f"... {len(first) - limit} more (write them all with -o OUT.npy or OUT.csv)")
@@ -136,14 +139,30 @@ def format_predictions(outputs: dict[str, np.ndarray], labels=None, k: int = 1, 
     return "\n".join(lines)
 
 
-def _label(labels, index: int) -> str:
+def class_name(labels, index: int) -> str:
     if labels and 0 <= index < len(labels):
         return str(labels[index])
     return str(index)
 
 
-def write_outputs(outputs: dict[str, np.ndarray], path) -> Path:
-    """.npy (the first output), .npz (all), .csv (the first output, one row per sample); atomically."""
+def is_classifier(first: np.ndarray) -> bool:
+    return first.ndim == 2 and first.shape[1] > 1 and first.dtype.kind == "f"
+
+
+def score(first: np.ndarray, truth: np.ndarray) -> str:
+    """Accuracy of a classifier's top class, or R2 and MAE of a regression, against a file's labels."""
+    if is_classifier(first):
+        hits = first.argmax(axis=1) == truth.reshape(-1)
+        return f"accuracy {hits.mean():.4f} ({int(hits.sum())} of {len(hits)} rows)"
+    pred, truth = first.reshape(len(first), -1).astype(np.float64), truth.reshape(len(first), -1)
+    total = ((truth - truth.mean(axis=0)) ** 2).sum()
+    r2 = 1 - ((pred - truth) ** 2).sum() / total if total > 0 else float("nan")
+    return f"r2 {r2:.4f}  mae {np.abs(pred - truth).mean():.4g} ({len(pred)} rows)"
+
+
+def write_outputs(outputs: dict[str, np.ndarray], path, labels=None) -> Path:
+    """.npy (the first output, raw), .npz (all), .csv (the first output, one row per sample: a header,
+    `prediction` (class name, or value) and for a classifier `prob_<class>` per class); atomically."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (".npy", ".npz", ".csv"):
@@ -157,8 +176,26 @@ def write_outputs(outputs: dict[str, np.ndarray], path) -> Path:
             with open(tmp, "wb") as f:
                 np.savez(f, **outputs)
         else:
-            flat = first.reshape(len(first), -1) if first.ndim > 1 else first[:, None]
-            buf = io.StringIO()
-            np.savetxt(buf, flat, delimiter=",", fmt="%d" if flat.dtype.kind in "iub" else "%.8g")
-            tmp.write_text(buf.getvalue())
+            tmp.write_text(_table(first, labels))
     return path
+
+
+def _table(first: np.ndarray, labels) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    if is_classifier(first):
+        names = [class_name(labels, i) for i in range(first.shape[1])]
+        _, probs = top_k(first, first.shape[1])
+        order = np.argsort(-first, axis=1, kind="stable")
+        writer.writerow(["prediction"] + [f"prob_{n}" for n in names])
+        for row in range(len(first)):
+            p = np.empty(first.shape[1])
+            p[order[row]] = probs[row]
+            writer.writerow([names[order[row, 0]]] + [f"{v:.6g}" for v in p])
+        return buf.getvalue()
+    flat = first.reshape(len(first), -1) if first.ndim > 1 else first[:, None]
+    writer.writerow(["prediction"] if flat.shape[1] == 1 else [f"prediction_{i}" for i in range(flat.shape[1])])
+    fmt = "{:d}" if flat.dtype.kind in "iub" else "{:.8g}"
+    for row in flat:
+        writer.writerow([fmt.format(v.item()) for v in row])
+    return buf.getvalue()

@@ -91,7 +91,7 @@ nodes:
   many: {op: expand, in: [tok, x], shape: [B, 2, -1]}
   seq: {op: concat, in: [many, x], dim: 1}
 """)
-    assert record(spec.network().graph, "seq").out_shape == ("B", "(2+N)", 8)
+    assert record(spec.network().graph, "seq").out_shape == ("B", "N+2", 8)
     module = builder.build(spec)
     x = torch.randn(4, 5, 8)
     out = module(x)

@@ -58,6 +58,7 @@ def test_a_finished_run_is_not_overwritten_without_overwrite(tmp_path, capsys):
     run_dir = tmp_path / "run"
     argv = ["train", "specs/xor_mlp.yaml", "--run-dir", str(run_dir), "--quiet", "--epochs", "2"]
     assert main(argv) == 0
+    assert capsys.readouterr().err.startswith("test: ")  # --quiet still prints the test line
     before = (run_dir / "last.pt").read_bytes()
     assert main(argv) == 2
     assert capsys.readouterr().err.strip() == (

@@ -76,14 +76,19 @@ def test_arrays_written_match_and_batching_changes_nothing(digits, tmp_path, cap
     np.testing.assert_array_equal(outs["64"], outs["2"])
     direct = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     np.testing.assert_allclose(outs["64"], direct, rtol=1e-6, atol=1e-7)
-    # a csv with a header row gives the same answers; -o .csv writes one row per sample
+    # a csv with a header row gives the same answers; -o .csv writes a header, the predicted class and
+    # one probability per class (the softmax of the raw outputs)
     csv_in = tmp_path / "x.csv"
     csv_in.write_text(",".join(f"p{i}" for i in range(64)) + "\n"
                       + "\n".join(",".join(repr(float(v)) for v in row) for row in x) + "\n")
     assert main(["predict", str(onnx_path), "--input", str(csv_in), "-o", str(tmp_path / "y.csv")]) == 0
-    table = np.loadtxt(tmp_path / "y.csv", delimiter=",")
-    assert table.shape == (9, 10)
-    np.testing.assert_allclose(table, direct, rtol=1e-5, atol=1e-6)
+    lines = (tmp_path / "y.csv").read_text().splitlines()
+    names = lines[0].split(",")[1:]
+    assert lines[0].startswith("prediction,prob_") and len(names) == 10 and len(lines) == 10
+    probs = np.array([[float(v) for v in line.split(",")[1:]] for line in lines[1:]])
+    softmax = np.exp(direct - direct.max(1, keepdims=True))
+    np.testing.assert_allclose(probs, softmax / softmax.sum(1, keepdims=True), rtol=1e-4, atol=1e-6)
+    assert [line.split(",")[0] for line in lines[1:]] == [names[i].removeprefix("prob_") for i in direct.argmax(1)]
     # one sample without its batch axis
     capsys.readouterr()
     np.save(tmp_path / "one.npy", x[0])

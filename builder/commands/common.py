@@ -12,10 +12,13 @@ def add_spec_args(p):
     p.add_argument("--safe", action="store_true", help="confine `use:` imports to the spec's folder")
 
 
-def load_spec(args):
+def load_spec(args, path=None):
+    """The spec of `args.spec` (or `path`) with its `--set`s; with `--run DIR`, the sizes that run took
+    from its data (`auto`, ${data.*}; builder/data/sizes.py) too."""
     from .. import load
-    overrides = dict(parse_override(item) for item in args.overrides)
-    return load(args.spec, overrides=overrides, safe=getattr(args, "safe", False))
+    from ..data.sizes import run_sizes
+    overrides = {**run_sizes(getattr(args, "run", None)), **dict(parse_override(item) for item in args.overrides)}
+    return load(path or args.spec, overrides=overrides, safe=getattr(args, "safe", False))
 
 
 def add_weight_args(p, *, random: bool = True, required: bool = False, when: str = "") -> None:

@@ -44,6 +44,7 @@ def run(args):
               f"{manifest['max_abs_diff']:.2g}" + ("" if vocabulary else "; no vocabulary: generate with --ids"))
         return 0
     result = export_onnx(module, args.output, spec=spec, network=net.name, dynamic=parse_dims(args.dynamic),
-                         opset=args.opset, labels=labels, tokenizer=vocabulary)
+                         opset=args.opset, labels=labels, tokenizer=vocabulary,
+                         data=metadata.data_record(checkpoint, module))
     print(describe(result))
     return 0

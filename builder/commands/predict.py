@@ -1,5 +1,8 @@
 """`build predict MODEL.onnx --input FILE` (onnxruntime), or `build predict SPEC --run DIR --input FILE`
-(torch, for comparison): labels of a classifier, or arrays written with -o."""
+(torch, for comparison): class names with probabilities, or values in data units; -o writes them.
+
+A model trained on a CSV reads a CSV in the training file's layout (columns by name, the same category
+encoding; the label column, when present, is scored: accuracy, or R2 and MAE)."""
 from __future__ import annotations
 
 import sys
@@ -12,7 +15,8 @@ def register(sub):
     p = sub.add_parser("predict", help="run an exported ONNX file (or a spec, in torch) on an input file")
     p.add_argument("model", metavar="MODEL", help="an .onnx file, or a spec YAML (then --run or --weights)")
     p.add_argument("--input", required=True, metavar="FILE", help=".npy, .npz (arrays named like the inputs) or .csv")
-    p.add_argument("-o", "--output", metavar="OUT", help="write the outputs: .npy (first), .npz (all) or .csv")
+    p.add_argument("-o", "--output", metavar="OUT",
+                   help="write the outputs: .csv (header; prediction, prob_<class>), .npy (first, raw) or .npz (all)")
     p.add_argument("--provider", default="auto", choices=["cpu", "cuda", "auto"],
                    help="execution provider (auto: CUDA when onnxruntime-gpu and a GPU are present)")
     p.add_argument("--batch-size", type=int, default=64, metavar="N", help="samples per run (default 64)")
@@ -35,11 +39,9 @@ def _runner(args):
         raise UserError(f"{args.model}: expected an .onnx file or a spec .yaml")
     if not (args.run or args.weights):
         raise UserError("predicting with a spec needs trained weights: --run DIR or --weights FILE")
-    import builder
-
     from .. import tokenizer
-    from ..spec import parse_override
-    spec = builder.load(args.model, overrides=dict(parse_override(x) for x in args.overrides))
+    from .common import load_spec
+    spec = load_spec(args, args.model)
     net = spec.network(args.network)
     module, checkpoint = trained_network(spec, net.name, run=args.run, weights=args.weights)
     labels = metadata.class_labels(spec, checkpoint)
@@ -47,13 +49,18 @@ def _runner(args):
     if labels is None and vocabulary is not None:  # a language model: its tokens, decoded
         labels = tokenizer.token_labels(vocabulary)
     device = {"cpu": "cpu", "cuda": "cuda", "auto": "auto"}[args.provider]
-    return predict.TorchRunner(module, labels=labels, device=device), "torch"
+    return predict.TorchRunner(module, labels=labels, device=device, layout=checkpoint.get("data_layout")), "torch"
 
 
 def run(args):
     from export import inputs, predict
     runner, engine = _runner(args)
-    arrays = inputs.conform(inputs.read_arrays(args.input, runner.inputs), runner.inputs, args.input)
+    truth = None
+    if runner.layout and args.input.lower().endswith(".csv"):
+        arrays, truth = inputs.read_table(args.input, runner.layout, runner.inputs)
+    else:
+        arrays = inputs.read_arrays(args.input, runner.inputs)
+    arrays = inputs.conform(arrays, runner.inputs, args.input)
     note = ""
     if args.provider == "auto" and "CUDA" not in str(runner.device).upper():
         note = " (no GPU: torch sees none)" if engine == "torch" else " (no CUDA: onnxruntime-gpu or a GPU is missing)"
@@ -64,8 +71,10 @@ def run(args):
         print(f"note: in training this model's inputs were prepared by: {preparation}; "
               "feed inputs prepared the same way", file=sys.stderr)
     outputs = predict.predict(runner, arrays, batch_size=args.batch_size)
+    if truth is not None:
+        print(f"{args.input}: " + predict.score(next(iter(outputs.values())), truth), file=sys.stderr)
     if args.output:
-        path = predict.write_outputs(outputs, args.output)
+        path = predict.write_outputs(outputs, args.output, runner.labels)
         shapes = ", ".join(f"{k} {list(v.shape)}" for k, v in outputs.items())
         print(f"wrote {path} ({shapes})")
     else:

@@ -20,7 +20,7 @@ def add_arguments(p):
     p.add_argument("--epochs", type=int, help="train for this many epochs in total (overrides train.epochs)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     p.add_argument("--compile", action="store_true", help="run the network through torch.compile")
-    p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines (the test line and run folder still print)")
     p.add_argument("--log-json", action="store_true", help="print one JSON line of metrics per epoch")
     p.add_argument("--tensorboard", action="store_true", help="also write TensorBoard event files")
     p.add_argument("--nproc-per-node", type=int, default=1, metavar="N",
@@ -59,13 +59,13 @@ def run(args):
             train_sets = {k: v for k, v in sets.items() if k.startswith("train.")}
             _, history, run_dir = train(resume=args.resume, **options, **train_sets, **epochs)
         else:
-            import builder
-            spec = builder.load(args.spec, overrides=sets, safe=args.safe)
+            from ..data.sizes import load_sized
+            spec = load_sized(args.spec, sets, safe=args.safe)  # `auto` and ${data.*} from the training data
             _, history, run_dir = train(spec, overwrite=args.overwrite, **options, **epochs)
     except TrainingInterrupted as e:  # Ctrl-C or SIGTERM: the finished epochs are saved
         print(str(e), file=sys.stderr)
         return 128 + e.signum
-    if not args.quiet and not args.log_json:
+    if not args.log_json:  # also with --quiet: where the run is, is its result
         print(f"run folder: {run_dir}")
     return 0
 

@@ -88,6 +88,9 @@ def load_data(cfg: dict) -> Data:
     splits = [None if r is None else prep.dataset(r, stream) for r in raws]
     info["input_statistics"] = {i: stats for i, stats in prep.stats.items() if i < raws[0][1]
                                 and not prep.resize}  # a resize changes the sample shape: not foldable
+    target_stats = prep.stats.get(raws[0][1])
+    if target_stats is not None and prep.standardize_target:
+        info["target_statistics"] = target_stats  # the trainer's metrics and the deployed model undo it
     if name == "text":
         info["unigram_perplexity"] = sources.unigram_perplexity(
             _rows(raws[0][0][1], raws[0][2]), info["vocab_size"])
@@ -126,7 +129,7 @@ def check_fields(fields, n_inputs, where, chunk=1 << 16) -> None:
 
 
 def _check_args(name, reader, args):
-    known = set(inspect.signature(reader).parameters) - {"seed", "columns"}
+    known = set(inspect.signature(reader).parameters) - {"seed", "layout"}
     for key in args:
         if key not in known:
             hint = did_you_mean(key, known | COMMON_KEYS)
@@ -135,7 +138,7 @@ def _check_args(name, reader, args):
 
 
 def _read_per_split(name, reader, args, per_split):
-    """`files: {train: a.csv, test: b.csv}`: one reader call per split; CSV categories come from train."""
+    """`files: {train: a.csv, test: b.csv}`: one reader call per split; CSV kinds, categories, classes and fills come from train."""
     if not isinstance(per_split, dict) or "train" not in per_split:
         raise UserError("train.data.files must map train (and optionally val, test) to a file or reader args")
     unknown = set(per_split) - {"train", "val", "test"}
@@ -149,7 +152,7 @@ def _read_per_split(name, reader, args, per_split):
             continue
         call = dict(args, **(spec if isinstance(spec, dict) else {_first_path_arg(reader): spec}))
         if name == "csv" and split != "train":
-            call["columns"] = info.get("columns")
+            call["layout"] = info.get("layout")
         fields, n_inputs, got = reader(**call)
         check_fields(fields, n_inputs, f"train.data.files.{split} ({name})")
         info = info or got

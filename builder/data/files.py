@@ -26,55 +26,190 @@ def _path(path, what):
     return p
 
 
-def read_csv(path, target, categorical="auto", drop=(), columns=None):
+MISSING = {"", "na", "n/a", "nan", "null", "none", "?"}  # compared lower-cased, after stripping blanks
+MISSING_POLICIES = ("error", "drop", "mean")
+OTHER_DELIMITERS = {";": "';'", "\t": "'\\t' (tab)", "|": "'|'"}
+
+
+def read_csv(path, target=None, categorical=(), drop=(), delimiter=",", missing="error", layout=None):
     """Target column(s) by name, all other columns as features; text columns one-hot encoded.
 
-    `columns` fixes the category lists (from the training file) so that every split encodes alike."""
+    A column is categorical when declared (`categorical: [a, b]`) or when none of its values is a number;
+    a numeric column with one text cell is an error naming that cell, never silently one-hot. Missing cells
+    (empty, NA, n/a, nan, null, none, ?) are an error, or with `missing: drop` drop the row, or with
+    `missing: mean` take the training mean of the column. `layout` (the training file's, from `info`)
+    fixes kinds, categories, class ids and fill values, so every split and `build predict` encode alike."""
     p = _path(path, "csv")
-    with open(p, newline="", encoding="utf-8") as f:
-        rows = list(csv.reader(f))
-    if not rows:
-        raise UserError(f"csv data: {p} is empty")
-    header, body = rows[0], rows[1:]
+    if missing not in MISSING_POLICIES:
+        raise UserError(f"csv data: missing must be one of {', '.join(MISSING_POLICIES)}, not {missing!r}")
+    if not isinstance(delimiter, str) or len(delimiter) != 1:
+        raise UserError(f"csv data: delimiter must be one character, not {delimiter!r}")
+    header, lines, body = _read_table(p, delimiter)
+    layout = dict(layout or {})
+    if "target" in layout and target is None:
+        target = [t for t in layout["target"] if t in header] or None
     targets = [target] if isinstance(target, str) else list(target or [])
     for name in targets + list(drop):
         if name not in header:
-            raise UserError(f"csv data: {p} has no column '{name}' (columns: {', '.join(header)})")
-    table = {name: [r[i] for r in body] for i, name in enumerate(header)}
-    columns = dict(columns or {})
+            raise UserError(f"csv data: {p} has no column '{name}' (columns: {', '.join(header)})"
+                            + _delimiter_hint(header, delimiter))
+    features = layout.get("features") or [n for n in header if n not in targets and n not in drop]
+    for name in features:
+        if name not in header:
+            raise UserError(f"csv data: {p} has no column '{name}' (the model was trained on: {', '.join(features)})")
+    index = {n: i for i, n in enumerate(header)}
+    table = {n: [r[index[n]].strip() for r in body] for n in features + targets}
+    declared = {categorical} if isinstance(categorical, str) else set(categorical or ())
+    kinds = dict(layout.get("kinds") or {})
+    for name in features + targets:
+        if name not in kinds:
+            kinds[name] = _kind(p, name, table[name], lines, name in declared)
 
-    def numeric(values):
-        try:
-            return np.array([float(v) for v in values], dtype=np.float32)
-        except ValueError:
-            return None
-
-    def encode(name):
-        values = table[name]
-        as_number = None if name in columns or (categorical != "auto" and name in categorical) else numeric(values)
-        if as_number is not None:
-            return as_number.reshape(-1, 1), None
-        cats = columns.setdefault(name, sorted(set(values)))
-        index = {c: i for i, c in enumerate(cats)}
-        unknown = sorted(set(values) - set(index))
-        if unknown:
-            raise UserError(f"csv data: {p}: column '{name}' has values not seen in training: {unknown[:5]}")
-        codes = np.array([index[v] for v in values], dtype=np.int64)
-        return np.eye(len(cats), dtype=np.float32)[codes], cats
-
-    features = [encode(n)[0] for n in header if n not in targets and n not in drop]
-    x = np.concatenate(features, axis=1) if features else np.zeros((len(body), 0), np.float32)
-    info = {"feature_columns": [n for n in header if n not in targets and n not in drop], "columns": columns}
+    keep = np.ones(len(body), bool)
+    for name in features + targets:
+        gaps = np.array([v.lower() in MISSING for v in table[name]], bool)
+        if not gaps.any():
+            continue
+        first = int(np.argmax(gaps))
+        fillable = missing == "mean" and kinds[name] == "number" and name not in targets
+        if missing == "error" or (missing == "mean" and not fillable):
+            why = ("mean fills numeric feature columns only; " if missing == "mean" else "") + \
+                "fill it, or set missing: drop" + (" or missing: mean" if missing == "error" else "")
+            raise UserError(f"{p}:{lines[first]}: column '{name}': missing value {table[name][first]!r} ({why})")
+        if missing == "drop":
+            keep &= ~gaps
+    fill = dict(layout.get("fill") or {})
+    columns = {k: list(v) for k, v in (layout.get("categories") or {}).items()}
+    encoded = []
+    for name in features:
+        values, rows = table[name], lines
+        if kinds[name] == "number":
+            numbers = _numbers(p, name, values, rows, keep, missing == "mean")
+            if missing == "mean":
+                gaps = np.isnan(numbers)
+                if name not in fill:
+                    fill[name] = float(np.nanmean(numbers[keep])) if (~gaps & keep).any() else 0.0
+                numbers[gaps] = fill[name]
+            encoded.append(numbers.reshape(-1, 1))
+        else:
+            cats = columns.setdefault(name, sorted({v for v, k in zip(values, keep) if k}))
+            encoded.append(np.eye(len(cats), dtype=np.float32)[_codes(p, name, values, rows, keep, cats)])
+    x = np.concatenate(encoded, axis=1)[keep] if encoded else np.zeros((int(keep.sum()), 0), np.float32)
+    info = {"feature_columns": features, "columns": columns}
+    layout = {"delimiter": delimiter, "missing": missing, "features": features, "kinds": kinds,
+              "categories": columns, "fill": fill, "target": targets, "num_features": int(x.shape[1])}
+    info["layout"] = layout
     if not targets:
         return [x], 1, info
-    if len(targets) == 1 and (targets[0] in columns or numeric(table[targets[0]]) is None):
-        cats = columns.setdefault(targets[0], sorted(set(table[targets[0]])))
-        index = {c: i for i, c in enumerate(cats)}
-        y = np.array([index[v] for v in table[targets[0]]], dtype=np.int64)
-        info["classes"], info["num_classes"] = cats, len(cats)
+    if len(targets) == 1 and kinds[targets[0]] == "category":
+        name = targets[0]
+        values = table[name]
+        classes = layout.get("classes") or _class_order({v for v, k in zip(values, keep) if k})
+        y = _codes(p, name, values, lines, keep, classes, what="class")[keep]
+        layout["classes"] = classes
+        info["classes"], info["num_classes"] = classes, len(classes)
     else:
-        y = np.concatenate([encode(t)[0] for t in targets], axis=1)
+        y = np.concatenate([_numbers(p, t, table[t], lines, keep, False).reshape(-1, 1) for t in targets],
+                           axis=1)[keep]
     return [x, y], 1, info
+
+
+def _read_table(p, delimiter):
+    """Header, the file line of each data row, and the rows; a ragged row is an error naming its line."""
+    try:
+        with open(p, newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f, delimiter=delimiter)
+            header = next(reader, None)
+            if header is None:
+                raise UserError(f"csv data: {p} is empty")
+            header = [h.strip() for h in header]
+            lines, body = [], []
+            for row in reader:
+                if not row or all(not c.strip() for c in row):
+                    continue
+                if len(row) != len(header):
+                    shown = delimiter.join(row)
+                    raise UserError(f"{p}:{reader.line_num}: row has {len(row)} fields, the header has "
+                                    f"{len(header)} ({shown[:60]!r})" + _delimiter_hint(header, delimiter))
+                lines.append(reader.line_num)
+                body.append(row)
+    except UnicodeDecodeError as e:
+        raise UserError(f"csv data: {p} is not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except csv.Error as e:
+        raise UserError(f"csv data: {p}: {e}") from None
+    if not body:
+        raise UserError(f"csv data: {p} has a header but no rows")
+    return header, lines, body
+
+
+def _delimiter_hint(header, delimiter) -> str:
+    if len(header) != 1:
+        return ""
+    for other, shown in OTHER_DELIMITERS.items():
+        if other != delimiter and other in header[0]:
+            return f"; the header looks {shown}-separated: set delimiter: {shown.split()[0]}"
+    return ""
+
+
+def _is_number(text) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def _kind(p, name, values, lines, declared):
+    """'category' (declared, or text-only) or 'number'; a numeric column with a text cell is an error
+    naming the cell."""
+    if declared:
+        return "category"
+    present = [(v, line) for v, line in zip(values, lines) if v.lower() not in MISSING]
+    numeric = [_is_number(v) for v, _ in present]
+    if present and not any(numeric):
+        return "category"
+    if not all(numeric):
+        v, line = present[numeric.index(False)]
+        raise UserError(f"{p}:{line}: column '{name}': {v!r} is not a number (the column's other values are "
+                        f"numbers; to treat it as a category, list it in categorical: [{name}])")
+    return "number"
+
+
+def _numbers(p, name, values, lines, keep, allow_missing):
+    out = np.empty(len(values), np.float32)
+    for i, v in enumerate(values):
+        if v.lower() in MISSING:
+            out[i] = np.nan
+            continue
+        try:
+            out[i] = float(v)
+        except ValueError:
+            if keep[i]:
+                raise UserError(f"{p}:{lines[i]}: column '{name}': {v!r} is not a number "
+                                "(the training file's column is numeric)") from None
+            out[i] = np.nan
+    return out
+
+
+def _codes(p, name, values, lines, keep, cats, what="category"):
+    index = {c: i for i, c in enumerate(cats)}
+    codes = np.zeros(len(values), np.int64)
+    for i, v in enumerate(values):
+        if not keep[i]:
+            continue
+        if v not in index:
+            shown = ", ".join(map(repr, cats[:8])) + (", ..." if len(cats) > 8 else "")
+            raise UserError(f"{p}:{lines[i]}: column '{name}': {what} {v!r} was not seen in training "
+                            f"(known: {shown})")
+        codes[i] = index[v]
+    return codes
+
+
+def _class_order(values) -> list:
+    """Class ids: the class names sorted (as numbers when they all are numbers, so 2 comes before 10)."""
+    if all(_is_number(v) for v in values):
+        return sorted(values, key=float)
+    return sorted(values)
 
 
 def _first_line(e: Exception) -> str:
@@ -82,20 +217,21 @@ def _first_line(e: Exception) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
-def read_npz(path, x="x", y="y"):
-    """Arrays `x` (and `y`, if present) from a .npz archive (read whole: zip members cannot be mapped).
-    Never unpickles: an object array is refused."""
+def read_npz(path, x="x", y="y", classes="classes"):
+    """Arrays `x` (and `y`, if present) from a .npz archive (read whole: zip members cannot be mapped);
+    a `classes` array (if present) names the class ids of `y` in order. Never unpickles."""
     p = _path(path, "npz")
     try:
         with np.load(p, allow_pickle=False) as z:
             if x not in z:
                 raise UserError(f"npz data: {p} has no array '{x}' (arrays: {', '.join(z.files) or 'none'})")
             fields = [z[x]] + ([z[y]] if y and y in z else [])
+            names = [str(c) for c in z[classes].tolist()] if classes and classes in z else None
     except UserError:
         raise
     except Exception as e:  # BadZipFile, zlib.error, EOFError, ValueError, a SyntaxError from a damaged header
         raise UserError(f"npz data: {p} is not a readable .npz archive ({_first_line(e)})") from None
-    return fields, 1, {}
+    return fields, 1, ({"classes": names, "num_classes": len(names)} if names else {})
 
 
 def read_npy(x, y=None):

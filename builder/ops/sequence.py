@@ -28,6 +28,8 @@ def _recurrent(kind):
         ctx.args["input_size"] = x[2]
         ctx.args["batch_first"] = True
         h = ctx.args["hidden_size"]
+        if not S.is_static(h) or h < 1:
+            raise ShapeError(f"hidden_size must be a positive integer, got {h!r}")
         layers = ctx.args.get("num_layers", 1)
         if not isinstance(layers, int) or isinstance(layers, bool) or not 1 <= layers <= MAX_LAYERS:
             raise ShapeError(f"num_layers must be an integer from 1 to {MAX_LAYERS}, got {layers!r}")

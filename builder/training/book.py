@@ -28,6 +28,11 @@ class TrainingInterrupted(KeyboardInterrupt):
         self.signum = int(signum)
 
 
+class RunFinished(Exception):
+    """`--resume` of a run that already ended (all its epochs, or early stopping): nothing to train. The
+    networks hold the run's kept (best) weights; `str()` says so, and how to train on."""
+
+
 class Book:
     """The bookkeeping after each epoch: history, best and early stopping, checkpoints, files, console.
 
@@ -45,6 +50,7 @@ class Book:
         self.patience, self.monitor, self.min_delta, self.maximize = \
             stop.patience, stop.monitor, stop.min_delta, stop.maximize
         self.best, self.bad, self.best_epoch = None, 0, 0
+        self.best_loss = None  # val.loss at the best epoch: breaks ties of another monitored metric
         self.history = []
         self.first_epoch = 0
         self.resume, self.callback = resume, callback
@@ -59,6 +65,7 @@ class Book:
         self.stop_signal = None
         self.vocabulary = {}  # a language model's {"vocab": [...]} or {"tokenizer": json}, kept in checkpoints
         self.unigram_perplexity = None  # of the training split, printed next to the test perplexity
+        self.carry = {}  # what the loop fitted on the data (preparation, class names): in every checkpoint
 
     def start(self, parts):
         """Remember what to checkpoint; when resuming, load it all back from last.pt."""
@@ -81,10 +88,28 @@ class Book:
         if torch.cuda.is_available() and state["rng"].get("cuda"):
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         self.history = list(state["history"])
-        self.best, self.bad, self.best_epoch = state["monitor"]["best"], state["monitor"]["bad"], state["monitor"]["best_epoch"]
+        monitor = state["monitor"]
+        self.best, self.bad, self.best_epoch = monitor["best"], monitor["bad"], monitor["best_epoch"]
+        self.best_loss = monitor.get("best_loss")
         self.first_epoch = int(state["epoch"])
         self.saved_epoch = self.first_epoch
+        stopped = state.get("finished") and self.epochs == state.get("planned", self.epochs)
+        if self.first_epoch >= self.epochs or stopped:
+            self._keep_best()
+            why = (f"early stopping ended it at epoch {self.first_epoch}" if stopped else
+                   f"it trained {self.first_epoch} of {self.epochs} epochs")
+            raise RunFinished(f"{self.run.path} is finished: {why}; nothing to train "
+                              f"(train on with --resume {self.run.path} --epochs N, N > {self.first_epoch})")
+        if state.get("finished"):
+            self.bad = 0  # more epochs asked for after early stopping: patience starts afresh
         self.console.say(f"resuming {self.run.path} at epoch {self.first_epoch + 1}")
+
+    def _keep_best(self):
+        """Load the kept weights (best.pt, else last.pt) into the networks."""
+        path = self.run / "best.pt" if (self.run / "best.pt").exists() else self.run / "last.pt"
+        state = checkpoint.load(path)
+        for name, m in self.parts["networks"].items():
+            m.load_state_dict(state["networks"][name])
 
     def stop_point(self):
         """Where the loops may stop for a Ctrl-C or SIGTERM received meanwhile: between steps, and after
@@ -107,24 +132,27 @@ class Book:
         improved = value is not None and math.isfinite(value) and (
             self.best is None or (value > self.best + self.min_delta if self.maximize
                                   else value < self.best - self.min_delta))
-        if improved:
-            self.best, self.bad, self.best_epoch = value, 0, row["epoch"]
+        loss = row.get("val.loss")
+        tie = (not improved and value is not None and value == self.best and loss is not None
+               and self.best_loss is not None and loss < self.best_loss)  # equal metric, lower val.loss
+        if improved or tie:
+            self.best, self.bad, self.best_epoch, self.best_loss = value, 0, row["epoch"], loss
         else:
             self.bad += 1
+        stop = self.patience is not None and self.bad >= self.patience  # as Keras and Lightning count
         if self.world.is_main:
-            state = self.state(row["epoch"])
+            state = self.state(row["epoch"], finished=stop)
             history = state.pop("history")
             state = checkpoint.snapshot(state)
             state["history"] = list(history)  # rows are never changed once written; the list grows
             self.pending["last.pt"] = state
-            if improved or value is None:
+            if improved or tie or value is None:
                 self.pending["best.pt"] = state
             if time.monotonic() - self.last_write >= self.every_seconds:
                 self.write_checkpoints()
             self.run.write_metrics(self.history)
         self.console.epoch_done(row)
         self.tb.epoch_done(row)
-        stop = self.patience is not None and self.bad >= self.patience  # as Keras and Lightning count
         if stop:
             self.console.say(f"early stopping: {self.monitor} has not improved for {self.bad} epochs "
                              f"(best {self.best:.4g} at epoch {self.best_epoch})")
@@ -157,10 +185,12 @@ class Book:
         return f"interrupted: epoch {epoch} of {self.epochs} is saved in {where / 'last.pt'}; " \
                f"continue with: build train --resume {where}"
 
-    def state(self, epoch):
+    def state(self, epoch, finished=False):
         parts = self.parts
         return {
             "epoch": epoch,
+            "planned": self.epochs,  # with `finished` (early stopping): a resume has nothing to do
+            "finished": finished,
             "networks": {n: m.state_dict() for n, m in parts["networks"].items()},
             "optimizers": {n: o.state_dict() for n, o in parts["optimizers"].items()},
             "schedules": {n: s.state_dict() for n, s in parts["schedules"].items()},
@@ -168,9 +198,10 @@ class Book:
             "rng": {"torch": torch.get_rng_state(),
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
             "history": self.history,
-            "monitor": {"best": self.best, "bad": self.bad, "best_epoch": self.best_epoch},
+            "monitor": {"best": self.best, "bad": self.bad, "best_epoch": self.best_epoch,
+                        "best_loss": self.best_loss},
             "seed": self.seed,
-            "input_preparation": getattr(self, "input_preparation", None) or {},
+            **{k: v for k, v in self.carry.items() if v},
             **self.vocabulary,
         }
 
@@ -191,13 +222,13 @@ class Book:
             unigram = self.unigram_perplexity
             baseline = f"  (unigram perplexity of the training split {unigram:.4g})" \
                 if unigram is not None and "perplexity" in test else ""
-            self.console.say("test: " + "  ".join(f"{k} {v:.4g}" for k, v in test.items()) + baseline)
+            self.console.result("test: " + "  ".join(f"{k} {v:.4g}" for k, v in test.items()) + baseline)
         self.finish_files()
 
     def finish_files(self):
         self.run.close()
         if self.world.is_main:
-            self.run.plot(self.history)
+            self.run.plot(self.history, self.best_epoch if self.best is not None else None)
         self.tb.close()
 
 

@@ -60,7 +60,7 @@ class EarlyStopping:
     patience: int | None = None  # stop after this many epochs without improvement; None: never
     monitor: str = "val.loss"  # the metrics row's key to watch
     min_delta: float = 0.0  # smaller changes are not improvements
-    maximize: bool = False  # from `mode: max|min`; by default max for accuracy, top-k and r2, else min
+    maximize: bool = False  # from `mode: max|min`; by default max for accuracy, top-k, r2, f1, precision, recall, auc
 
 
 @dataclass(frozen=True)
@@ -257,7 +257,7 @@ def _early_stopping(values, bad) -> EarlyStopping:
         where(("monitor",), f"must be a metric name such as val.loss, got {monitor!r}")
         monitor = "val.loss"
     last = monitor.split(".")[-1]
-    higher_is_better = last in ("accuracy", "r2") or last.startswith("top")
+    higher_is_better = last in ("accuracy", "r2", "f1", "precision", "recall", "auc") or last.startswith("top")
     mode = stop.get("mode", "max" if higher_is_better else "min")
     if mode not in ("min", "max"):
         where(("mode",), f"use min or max, not {mode!r}")

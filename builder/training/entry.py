@@ -17,7 +17,7 @@ from ..errors import UserError
 from ..initializers import apply_init
 from ..types import node_inits
 from ..runlog import Console, RunFolder, read_resolved
-from .book import Book, TrainingInterrupted, stop_on_signals
+from .book import Book, RunFinished, TrainingInterrupted, stop_on_signals
 from .config import TrainConfig, from_plain
 from .gan import train_gan
 from .setup import pick_device
@@ -45,7 +45,8 @@ def train(spec=None, *, resume=None, run_dir=None, device="auto", quiet=False, l
         if spec is None:
             raise UserError("train: give a spec, or resume=<run folder>")
         if not isinstance(spec, Spec):
-            spec = load(spec)
+            from ..data.sizes import load_sized
+            spec = load_sized(spec, {})
         raw = spec.training.raw if spec.training is not None else spec.train
     config = spec.training if spec.training is not None and not overrides and resume is None else \
         from_plain(apply_overrides(raw, overrides), spec.networks)
@@ -55,7 +56,7 @@ def train(spec=None, *, resume=None, run_dir=None, device="auto", quiet=False, l
     resolved = {**spec.resolved, "spec_path": str(spec.path) if spec.path else None, "train": dict(config.raw)}
     return fit(networks, config, name=spec.name, run_dir=run_dir, resume=resume is not None, device=device,
                quiet=quiet, log_json=log_json, compile=compile, tensorboard=tensorboard, callback=callback,
-               spec_text=spec_text, resolved=resolved, overwrite=overwrite)
+               spec_text=spec_text, resolved=resolved, overwrite=overwrite, labels=spec.labels)
 
 
 def _spec_source(run_dir, resolved):
@@ -72,9 +73,9 @@ def _spec_source(run_dir, resolved):
 
 def fit(networks, cfg, *, name="model", run_dir=None, resume=False, device="auto", quiet=False,
         log_json=False, compile=False, tensorboard=False, callback=None, spec_text=None, resolved=None,
-        overwrite=False):
+        overwrite=False, labels=None):
     """Train ready-built networks ({"model": m} or {"generator": g, "discriminator": d}) by `cfg`, a
-    TrainConfig or a plain `train:` mapping."""
+    TrainConfig or a plain `train:` mapping. `labels` (the spec's) name the class ids."""
     if isinstance(networks, nn.Module):
         networks = {"model": networks}
     cfg = cfg if isinstance(cfg, TrainConfig) else from_plain(cfg, networks)
@@ -83,13 +84,14 @@ def fit(networks, cfg, *, name="model", run_dir=None, resume=False, device="auto
     world = join(device)
     run = None
     try:
+        data = load_data(cfg.data.options)  # first: a data mistake leaves no run folder behind
+        name_classes(data.info, labels)
         # locked against a second training; a finished run is not silently overwritten
         run = RunFolder(run_dir or Path("runs") / name, enabled=world.is_main, resume=resume, overwrite=overwrite)
         run.write_spec(spec_text, resolved or {"name": name, "params": {}, "train": dict(cfg.raw)})
         console = Console(quiet, log_json, enabled=world.is_main)
         seed = cfg.seed
         torch.manual_seed(seed)
-        data = load_data(cfg.data.options)
         vocabulary = tokenizer.from_state(data.info)  # a language model's vocabulary travels with the run
         if vocabulary is not None:
             run.write_text(*vocabulary.file())
@@ -105,6 +107,9 @@ def fit(networks, cfg, *, name="model", run_dir=None, resume=False, device="auto
         try:
             with stop_on_signals(book):
                 result = loop(networks, data, cfg, book, device, world, compile)
+        except RunFinished as e:  # --resume of a finished run: its kept weights, nothing trained
+            console.result(str(e))
+            result = networks if cfg.mode == "gan" else networks["model"]
         except KeyboardInterrupt:
             book.write_checkpoints(wait=True)  # an interrupt keeps the last finished epoch
             raise TrainingInterrupted(book.interrupted(), book.stop_signal or signal.SIGINT) from None
@@ -135,6 +140,21 @@ def apply_overrides(cfg, overrides):
             node = node[k]
         node[keys[-1]] = value
     return cfg
+
+
+def name_classes(info: dict, labels) -> None:
+    """The class names: the data's (a CSV's text labels, an npz `classes` array), else the spec's
+    `labels:`; both given, they must agree in names and order (class id i is the i-th name)."""
+    if not labels:
+        return
+    labels = [str(v) for v in labels]
+    classes = info.get("classes")
+    if classes is not None and list(map(str, classes)) != labels:
+        raise UserError(f"labels: {labels} disagree with the data's classes {list(classes)} (class id i is "
+                        "the i-th of the data's classes; write labels in that order, or leave them out)")
+    if info.get("num_classes") not in (None, len(labels)):
+        raise UserError(f"labels: {len(labels)} names, the data has {info['num_classes']} classes")
+    info["classes"] = labels
 
 
 def check_networks(cfg: TrainConfig, networks) -> None:

@@ -6,6 +6,7 @@ import contextlib
 import math
 import time
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -13,8 +14,8 @@ from ..errors import UserError
 from ..loss_terms import describe_loss, objective
 from ..metrics import make_metric
 from ..optim import Schedule, make_optimizer
-from ..preparation import statistics_for
-from ..types import spec_inputs
+from ..preparation import carried, output_statistics, statistics_for
+from ..types import build_info, spec_inputs
 from ..distributed import all_sum
 from .config import ClipGrad, TrainConfig
 from .setup import adapt_inputs, first_output, mean_over_ranks, mixed_precision, to_device, wrap
@@ -24,10 +25,18 @@ def train_supervised(networks, data, cfg, book, device, world, compile_model):
     """One network, inputs -> prediction -> loss against the target (language models: next token)."""
     (model,) = networks.values()
     adapt_inputs(model, data)
-    book.input_preparation = statistics_for(spec_inputs(model),
-                                            data.info.get("input_statistics") or {}, data.train.n_inputs)
+    target_stats = data.info.get("target_statistics")
+    book.carry.update(  # saved in every checkpoint, applied by export and predict (builder.preparation)
+        input_preparation=statistics_for(spec_inputs(model), data.info.get("input_statistics") or {},
+                                         data.train.n_inputs),
+        output_preparation=output_statistics(build_info(model).outputs, target_stats),
+        class_labels=data.info.get("classes"), data_layout=data.info.get("layout"))
+    book.run.write_json("preparation.json", carried(book.carry))
+    unscale = None if target_stats is None else (lambda t: t * target_stats[1].to(t.device) + target_stats[0].to(t.device))
     to_device(data, device)
-    loss_fn = objective(cfg.loss, model)  # (outputs, inputs, target) -> loss; terms read named outputs
+    # (outputs, inputs, target) -> loss; terms read named outputs; `targets` for cross_entropy's balanced weights
+    loss_fn = objective(cfg.loss, model, targets=lambda: data.train.fields[-1].cpu() if not data.train.streamed
+                        else np.asarray(data.train.fields[-1][data.train.rows]))
     batch_size, shuffle, drop_last = cfg.data.batch_size, cfg.data.shuffle, cfg.data.drop_last
     per_rank = len(data.train) // world.size
     steps_per_epoch = per_rank // batch_size if drop_last else math.ceil(per_rank / batch_size)
@@ -68,7 +77,7 @@ def train_supervised(networks, data, cfg, book, device, world, compile_model):
         # validate, record the epoch (checkpoints, early stopping)
         row = {"epoch": epoch + 1, "train.loss": mean_over_ranks(loss_sum, seen, world)}
         if data.val is not None:
-            row.update(evaluate(model, data.val, loss_fn, cfg.metrics, batch_size, world, autocast, "val."))
+            row.update(evaluate(model, data.val, loss_fn, cfg.metrics, batch_size, world, autocast, "val.", unscale))
         row["lr"] = schedule.lr()
         row["seconds"] = time.perf_counter() - t0
         schedule.epoch_end(row)
@@ -76,14 +85,17 @@ def train_supervised(networks, data, cfg, book, device, world, compile_model):
             break
         book.stop_point()
 
-    book.finish(lambda: evaluate(model, data.test, loss_fn, cfg.metrics, batch_size, world, autocast, "")
+    book.finish(lambda: evaluate(model, data.test, loss_fn, cfg.metrics, batch_size, world, autocast, "", unscale)
                 if data.test is not None else None)
     return model
 
 
 @torch.no_grad()
-def evaluate(model, dataset, loss_fn, metric_cfgs, batch_size, world, autocast, prefix):
-    """Mean loss and metrics over a whole split; each rank takes its share and the sums are added up."""
+def evaluate(model, dataset, loss_fn, metric_cfgs, batch_size, world, autocast, prefix, unscale=None):
+    """Mean loss and metrics over a whole split; each rank takes its share and the sums are added up.
+
+    With a standardised target, `unscale` brings predictions and targets back to the data's units for
+    the metrics (mse, mae, r2 in data units); the loss stays in the units the network trains on."""
     was_training = model.training
     model.eval()
     metrics = [make_metric(m) for m in metric_cfgs]
@@ -97,6 +109,8 @@ def evaluate(model, dataset, loss_fn, metric_cfgs, batch_size, world, autocast, 
             loss = loss_fn(outputs, inputs, target)
         loss_sum += loss.double().cpu() * len(target)
         seen += len(target)
+        if unscale is not None:
+            prediction, target = unscale(prediction.float()), unscale(target.float())
         for _, m in metrics:
             m.update(prediction.float().cpu(), target.cpu())
     totals = all_sum(torch.stack([loss_sum, torch.tensor(float(seen), dtype=torch.float64)]), world)

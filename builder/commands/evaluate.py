@@ -1,0 +1,64 @@
+"""`build evaluate SPEC --run DIR --data FILE [-o OUT_DIR]` or `build evaluate MODEL.onnx --data FILE`:
+metrics of a trained model on a labelled file (builder.evaluation), written to OUT_DIR/metrics.json."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from ..errors import UserError
+from .common import add_weight_args
+
+
+def register(sub):
+    p = sub.add_parser("evaluate", help="metrics (and a confusion matrix) of a trained model on a labelled file")
+    p.add_argument("model", metavar="MODEL", help="an .onnx file, or a spec YAML (then --run or --weights)")
+    p.add_argument("--data", required=True, metavar="FILE",
+                   help="a labelled .csv in the training file's layout, or an .npz (inputs by name, labels as y)")
+    p.add_argument("-o", "--output", metavar="OUT_DIR", help="folder for metrics.json and the confusion matrix "
+                   "(default: evaluation/<data file name>)")
+    p.add_argument("--provider", default="auto", choices=["cpu", "cuda", "auto"], help="where the model runs")
+    p.add_argument("--batch-size", type=int, default=256, metavar="N", help="samples per run (default 256)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="with a spec: override a param")
+    add_weight_args(p, random=False, when="with a spec: ")
+    p.set_defaults(func=run)
+
+
+def run(args):
+    import numpy as np
+    from export import inputs, predict
+
+    from .. import evaluation
+    from .predict import _runner
+
+    runner, engine = _runner(args)
+    data = Path(args.data)
+    if data.suffix.lower() == ".csv":
+        if not runner.layout:
+            raise UserError(f"{args.model}: not trained on a CSV file (no column layout saved); give --data an "
+                            ".npz with the inputs by name and the labels as y")
+        arrays, truth = inputs.read_table(data, runner.layout, runner.inputs)
+    elif data.suffix.lower() == ".npz":
+        arrays, truth = inputs.read_labelled_npz(data, runner.inputs)
+    else:
+        raise UserError(f"--data {data}: expected a .csv or .npz file")
+    if truth is None:
+        raise UserError(f"--data {data}: no labels in it (column {', '.join(runner.layout.get('target') or ['?'])})"
+                        if runner.layout else f"--data {data}: no array y with the labels")
+    arrays = inputs.conform(arrays, runner.inputs, str(data))
+    first = next(iter(predict.predict(runner, arrays, batch_size=args.batch_size).values()))
+    truth = np.asarray(truth)
+    if len(truth) != len(first):
+        raise UserError(f"--data {data}: {len(first)} samples but {len(truth)} labels")
+    if evaluation.is_classifier(first, truth):
+        labels = [predict.class_name(runner.labels, i) for i in range(first.shape[1])]
+        metrics, matrix = evaluation.classification_metrics(first, truth, labels)
+    else:
+        metrics, matrix, labels = evaluation.regression_metrics(first, truth), None, None
+    metrics = {"model": str(args.model), "data": str(data), "engine": engine, **metrics}
+    out_dir = Path(args.output) if args.output else Path("evaluation") / data.stem
+    written = evaluation.write_report(out_dir, metrics, matrix, labels)
+    shown = {k: v for k, v in metrics.items() if isinstance(v, float)}
+    print(f"{data}: {metrics['rows']} rows  " + "  ".join(f"{k} {v:.4g}" for k, v in shown.items()), file=sys.stderr)
+    print("wrote " + ", ".join(str(p) for p in written))
+    return 0
