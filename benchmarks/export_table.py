@@ -42,6 +42,14 @@ ZOO = [
     ("bert_base", {"hidden": 64, "layers": 2, "heads": 4, "intermediate": 128, "vocab": 100,
                    "max_positions": 64}, None),
     ("gpt2", {"d_model": 64, "layers": 2, "heads": 4, "vocab": 256, "ctx": 128}, None),
+    ("vae", {}, None),
+    ("siamese", {}, None),
+    ("mobilenet_v2", {}, None),
+    ("densenet121", {}, None),
+    ("vgg11", {"width": 16, "hidden": 256}, None),
+    ("vit_b_16", {"image_size": 64, "hidden_dim": 64, "mlp_dim": 128, "num_layers": 2, "num_heads": 4}, None),
+    ("transformer", {"d_model": 64, "nhead": 4, "dim_feedforward": 128, "num_encoder_layers": 2,
+                     "num_decoder_layers": 2}, None),
     ("unet", {"width": 8}, None),
 ]
 FULL = [

@@ -21,6 +21,11 @@ CASES = [  # spec, overrides, network, dims that must stay dynamic
     ("bert_base", {"hidden": 16, "layers": 1, "heads": 2, "intermediate": 32, "vocab": 50,
                    "max_positions": 32}, None, ["B", "T"]),
     ("gpt2", {"d_model": 16, "layers": 1, "heads": 2, "vocab": 50, "ctx": 32}, None, ["B", "T"]),
+    ("vit_b_16", {"image_size": 16, "patch_size": 8, "hidden_dim": 16, "mlp_dim": 32, "num_layers": 1,
+                  "num_heads": 2, "num_classes": 10}, None, ["B"]),          # a `param` class token, concat
+    ("transformer", {"d_model": 16, "nhead": 2, "dim_feedforward": 32, "num_encoder_layers": 1,
+                     "num_decoder_layers": 1}, None, ["B", "S", "T"]),      # two sequences, causal decoder
+    ("siamese", {"size": 8, "width": 4, "embedding": 16}, None, ["B"]),     # one tower called twice
 ]
 
 

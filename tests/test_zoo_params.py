@@ -35,6 +35,14 @@ EXPECTED = {
     "gan_tril": (8 * 8 + 8 + 8 * 16 + 16) + (16 * 8 + 8 + 8 * 1 + 1),
     "autoencoder": (64 * 32 + 32 + 32 * 8 + 8) + (8 * 32 + 32 + 32 * 64 + 64),
     "vae": (64 * 32 + 32) + 2 * (32 * 8 + 8) + (8 * 32 + 32 + 32 * 64 + 64),  # encoder, mu and logvar, decoder
+    # torchvision's published figures (its weights' meta "num_params")
+    "vgg11": 132_863_336,
+    "mobilenet_v2": 3_504_872,
+    "densenet121": 7_978_856,
+    "vit_b_16": 86_567_656,
+    "transformer": 44_140_544,  # torch.nn.Transformer() at its defaults
+    # one tower (conv 1->32, conv 32->64, 64*7*7 -> 128); the right tower shares it
+    "siamese": (9 * 32 + 32) + (32 * 9 * 64 + 64) + (64 * 7 * 7 * 128 + 128),
 }
 
 
@@ -95,6 +103,15 @@ SMALL = {
     "gpt2": {"d_model": 64, "layers": 2, "heads": 4, "vocab": 256, "ctx": 128},
     "gan_tril": {"latent": 4, "size": 3},
     "autoencoder": {"code": 2, "hidden": 16},
+    "vae": {"code": 2, "hidden": 16},
+    "vgg11": {"width": 8, "hidden": 64, "num_classes": 10, "size": 32},
+    "mobilenet_v2": {"width_mult": 0.25, "num_classes": 10, "size": 32},
+    "densenet121": {"growth_rate": 8, "num_init_features": 16, "num_classes": 10, "size": 32},
+    "vit_b_16": {"image_size": 32, "patch_size": 8, "hidden_dim": 32, "mlp_dim": 64, "num_layers": 2,
+                 "num_heads": 4, "num_classes": 10},
+    "transformer": {"d_model": 32, "nhead": 4, "dim_feedforward": 64, "num_encoder_layers": 2,
+                    "num_decoder_layers": 2},
+    "siamese": {"size": 8, "width": 4, "embedding": 16},
 }
 
 

@@ -269,3 +269,103 @@ def test_sinusoidal_table_is_the_notes_formula():
     assert abs(table[i, 2 * j].item() - math.sin(i / 10000 ** (2 * j / d))) < 1e-6
     assert abs(table[i, 2 * j + 1].item() - math.cos(i / 10000 ** (2 * j / d))) < 1e-6
     assert max_diff(table, notes_position_encoding(50, d)) < 1e-5
+
+
+# ---- nn.Transformer (encoder-decoder) ---------------------------------------------------------------
+
+TRANSFORMER_SMALL = {"d_model": 32, "nhead": 4, "dim_feedforward": 64, "num_encoder_layers": 2,
+                     "num_decoder_layers": 3}
+
+
+@pytest.mark.parametrize("batch,S,T", [(2, 5, 3), (3, 11, 7)])
+def test_transformer_matches_nn_transformer_with_a_causal_target(batch, S, T):
+    """torch's own nn.Transformer (post-norm, batch first), its decoder given the square subsequent mask,
+    loaded through specs/transformer.torch-map.yaml."""
+    torch.manual_seed(0)
+    ref = randomize(nn.Transformer(batch_first=True, **TRANSFORMER_SMALL))
+    ours = builder.load_weights(builder.build(spec_path("transformer"), **TRANSFORMER_SMALL), ref.state_dict(),
+                                SPECS / "transformer.torch-map.yaml")
+    src, tgt = torch.randn(batch, S, 32), torch.randn(batch, T, 32)
+    mask = nn.Transformer.generate_square_subsequent_mask(T)
+    ref.eval(), ours.eval()
+    with torch.no_grad():
+        want = ref(src, tgt, tgt_mask=mask, tgt_is_causal=True)
+        assert max_diff(want, ours(src, tgt)) <= TOL
+        # the causal mask matters: without it the reference differs
+        assert max_diff(ref(src, tgt), want) > 10 * TOL
+
+
+def test_transformer_default_count_equals_nn_transformer():
+    with torch.device("meta"):
+        ref = nn.Transformer()
+        ours = builder.build(spec_path("transformer"), device="meta")
+    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in ref.parameters()) == 44_140_544
+
+
+# ---- VAE: randn_like and exp ------------------------------------------------------------------------
+
+class VAE(nn.Module):
+    """Kingma & Welling's VAE on 64 pixels: z = mu + exp(logvar / 2) * eps, eps = torch.randn_like."""
+
+    def __init__(self, features=64, hidden=32, code=8):
+        super().__init__()
+        self.enc = nn.Linear(features, hidden)
+        self.mu = nn.Linear(hidden, code)
+        self.logvar = nn.Linear(hidden, code)
+        self.dec = nn.Sequential(nn.Linear(code, hidden), nn.ReLU(), nn.Linear(hidden, features), nn.Sigmoid())
+
+    def forward(self, x):
+        h = torch.relu(self.enc(x))
+        mu, logvar = self.mu(h), self.logvar(h)
+        std = torch.exp(0.5 * logvar)
+        return self.dec(mu + torch.randn_like(std) * std), mu, logvar
+
+
+@pytest.mark.parametrize("batch", [1, 6])
+def test_vae_matches_by_seed(batch):
+    ref = randomize(VAE())
+    ours = builder.load_weights(builder.build(spec_path("vae")), ref.state_dict(), {"rules": [
+        {"from": "dec.0.{p}", "to": "dec.{p}"}, {"from": "dec.2.{p}", "to": "dec_out.{p}"},
+        {"from": "{k*}", "to": "{k}"}]})
+    ref.eval(), ours.eval()
+    x = torch.rand(batch, 64)
+    with torch.no_grad():
+        torch.manual_seed(3)
+        want = ref(x)
+        torch.manual_seed(3)
+        got = ours(x)
+        for w, g in zip(want, got):
+            assert max_diff(w, g) <= TOL
+        # eps is drawn in eval too: another seed, another reconstruction, the same mu and logvar
+        other = ours(x)
+    assert max_diff(other[0], got[0]) > 1e-4 and torch.equal(other[1], got[1])
+
+
+# ---- Siamese: one tower of weights shared by a block instance ------------------------------------------
+
+class SiameseNet(nn.Module):
+    def __init__(self, channels=1, width=32, embedding=128, size=28):
+        super().__init__()
+        self.tower = nn.Sequential(
+            nn.Conv2d(channels, width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(2 * width * (size // 4) ** 2, embedding))
+
+    def forward(self, a, b):
+        ea, eb = self.tower(a), self.tower(b)
+        return nn.functional.pairwise_distance(ea, eb), ea, eb
+
+
+@pytest.mark.parametrize("batch", [1, 5])
+def test_siamese_is_one_tower_applied_twice(batch):
+    ref = randomize(SiameseNet())
+    names = {0: "conv1", 3: "conv2", 7: "fc"}
+    module = builder.build(spec_path("siamese"))
+    assert sum(p.numel() for p in module.parameters()) == sum(p.numel() for p in ref.parameters()) == 420_352
+    assert not any(k.startswith("right.") for k in module.state_dict())
+    ours = builder.load_weights(module, ref.state_dict(), {"rules": [
+        {"from": f"tower.{i}.{{p}}", "to": f"left.{n}.{{p}}"} for i, n in names.items()]})
+    a, b = torch.randn(batch, 1, 28, 28), torch.randn(batch, 1, 28, 28)
+    check(ref, ours, [a, b])
+    with torch.no_grad():   # the same image on both sides: distance ~0 (pairwise_distance's eps)
+        assert ours(a, a)[0].max().item() < 1e-4

@@ -1,0 +1,130 @@
+"""The zoo's torchvision models against references written after torchvision's source, with
+torchvision's own state_dict names (tests/references/), loaded through `specs/<name>.torchvision-map.yaml`
+exactly as `build convert-weights` uses them. Eval mode, float32, max |difference| <= 1e-5 at two input
+shapes. MobileNetV2 and DenseNet-121 run at full size on small images; VGG-11 (132M parameters) and
+ViT-B/16 (86M) run at reduced widths through the specs' params, and their full-size parameter counts
+equal the references' (both built on the meta device)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import builder
+from builder.cli import main as build_main
+from builder.weights import convert_state_dict
+from references.densenet import densenet121
+from references.mobilenetv2 import MobileNetV2
+from references.vgg import vgg11
+from references.vision_transformer import vit_b_16
+
+SPECS = Path(__file__).resolve().parents[1] / "specs"
+TOL = 1e-5
+
+
+def randomize(model, seed=0):
+    """Every parameter and float buffer drawn at random (batch-norm variances kept positive), so neither a
+    wrong mapping nor eval-mode batch norm can hide behind zeros and ones."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, t in list(model.named_parameters()) + list(model.named_buffers()):
+            if t.is_floating_point():
+                lo = 0.5 if name.endswith("running_var") else -0.3
+                t.copy_(torch.rand(t.shape, generator=g) * 0.6 + lo)
+    return model.eval()
+
+
+def n_params(module):
+    return sum(p.numel() for p in module.parameters())
+
+
+def through_map(name, ref, **sizes):
+    ours = builder.build(SPECS / f"{name}.yaml", **sizes)
+    builder.load_weights(ours, ref.state_dict(), SPECS / f"{name}.torchvision-map.yaml")
+    return ours.eval()
+
+
+def check(ref, ours, x):
+    with torch.no_grad():
+        want, got = ref(x), ours(x)
+    assert want.shape == got.shape
+    assert (want - got).abs().max().item() <= TOL
+    assert want.abs().max().item() > 1e-3          # a real output, not a vanishing one
+
+
+@pytest.fixture(scope="module")
+def mobilenet():
+    ref = randomize(MobileNetV2())
+    return ref, through_map("mobilenet_v2", ref, size=48)
+
+
+@pytest.mark.parametrize("batch,size", [(2, 48), (1, 33)])
+def test_mobilenet_v2_full_size_matches_torchvision(mobilenet, batch, size):
+    check(*mobilenet, torch.randn(batch, 3, size, size))
+
+
+def test_mobilenet_v2_width_mult_rounds_as_torchvision():
+    for width_mult in (0.35, 1.4):
+        with torch.device("meta"):
+            ref = MobileNetV2(num_classes=10, width_mult=width_mult)
+        spec = builder.load(SPECS / "mobilenet_v2.yaml", width_mult=width_mult, num_classes=10)
+        assert spec.total_params == n_params(ref)
+
+
+@pytest.fixture(scope="module")
+def densenet():
+    ref = randomize(densenet121())
+    return ref, through_map("densenet121", ref, size=32)
+
+
+@pytest.mark.parametrize("batch,size", [(2, 32), (1, 45)])
+def test_densenet121_full_size_matches_torchvision(densenet, batch, size):
+    check(*densenet, torch.randn(batch, 3, size, size))
+
+
+VGG_SMALL = {"width": 8, "hidden": 64, "num_classes": 10}
+
+
+@pytest.mark.parametrize("batch,size", [(2, 32), (1, 75)])
+def test_vgg11_matches_torchvision_at_reduced_width(batch, size):
+    ref = randomize(vgg11(**VGG_SMALL))
+    check(ref, through_map("vgg11", ref, size=size, **VGG_SMALL), torch.randn(batch, 3, size, size))
+
+
+VIT_SMALL = {"image_size": 32, "patch_size": 8, "num_layers": 2, "num_heads": 4, "hidden_dim": 32, "mlp_dim": 64,
+             "num_classes": 10}
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_vit_b_16_matches_torchvision_at_reduced_width(batch):
+    ref = randomize(vit_b_16(**VIT_SMALL))
+    ours = through_map("vit_b_16", ref, **VIT_SMALL)
+    assert torch.equal(ours.class_token.weight, ref.class_token)     # the learned class token is a `param`
+    check(ref, ours, torch.randn(batch, 3, 32, 32))
+
+
+@pytest.mark.parametrize("name,make", [("vgg11", vgg11), ("vit_b_16", vit_b_16), ("mobilenet_v2", MobileNetV2),
+                                       ("densenet121", densenet121)])
+def test_full_size_counts_equal_the_references(name, make):
+    with torch.device("meta"):
+        ref = make()
+        ours = builder.build(SPECS / f"{name}.yaml", device="meta")
+    assert n_params(ours) == n_params(ref)
+    # the map covers the full-size model too: every torchvision key finds its spec key, same shapes
+    converted = convert_state_dict(ref.state_dict(), SPECS / f"{name}.torchvision-map.yaml", ours)
+    assert set(converted) == set(ours.state_dict())
+
+
+def test_convert_weights_command_with_a_torchvision_map(tmp_path, capsys):
+    """The CLI path: a torchvision-named checkpoint file in, the spec's state_dict out, loaded as is."""
+    ref = randomize(MobileNetV2(num_classes=10, width_mult=0.25))
+    torch.save(ref.state_dict(), tmp_path / "mobilenet_v2.pth")
+    sets = ["--set", "width_mult=0.25", "--set", "num_classes=10", "--set", "size=32"]
+    assert build_main(["convert-weights", str(SPECS / "mobilenet_v2.yaml"), *sets, "--from",
+                       str(tmp_path / "mobilenet_v2.pth"), "--map", str(SPECS / "mobilenet_v2.torchvision-map.yaml"),
+                       "-o", str(tmp_path / "w.pt")]) == 0
+    assert "OK mobilenet_v2" in capsys.readouterr().out
+    ours = builder.build(SPECS / "mobilenet_v2.yaml", width_mult=0.25, num_classes=10, size=32)
+    ours.load_state_dict(torch.load(tmp_path / "w.pt", weights_only=True))
+    check(ref, ours.eval(), torch.randn(2, 3, 32, 32))
