@@ -127,6 +127,15 @@ def _checked(tree, text):
     return tree
 
 
+def is_valid(text: str) -> bool:
+    """Text in the dim grammar (ints, names, + - * // %, min, max): 'att.out' or '' is not."""
+    try:
+        _evaluator(text)
+    except (SyntaxError, ValueError):
+        return False
+    return True
+
+
 def names(text: str) -> set[str]:
     return {n.id for n in ast.walk(ast.parse(text, mode="eval")) if isinstance(n, ast.Name)
             and n.id not in ("min", "max")}

@@ -32,11 +32,7 @@ def is_dim_expression(d) -> bool:
     """A symbolic size: non-empty text that parses as an integer expression over dim names."""
     if not isinstance(d, str) or not d.strip():
         return False
-    try:
-        X.names(d)
-    except (SyntaxError, ValueError):
-        return False
-    return True
+    return X.is_valid(d)
 
 
 def expr(d) -> sympy.Expr:

@@ -43,11 +43,11 @@ train:
   loss: cross_entropy
   optimizer: {type: adam, lr: 0.005}
   schedule: {type: cosine, warmup_steps: 5}
-  epochs: 60
+  epochs: 90
   metrics: [accuracy]
   checkpoint: {every_seconds: 0}
 """
-EPOCHS = 60
+EPOCHS = 90
 
 ZYGOTE = r"""
 import json, os, sys
@@ -156,9 +156,18 @@ def test_twenty_sigkills_then_resume_end_with_the_uninterrupted_weights(tmp_path
 
     # Each kill lands at a random moment: while the process sets up (or loads last.pt), or some way into
     # the epoch after its k-th: within the steps, or while the previous epoch's checkpoint is written.
+    # Twenty kills at least; on a loaded machine, where background checkpoint writes lag behind the steps,
+    # more (up to 40) until the kills have also landed inside writes and at five or more epochs of the run.
     rng = random.Random(20)
     kills = []  # (k, delay, epoch of last.pt after the kill, a checkpoint write was cut short)
-    for i in range(20):
+
+    def covered():
+        writes = sum(w for *_, w in kills)
+        return 0 < writes < len(kills) and len({e for _, _, e, _ in kills if e}) >= 5
+
+    for i in range(40):
+        if i >= 20 and covered():
+            break
         resume = (cut / "resolved.yaml").exists()
         before = temporaries(cut) if cut.exists() else set()
         log = tmp_path / f"kill{i}.log"
@@ -190,7 +199,7 @@ def test_twenty_sigkills_then_resume_end_with_the_uninterrupted_weights(tmp_path
 
     in_writes = sum(w for *_, w in kills)
     epochs = [e for _, _, e, _ in kills]
-    report = (f"20 SIGKILLs: 20/20 left loadable checkpoints; {in_writes} cut a checkpoint write short, "
+    report = (f"{len(kills)} SIGKILLs: {len(kills)}/{len(kills)} left loadable checkpoints; {in_writes} cut a checkpoint write short, "
               f"{sum(k == 0 for k, *_ in kills)} hit set-up or resume; last.pt epoch after each kill: {epochs}; "
               f"final weights, Adam state, metrics.csv and test.json equal the uninterrupted run's "
               f"(epoch {epoch * 1000:.0f} ms, set-up {setup:.2f} s)")
@@ -198,13 +207,12 @@ def test_twenty_sigkills_then_resume_end_with_the_uninterrupted_weights(tmp_path
     if os.environ.get("FAULTS_REPORT"):
         with open(os.environ["FAULTS_REPORT"], "a") as f:
             f.write(report + "\n")
-    assert 0 < in_writes < 20  # kills landed both inside checkpoint writes and elsewhere
-    assert len({e for e in epochs if e}) >= 5  # at many points of the run
+    assert covered(), report  # kills landed inside checkpoint writes and elsewhere, at many points of the run
 
 
 def test_ctrl_c_saves_a_checkpoint_and_exits_130_without_a_traceback(tmp_path, zygote):
     spec = tmp_path / "faults.yaml"
-    spec.write_text(SPEC.replace("epochs: 60", "epochs: 400"))
+    spec.write_text(SPEC.replace("epochs: 90", "epochs: 400"))
     run_dir = tmp_path / "run"
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.Popen([sys.executable, "-m", "builder.cli", "train", str(spec), "--run-dir", str(run_dir),
@@ -232,7 +240,7 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_130_without_a_traceback(tmp_path, z
 
 def test_sigterm_stops_like_ctrl_c_with_exit_143(tmp_path, zygote):
     spec = tmp_path / "faults.yaml"
-    spec.write_text(SPEC.replace("epochs: 60", "epochs: 400"))
+    spec.write_text(SPEC.replace("epochs: 90", "epochs: 400"))
     run_dir, log = tmp_path / "run", tmp_path / "term.log"
     pid = zygote.start(train_argv(spec, run_dir, False), log)
     while epoch_lines(log) < 2:
