@@ -213,3 +213,26 @@ def test_the_sweep_section_becomes_a_typed_config():
     text = TINY % {"sampler": "tpe", "space": "hidden: {int: [4, 16]}"}
     loss = builder.load(text.replace("metric: val.accuracy", "metric: val.loss")).sweep
     assert loss.direction == "minimize"  # the default follows the metric
+
+
+def test_median_pruner_stops_trials_below_the_median_after_an_epoch(tmp_path):
+    """sweep.pruner: median, one worker (a fixed order): trials after the first five whose epoch-1 value is
+    below the median of the earlier trials' epoch-1 values stop there, and trials.csv says PRUNED."""
+    path = tmp_path / "tiny.yaml"
+    text = (TINY % {"sampler": "random", "space": "train.optimizer.lr: {float: [1.0e-5, 1.0], log: true}"})
+    path.write_text(text.replace("epochs: 1", "epochs: 4").replace("trials: 2", "trials: 8")
+                    .replace("sampler: random", "sampler: random\n  pruner: median\n  seed: 3"))
+    build("sweep", path, "--jobs", 1, "--quiet", cwd=tmp_path)
+    folder = tmp_path / "sweeps" / "tiny"
+    got = rows(folder)
+    first = {}
+    for r in got:
+        with open(folder / f"trial-{r['trial']}" / "metrics.csv", newline="") as f:
+            epochs = list(csv.DictReader(f))
+        first[int(r["trial"])] = float(epochs[0]["val.accuracy"])
+        assert len(epochs) == (1 if r["state"] == "PRUNED" else 4)
+    pruned = [int(r["trial"]) for r in got if r["state"] == "PRUNED"]
+    assert pruned and all(t >= 5 for t in pruned)  # the pruner waits for five trials
+    for t in pruned:
+        earlier = sorted(first[i] for i in range(t))
+        assert first[t] < earlier[len(earlier) // 2]
