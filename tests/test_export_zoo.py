@@ -26,6 +26,9 @@ CASES = [  # spec, overrides, network, dims that must stay dynamic
     ("transformer", {"d_model": 16, "nhead": 2, "dim_feedforward": 32, "num_encoder_layers": 1,
                      "num_decoder_layers": 1}, None, ["B", "S", "T"]),      # two sequences, causal decoder
     ("siamese", {"size": 8, "width": 4, "embedding": 16}, None, ["B"]),     # one tower called twice
+    ("vgg11", {"size": 64, "width": 4, "hidden": 32, "num_classes": 10}, None, ["B", "H", "W"]),  # 7x7 adaptive pool
+    ("densenet121", {"size": 64, "growth_rate": 4, "num_init_features": 8, "block1": 1, "block2": 1, "block3": 1,
+                     "block4": 1, "num_classes": 10}, None, ["B", "H", "W"]),  # concat skips, H >= 29
 ]
 
 
