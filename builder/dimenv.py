@@ -140,6 +140,15 @@ def _round_up(v: int, m: int) -> int:
     return -(-v // m) * m
 
 
+def nearest_allowed(value: int, low: int, high: int | None, multiple_of: int) -> int:
+    """The allowed size nearest above `value` in [low, high] that is a multiple of `multiple_of` (below it
+    when `value` passes the maximum)."""
+    v = _round_up(max(low, _round_up(int(value), multiple_of)), multiple_of)
+    if high is not None and v > high:
+        v = high // multiple_of * multiple_of
+    return v
+
+
 def _sizes(at: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in at.items())
 

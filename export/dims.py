@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 
 import torch
+from builder.dimenv import nearest_allowed
 
 GUARD = re.compile(r"Not all values of (\w+) = .*? satisfy the generated guard (.+?)\.?$", re.M)
 
@@ -29,12 +30,7 @@ class DimRange:
 
     def fit(self, value: int) -> int:
         """The allowed size nearest above `value` (below it when `value` passes the maximum)."""
-        m = self.multiple_of
-        v = max(self.low, -(-int(value) // m) * m)
-        v = -(-v // m) * m
-        if self.high is not None and v > self.high:
-            v = self.high // m * m
-        return v
+        return nearest_allowed(value, self.low, self.high, self.multiple_of)
 
 
 def ranges_of(graph, symbols) -> dict[str, DimRange]:

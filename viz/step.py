@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from builder.dimenv import nearest_allowed
 from builder.types import records, spec_inputs
 from viz.autograd_walk import BackwardTrace, record_backward
 
@@ -62,9 +63,7 @@ def _concrete(dim, batch_size: int, first: bool, dims: dict) -> int:
     known = dims.get(dim)
     if not known:
         return SYMBOLIC_SIZE
-    m = known.get("multiple_of") or 1  # the smallest allowed size from SYMBOLIC_SIZE up
-    size = max(known.get("min") or 1, -(-SYMBOLIC_SIZE // m) * m)
-    return -(-size // m) * m
+    return nearest_allowed(SYMBOLIC_SIZE, known["min"], known["max"], known["multiple_of"])
 
 
 def random_inputs(inputs, batch_size: int, seed: int = 0, dims: dict | None = None) -> dict:
