@@ -29,9 +29,9 @@ def run(args):
     from export import inputs, predict
 
     from .. import evaluation
-    from .predict import _runner
+    from .predict import model_runner
 
-    runner, engine = _runner(args)
+    runner, engine = model_runner(args)
     data = Path(args.data)
     if data.suffix.lower() == ".csv":
         if not runner.layout:

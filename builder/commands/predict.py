@@ -27,7 +27,9 @@ def register(sub):
     p.set_defaults(func=run)
 
 
-def _runner(args):
+def model_runner(args):
+    """(runner, engine name) for `build predict`/`build evaluate`: an .onnx file in onnxruntime, or a spec with
+    --run/--weights in torch."""
     from export import metadata, predict
 
     from ..weight_sources import trained_network
@@ -54,7 +56,7 @@ def _runner(args):
 
 def run(args):
     from export import inputs, predict
-    runner, engine = _runner(args)
+    runner, engine = model_runner(args)
     truth = None
     if runner.layout and args.input.lower().endswith(".csv"):
         arrays, truth = inputs.read_table(args.input, runner.layout, runner.inputs)
