@@ -5,26 +5,28 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-if ! command -v dot >/dev/null 2>&1; then
+# debian_install PACKAGE PURPOSE: install a Debian package as root (apt-get update at most once per run);
+# elsewhere, or when it fails, say what is missing and what it is for, and go on.
+apt_updated=""
+debian_install() {
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-    echo "setup: installing graphviz (apt-get)" >&2
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq graphviz >/dev/null) \
-      || echo "setup: could not install graphviz; pictures will be written as .dot only" >&2
+    echo "setup: installing $1 (apt-get) $2" >&2
+    { [ -n "$apt_updated" ] || { apt-get update -qq && apt_updated=1; }; } \
+      && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$1" >/dev/null \
+      || echo "setup: could not install $1; it is needed $2" >&2
   else
-    echo "setup: graphviz's 'dot' is missing; install it (e.g. 'sudo apt-get install graphviz') for images" >&2
+    echo "setup: $1 is missing; install it (e.g. 'sudo apt-get install $1'); it is needed $2" >&2
   fi
+}
+
+if ! command -v dot >/dev/null 2>&1; then
+  debian_install graphviz "for images (without it pictures are written as .dot only)"
 fi
 
 # The tests of the interactive HTML view drive Debian's Chromium headless (through Playwright, which is
 # pointed at /usr/bin/chromium: `playwright install` is never run).
 if [ "${1:-}" = "--test" ] && [ ! -x /usr/bin/chromium ]; then
-  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-    echo "setup: installing chromium for the browser tests (apt-get)" >&2
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
-      || echo "setup: could not install chromium; tests/test_viz_html.py will fail" >&2
-  else
-    echo "setup: /usr/bin/chromium is missing; install it (e.g. 'sudo apt-get install chromium') for the browser tests" >&2
-  fi
+  debian_install chromium "for the browser tests (tests/test_viz_html.py)"
 fi
 
 PY=${PYTHON:-python3}
