@@ -19,7 +19,7 @@ TRAIN_MODULES = re.compile(r"^builder\.(trainer|training\.checks)$")
 
 def run(tree, spec, importtime=False):
     env = {**os.environ, "PYTHONPATH": tree}
-    argv = [sys.executable, *(["-X", "importtime"] if importtime else []), "-m", "builder.cli", "check", spec]
+    argv = [sys.executable, *(["-X", "importtime"] if importtime else []), "-m", "builder.commands.cli", "check", spec]
     start = time.perf_counter()
     proc = subprocess.run(argv, cwd=tree, env=env, capture_output=True, text=True, check=True)
     return time.perf_counter() - start, proc.stderr

@@ -43,7 +43,7 @@ def main(argv=None) -> int:
     from transformers import GPT2Config, GPT2LMHeadModel
 
     import builder
-    from builder.generation import sample
+    from builder.generation.loop import sample
     from export.generate_onnx import OnnxDecoder, export_generation
 
     transformers.logging.set_verbosity_error()

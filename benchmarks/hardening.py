@@ -26,7 +26,7 @@ ENV = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
 SPEC_PROBE = r"""
 import json, sys, time, tracemalloc
 import builder
-from builder.errors import UserError
+from builder.core.errors import UserError
 def rss_mb():
     with open("/proc/self/status") as f:
         for line in f:
@@ -101,7 +101,7 @@ def many_nodes_attack(tmp: Path) -> tuple[str, Path]:
 
 def cli(*argv, **kw):
     t = time.perf_counter()
-    out = subprocess.run([PY, "-m", "builder.cli", *argv], capture_output=True, text=True, env=ENV, cwd=ROOT,
+    out = subprocess.run([PY, "-m", "builder.commands.cli", *argv], capture_output=True, text=True, env=ENV, cwd=ROOT,
                          timeout=600, **kw)
     return out, time.perf_counter() - t
 
@@ -136,7 +136,7 @@ def race_attack(tmp: Path) -> str:
     spec = tmp / "race.yaml"
     spec.write_text((ROOT / "specs/mlp_digits.yaml").read_text())
     run_dir = tmp / "race"
-    procs = [subprocess.Popen([PY, "-m", "builder.cli", "train", str(spec), "--run-dir", str(run_dir), "--quiet",
+    procs = [subprocess.Popen([PY, "-m", "builder.commands.cli", "train", str(spec), "--run-dir", str(run_dir), "--quiet",
                                "--device", "cpu", "--epochs", "3"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True, env=ENV, cwd=ROOT) for _ in range(2)]
     results = [(p.wait(timeout=600), p.stderr.read()) for p in procs]

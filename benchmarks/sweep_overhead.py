@@ -35,7 +35,7 @@ SPEC = ROOT / "specs" / "mlp_digits.yaml"
 
 def bench_spec(folder: Path, epochs: int) -> Path:
     """mlp_digits with a learning-rate-only space and no early stopping (every run trains all epochs)."""
-    from builder.yaml_loader import load_yaml, to_plain
+    from builder.text.yaml_loader import load_yaml, to_plain
     doc = to_plain(load_yaml(SPEC.read_text(), str(SPEC)))
     doc["train"]["epochs"] = epochs
     doc["train"].pop("early_stopping", None)
@@ -55,7 +55,7 @@ def build(*args, cwd):
     """(wall, CPU) seconds of one `build` command, its worker processes included."""
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     t0, c0 = time.perf_counter(), children_cpu()
-    subprocess.run([sys.executable, "-m", "builder.cli", *map(str, args)], cwd=cwd, env=env, check=True,
+    subprocess.run([sys.executable, "-m", "builder.commands.cli", *map(str, args)], cwd=cwd, env=env, check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.perf_counter() - t0, children_cpu() - c0
 

@@ -132,7 +132,7 @@ def cli_seconds(argv: list[str], runs: int) -> tuple[list[float], list[float]]:
     for _ in range(runs):
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "builder.cli", "viz", *argv], capture_output=True,
+        proc = subprocess.run([sys.executable, "-m", "builder.commands.cli", "viz", *argv], capture_output=True,
                               text=True, env=env, cwd=ROOT)
         walls.append(time.perf_counter() - t0)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -173,7 +173,7 @@ def phases(spec_path: Path) -> dict:
 
 def zoo_table(quick: bool) -> None:
     import builder
-    from builder.errors import UserError
+    from builder.core.errors import UserError
     from viz.backward import backward_dot
     from viz.forward import forward_dot
     from viz.step import one_step

@@ -12,10 +12,10 @@ import torch
 import torch.fx as fx
 from torch import nn
 
-from . import ops as ops_pkg
-from .meta import meta_device
-from .spec import Spec, gc_paused
-from .types import BuildInfo, records
+from builder import ops as ops_pkg
+from builder.graph.meta import meta_device
+from builder.spec.reader import Spec, gc_paused
+from builder.core.types import BuildInfo, records
 
 
 def _set_submodule(root: nn.Module, path: str, module: nn.Module):
@@ -72,7 +72,7 @@ def _compile(spec: Spec, network, device) -> fx.GraphModule:
 
     node_inits = {rec.path: rec.init for rec in records(g) if rec.init is not None}
     if node_inits:
-        from .initializers import apply_node_inits
+        from builder.ops.initializers import apply_node_inits
         apply_node_inits(root, node_inits)
 
     graph = fx.Graph()

@@ -90,7 +90,7 @@ def write_data(folder: Path) -> dict:
 
 def build(*argv) -> None:
     """One `build` command, printed and run in this process (as `build ...` would run it)."""
-    from builder.cli import main
+    from builder.commands.cli import main
 
     print("$ build " + " ".join(map(str, argv)), flush=True)
     if main([str(a) for a in argv]) != 0:

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 import builder
-from builder import checkpoint
+from builder.training import checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,12 +30,12 @@ def train(spec_path, run_dir, cli=False, params=None, epochs=None, **overrides):
         module, history, run_dir = builder.train(builder.load(spec_path, **params), run_dir=run_dir, quiet=True,
                                                  **overrides)
         return module, history, _test_metrics(run_dir)
-    command = [sys.executable, "-m", "builder.cli", "train", spec_path, "--run-dir", str(run_dir), "--quiet"]
+    command = [sys.executable, "-m", "builder.commands.cli", "train", spec_path, "--run-dir", str(run_dir), "--quiet"]
     for key, value in params.items():
         command += ["--set", f"{key}={json.dumps(value)}"]
     for key, value in overrides.items():
         command += ["--set", f"train.{key}={json.dumps(value)}"]
-    print("$", " ".join(command[2:]).replace("builder.cli", "build"))
+    print("$", " ".join(command[2:]).replace("builder.commands.cli", "build"))
     subprocess.run(command, check=True)
     # the run folder has everything: rebuild the network and load the best weights into it
     spec = builder.load(spec_path, **params)

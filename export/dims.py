@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 
 import torch
-from builder.dimenv import nearest_allowed
+from builder.shapes.dimenv import nearest_allowed
 
 GUARD = re.compile(r"Not all values of (\w+) = .*? satisfy the generated guard (.+?)\.?$", re.M)
 
@@ -103,8 +103,8 @@ def specialisation_message(error_text: str, sig, graph) -> str | None:
 
 def _guarded_node(guard: str, graph, sym: str):
     """(the first node reading a size the guard names, the smallest `sym` that satisfies the guard)."""
-    from builder import dimexpr
-    from builder.types import records
+    from builder.shapes import dimexpr
+    from builder.core.types import records
     m = re.fullmatch(r"\(?(.+?)\)?\s*(!=|>=|>)\s*(\d+)", guard.strip())
     if m is None or graph is None:
         return None, None
@@ -137,7 +137,7 @@ def spec_text(torch_text: str, mapping: dict) -> str | None:
 
     mapping: torch symbol name -> (spec dim, m) where the spec dim is m * that symbol."""
     import sympy
-    from builder import dimexpr
+    from builder.shapes import dimexpr
     try:
         expr = sympy.sympify(torch_text, locals={n: sympy.Symbol(n) for n in mapping})
     except (sympy.SympifyError, TypeError, SyntaxError):

@@ -1,9 +1,9 @@
 """A language model as two ONNX files for generation, and the generation loop over them in onnxruntime.
 
     export_generation(module, "gpt_onnx/", spec=spec, tokenizer=tok)   # prefill.onnx, decode.onnx, ...
-    decoder = OnnxDecoder("gpt_onnx/")                                  # builder.generation's Decoder
+    decoder = OnnxDecoder("gpt_onnx/")                                  # builder.generation.loop's Decoder
 
-The two files are the prefill and decode modules builder.kv_cache derives from the graph, exported with
+The two files are the prefill and decode modules builder.generation.kv_cache derives from the graph, exported with
 dynamic batch, prompt length and past length, each verified against torch in onnxruntime before anything
 is kept. Beside them: `generation.json` (the token input, the cache tensors and their axes, the context)
 and the model's `vocab.json` or `tokenizer.json`.
@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from builder import kv_cache
-from builder.errors import UserError
+from builder.generation import kv_cache
+from builder.core.errors import UserError
 
 from . import metadata, runtime, verify
-from builder.io_utils import atomic_output
+from builder.core.io_utils import atomic_output
 from .onnx_export import ExportError, _quiet, _summary
 
 PREFILL, DECODE, MANIFEST = "prefill.onnx", "decode.onnx", "generation.json"
@@ -132,7 +132,7 @@ def is_generation_folder(path) -> bool:
 
 
 class OnnxDecoder:
-    """builder.generation's Decoder over the exported files: the prompt through prefill.onnx, then one
+    """builder.generation.loop's Decoder over the exported files: the prompt through prefill.onnx, then one
     token at a time through decode.onnx, the cache held as numpy arrays between the calls."""
 
     def __init__(self, folder, provider: str = "cpu", threads: int | None = None):

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from builder.errors import UserError
+from builder.core.errors import UserError
 
 
 @dataclass(frozen=True)

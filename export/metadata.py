@@ -1,6 +1,6 @@
 """What an exported file says about where it came from (ONNX `metadata_props`, all strings).
 
-builder.spec           spec name                     builder.network   network name
+builder.spec.reader           spec name                     builder.network   network name
 builder.spec_hash      hash of the resolved spec     builder.version   builder version
 builder.inputs         JSON [{name, shape, dtype, value_range}]   (symbolic dims as strings)
 builder.outputs        JSON [output names]
@@ -9,8 +9,8 @@ builder.dim_ranges     JSON {symbol: [low, high]} for a dynamic dim the network 
                        table's length; high null: unbounded)
 builder.fixed_dims     JSON {symbol: {size, why}} for each symbolic dim of the spec the file fixes
 builder.vocab          JSON [characters] of a character language model (id = index)
-builder.tokenizer      a language model's tokenizers JSON (byte-level BPE)
-builder.generation     JSON manifest of a `--generate` export (token input, cache tensors, context)
+builder.data.tokenizer      a language model's tokenizers JSON (byte-level BPE)
+builder.generation.loop     JSON manifest of a `--generate` export (token input, cache tensors, context)
 builder.input_preparation  what the training data pipeline did to the inputs before the network saw them
                        (standardize, normalize, resize), when anything: it is not part of the exported graph
 builder.data           JSON: the training data's layout (a CSV's feature columns, kinds, category
@@ -68,7 +68,7 @@ def data_record(checkpoint: dict | None, module=None) -> dict | None:
 
 def input_preparation(spec, inside: bool = False) -> str:
     """The train.data steps that change inputs before the network (empty when none). With `inside`, the
-    trained statistics were put at the start of the exported graph (builder.preparation), which then
+    trained statistics were put at the start of the exported graph (builder.data.preparation), which then
     takes raw inputs; otherwise whoever feeds the model must prepare inputs the same way."""
     data = ((getattr(spec, "train", None) or {}).get("data") or {}) if spec is not None else {}
     steps = []
@@ -85,7 +85,7 @@ def input_preparation(spec, inside: bool = False) -> str:
 
 
 def vocabulary_metadata(tokenizer) -> dict[str, str]:
-    """`vocab` or `tokenizer` entries (without the prefix) for a builder.tokenizer object, or {}."""
+    """`vocab` or `tokenizer` entries (without the prefix) for a builder.data.tokenizer object, or {}."""
     if tokenizer is None:
         return {}
     state = tokenizer.state()

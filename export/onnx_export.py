@@ -19,9 +19,9 @@ from pathlib import Path
 
 import onnx_ir as ir
 import torch
-from builder.errors import UserError
-from builder.io_utils import atomic_output, check_writable
-from builder.types import records
+from builder.core.errors import UserError
+from builder.core.io_utils import atomic_output, check_writable
+from builder.core.types import records
 
 from . import dims, metadata, naming, rnn, runtime, signature, verify
 
@@ -109,7 +109,7 @@ EXPORT_KEYS = ("dynamic", "opset", "sizes")
 
 def _export_section(spec) -> dict:
     """The spec's `export:` section: dynamic: [B, T], opset: 18, sizes: {T: 16} (example sizes)."""
-    from builder.errors import did_you_mean
+    from builder.core.errors import did_you_mean
     cfg = dict(getattr(spec, "export", None) or {})
     for key in cfg:
         if key not in EXPORT_KEYS:

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 import torch
-from builder.errors import UserError
-from builder.io_utils import atomic_output, check_writable
-from builder.types import build_info
+from builder.core.errors import UserError
+from builder.core.io_utils import atomic_output, check_writable
+from builder.core.types import build_info
 
 from . import metadata, runtime
 from .inputs import ModelInput
@@ -45,7 +45,7 @@ class OnnxRunner:
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.labels = self.meta.get("class_labels")
         if not self.labels:  # a language model: its tokens, decoded
-            from builder.tokenizer import from_metadata, token_labels
+            from builder.data.tokenizer import from_metadata, token_labels
             tok = from_metadata(self.meta)
             self.labels = token_labels(tok) if tok is not None else None
         self.layout = (self.meta.get("data") or {}).get("layout")  # a CSV's columns (builder.data)

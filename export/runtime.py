@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import onnxruntime as ort
-from builder.errors import UserError
+from builder.core.errors import UserError
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 

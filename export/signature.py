@@ -11,8 +11,8 @@ import math
 from dataclasses import dataclass, field
 
 import torch
-from builder.errors import UserError
-from builder.types import build_info, record
+from builder.core.errors import UserError
+from builder.core.types import build_info, record
 
 from . import dims
 

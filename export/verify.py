@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 import torch
-from builder.errors import UserError
+from builder.core.errors import UserError
 from builder.ops.sampling import sampled_outputs
 
 from . import dims

@@ -6,9 +6,9 @@ module was imported by `--plugin` or an entry point: a spec itself never imports
 """
 from torch import nn
 
-from builder import shapes as S
+from builder.shapes import rules as S
 from builder.ops import OpDef, register
-from builder.shapes import ShapeError
+from builder.shapes.rules import ShapeError
 
 
 class DoubleIt(nn.Module):

@@ -14,12 +14,13 @@ import math
 import torch
 from hypothesis import strategies as st
 
-from builder import dimenv, dimexpr
+from builder.shapes import dimenv
+from builder.shapes import dimexpr
 from builder import ops as ops_pkg
-from builder import shapes as S
-from builder.meta import meta_device
+from builder.shapes import rules as S
+from builder.graph.meta import meta_device
 from builder.ops.registry import InferContext
-from builder.types import record
+from builder.core.types import record
 
 SYMS = ("B", "H", "W", "T")
 
@@ -565,7 +566,7 @@ def chain_spec(draw) -> str:
 def check_chain(draw, text: str) -> bool:
     """`build summary --json` shapes at random allowed sizes == the built module's real outputs."""
     import builder
-    from builder.summary import summarize
+    from builder.spec.summary import summarize
     try:
         spec = builder.load(text)
     except builder.SpecError:

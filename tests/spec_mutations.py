@@ -21,9 +21,9 @@ from pathlib import Path
 import yaml
 
 import builder
-from builder.errors import SpecError, UserError
-from builder.yaml_loader import load_yaml
-from builder.yaml_loader import to_plain as _plain
+from builder.core.errors import SpecError, UserError
+from builder.text.yaml_loader import load_yaml
+from builder.text.yaml_loader import to_plain as _plain
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED_DIRS = (ROOT / "specs", ROOT / "specs" / "examples", ROOT / "tests" / "fuzz_seeds")
@@ -319,8 +319,8 @@ def check_outcome(text: str, folder: Path, overrides: dict | None = None):
 
 def check_valid(spec):
     import networkx as nx
-    from builder.summary import summarize
-    from builder.types import record, records
+    from builder.spec.summary import summarize
+    from builder.core.types import record, records
     for net in spec.networks.values():
         g = net.graph
         assert nx.is_directed_acyclic_graph(g)
@@ -352,9 +352,9 @@ def run_forward(text: str, folder: Path, max_params: int = 2_000_000):
                 inputs.append(x.bool() if t.dtype == "bool" else x.to(getattr(torch, t.dtype)))
             else:
                 inputs.append(torch.randn(shape, dtype=getattr(torch, t.dtype)))
-        from builder import shapes as S
+        from builder.shapes import rules as S
         sizes = {}
-        from builder.types import records
+        from builder.core.types import records
         biggest = max(math.prod(S.concrete(shape, sizes, 2)) for rec in records(net.graph)
                       for shape in rec.out_shapes.values())
         on_meta = builder.build(spec, network=name, device="meta")

@@ -9,7 +9,7 @@ Each spec starts with comment lines that state what the user must see:
 
 A spec may carry several `expect:` lines (several errors in one run). Multi-file cases live in a
 subfolder whose `main.yaml` carries the expectations. The check runs in-process through
-`builder.cli.main` (a subprocess per spec would cost seconds of torch import each); one test runs the
+`builder.commands.cli.main` (a subprocess per spec would cost seconds of torch import each); one test runs the
 real `build` command to prove the exit code and the absence of a traceback end to end.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from builder.cli import main
+from builder.commands.cli import main
 
 HERE = Path(__file__).parent
 CORPUS = HERE / "bad_specs"
@@ -121,7 +121,7 @@ def test_billion_laughs_fails_fast(capsys, monkeypatch):
 def test_real_command_exit_code_and_no_traceback():
     """The installed entry point, as a user runs it: exit 2, compiler-style lines, no traceback."""
     specs = [CORPUS / "python_object_tag.yaml", CORPUS / "add_shape_mismatch.yaml"]
-    code = ("import sys; from builder.cli import main\n"
+    code = ("import sys; from builder.commands.cli import main\n"
             "for p in sys.argv[1:]:\n"
             "    rc = main(['check', p]); print('RC', rc, file=sys.stderr, flush=True)\n")
     proc = subprocess.run([sys.executable, "-c", code, *map(str, specs)], capture_output=True, text=True,

@@ -10,7 +10,7 @@ import torch
 
 from builder.data import load_data
 from builder.data.files import read_idx
-from builder.errors import UserError
+from builder.core.errors import UserError
 
 
 def write_idx(path, array):

@@ -7,7 +7,7 @@ import torch
 
 from builder.data import load_data, split_rows
 from builder.data.sources import DEFAULT_CORPUS, unigram_perplexity
-from builder.errors import UserError
+from builder.core.errors import UserError
 
 
 def test_toy_linear_is_the_notes_regression_data():

@@ -1,7 +1,7 @@
 """`build demo`, the README's main job, runs end to end: train, export (verified), predict, draw."""
 import re
 
-from builder.cli import main
+from builder.commands.cli import main
 
 
 def test_demo_trains_exports_predicts_and_draws(tmp_path, capsys):

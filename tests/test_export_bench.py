@@ -1,7 +1,7 @@
 """`build bench`: the table's rows and output differences (speed itself is measured in benchmarks/)."""
 from pathlib import Path
 
-from builder.cli import main
+from builder.commands.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import builder
-from builder.cli import main
+from builder.commands.cli import main
 from export.onnx_export import ExportError, export_onnx
 from export.verify import VerificationError
 

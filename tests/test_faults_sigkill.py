@@ -5,8 +5,8 @@ uninterrupted run (CPU, same seed). Ctrl-C (SIGINT) saves a checkpoint and exits
 Starting Python and importing torch (and torch._dynamo, which building an optimizer imports) takes 3-6 s
 on a busy 2-core machine, too slow for 22 processes. So the kills hit children forked from a zygote: one
 process that has done those imports and forks a child per `build train` command line; the child runs
-`builder.cli.main(argv)` exactly as the `build` script does. The SIGINT test starts a real
-`python -m builder.cli train` process.
+`builder.commands.cli.main(argv)` exactly as the `build` script does. The SIGINT test starts a real
+`python -m builder.commands.cli train` process.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ import time
 import pytest
 import torch
 
-from builder import checkpoint
+from builder.training import checkpoint
 
 SPEC = """\
 spec: 1
@@ -54,7 +54,7 @@ import json, os, sys
 import torch
 torch.set_num_threads(1)
 import torch._dynamo  # what the first optimizer would import
-import builder.cli, builder.training.entry
+import builder.commands.cli, builder.training.entry
 print("ready", flush=True)
 for line in sys.stdin:
     argv, log = json.loads(line)
@@ -64,7 +64,7 @@ for line in sys.stdin:
         os.dup2(fd, 1), os.dup2(fd, 2)
         code = 1
         try:
-            code = builder.cli.main(argv)
+            code = builder.commands.cli.main(argv)
         finally:
             sys.stdout.flush(), sys.stderr.flush()
             os._exit(code)
@@ -215,7 +215,7 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_130_without_a_traceback(tmp_path, z
     spec.write_text(SPEC.replace("epochs: 90", "epochs: 400"))
     run_dir = tmp_path / "run"
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.Popen([sys.executable, "-m", "builder.cli", "train", str(spec), "--run-dir", str(run_dir),
+    proc = subprocess.Popen([sys.executable, "-m", "builder.commands.cli", "train", str(spec), "--run-dir", str(run_dir),
                              "--device", "cpu", "--log-json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=env)
     for line in proc.stdout:

@@ -93,7 +93,7 @@ def test_arbitrary_text(text):
 
 def test_cli_overrides_are_parsed_safely(capsys):
     """`--set` values go through YAML's safe loader: a tag is a plain string, never an object."""
-    from builder.cli import main
+    from builder.commands.cli import main
     path = str(M.ROOT / "specs" / "examples" / "tiny_resnet.yaml")
     for value in ("!!python/object/apply:os.system ['true']", "${__import__('os')}", "[1, {a: 2}]", "1e400"):
         code = main(["check", path, "--set", f"width={value}"])

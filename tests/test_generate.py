@@ -1,4 +1,4 @@
-"""builder.generate and the key/value cache the compiler derives (builder/kv_cache.py).
+"""builder.generate and the key/value cache the compiler derives (builder/generation/kv_cache.py).
 
 GPT-2 is checked against Hugging Face's `GPT2LMHeadModel.generate` token by token on the same random
 weights (a small config built locally, loaded through specs/gpt2.hf-map.yaml); every cached network
@@ -13,9 +13,9 @@ import transformers
 from transformers import GPT2Config, GPT2LMHeadModel
 
 import builder
-from builder import kv_cache
-from builder.errors import UserError
-from builder.generation import NoCacheWarning
+from builder.generation import kv_cache
+from builder.core.errors import UserError
+from builder.generation.loop import NoCacheWarning
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = ROOT / "specs"
@@ -142,7 +142,7 @@ def test_requests_that_make_no_sense_are_one_line_errors(gpt_pair):
 def test_the_exported_attention_decoder_writes_what_torch_writes(gpt_pair, tmp_path):
     """prefill.onnx/decode.onnx of a 1-layer GPT: verified at export; the onnxruntime loop then gives
     torch's greedy tokens, also past the 24 positions the model has (the window slides)."""
-    from builder.generation import sample
+    from builder.generation.loop import sample
     from export.generate_onnx import OnnxDecoder, export_generation
     torch.manual_seed(0)
     small = builder.build(SPECS / "gpt2.yaml", **{**GPT, "layers": 1}).eval()

@@ -5,9 +5,9 @@ from __future__ import annotations
 import networkx as nx
 
 import builder
-from builder.infer import ParamShapeCache, infer_shapes
-from builder.sharing import check_sharing
-from builder.types import DRAFT_KEY, NodeDraft, record
+from builder.graph.infer import ParamShapeCache, infer_shapes
+from builder.graph.sharing import check_sharing
+from builder.core.types import DRAFT_KEY, NodeDraft, record
 
 
 def hand_made(*drafts: NodeDraft) -> nx.MultiDiGraph:

@@ -11,9 +11,9 @@ import struct
 import numpy as np
 import pytest
 
-from builder.cli import main
+from builder.commands.cli import main
 from builder.data import load_data
-from builder.errors import UserError
+from builder.core.errors import UserError
 from export import inputs
 from export.inputs import ModelInput
 

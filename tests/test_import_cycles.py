@@ -60,10 +60,10 @@ def import_graph() -> nx.DiGraph:
 
 def test_the_walker_sees_function_level_and_relative_imports():
     g = import_graph()
-    assert g.has_edge("builder.spec", "builder.graph")        # module level, relative
-    assert g.has_edge("builder.graph", "builder.infer")
+    assert g.has_edge("builder.spec.reader", "builder.graph.pipeline")        # module level, relative
+    assert g.has_edge("builder.graph.pipeline", "builder.graph.infer")
     assert g.has_edge("builder", "builder.compile")            # inside builder.build()
-    assert g.has_edge("builder.commands.check", "builder.types")  # `from ..types import`
+    assert g.has_edge("builder.commands.check", "builder.core.types")  # `from ..types import`
     assert len(g) > 60
 
 

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import builder
-from builder.types import record
+from builder.core.types import record
 from export.onnx_export import export_onnx
 
 

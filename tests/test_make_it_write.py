@@ -10,7 +10,7 @@ import onnx
 import pytest
 import torch
 
-from builder import cli
+from builder.commands import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -116,7 +116,7 @@ def test_streamed_text_never_shows_half_a_character(capsys):
     """Byte-level BPE tokens may split a UTF-8 character: the printer holds such a token back until the
     character is complete, so the streamed text is exactly the decoded text."""
     from builder.commands.generate import _Printer
-    from builder.tokenizer import train_bpe
+    from builder.data.tokenizer import train_bpe
     tok = train_bpe("naïve café über " * 50, {"type": "bpe", "vocab_size": 260})
     text = "über naïve café"
     ids = tok.encode(text)
@@ -130,7 +130,7 @@ def test_streamed_text_never_shows_half_a_character(capsys):
 
 def test_a_tokenizer_over_per_split_files_is_refused(tmp_path):
     from builder.data import load_data
-    from builder.errors import UserError
+    from builder.core.errors import UserError
     (tmp_path / "a.txt").write_text("some text " * 20)
     cfg = {"source": "text", "seq_len": 8, "tokenizer": {"type": "bpe", "vocab_size": 300},
            "files": {"train": str(tmp_path / "a.txt"), "val": str(tmp_path / "a.txt")}}

@@ -14,8 +14,8 @@ import pytest
 import torch
 
 import builder
-from builder.cli import main
-from builder.errors import SpecError
+from builder.commands.cli import main
+from builder.core.errors import SpecError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -129,7 +129,7 @@ def test_a_spec_cannot_import_a_plugin(tmp_path):
         "nodes:\n  h: !!python/object/apply:evilops.run []\n",
     ]
     script = (
-        "import sys\nfrom builder.cli import main\nfor text in sys.argv[2:]:\n"
+        "import sys\nfrom builder.commands.cli import main\nfor text in sys.argv[2:]:\n"
         "    open(sys.argv[1], 'w').write(text)\n"
         "    code = main(['check', sys.argv[1]])\n"
         "    assert code == 2, (code, text)\n"
@@ -146,7 +146,7 @@ def test_a_spec_cannot_import_a_plugin(tmp_path):
     assert "Traceback" not in out.stderr
     assert not marker.exists()
     # while --plugin does import it (the one door, opened by the user)
-    out = subprocess.run([sys.executable, "-m", "builder.cli", "--plugin", "evilops", "check", str(tmp_path / "s.yaml")],
+    out = subprocess.run([sys.executable, "-m", "builder.commands.cli", "--plugin", "evilops", "check", str(tmp_path / "s.yaml")],
                          cwd=tmp_path, capture_output=True, text=True, timeout=120,
                          env=dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{ROOT}"))
     assert marker.exists()

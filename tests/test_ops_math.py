@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 import builder
-from builder.types import record
+from builder.core.types import record
 from export.onnx_export import export_onnx
 
 

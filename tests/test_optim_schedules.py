@@ -8,9 +8,9 @@ import torch
 import torch.nn as nn
 
 import builder
-from builder.errors import UserError
-from builder.initializers import apply_init
-from builder.optim import Schedule, make_optimizer
+from builder.core.errors import UserError
+from builder.ops.initializers import apply_init
+from builder.training.optim import Schedule, make_optimizer
 
 SPEC = """
 spec: 1

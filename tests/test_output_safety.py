@@ -13,10 +13,10 @@ import pytest
 import torch
 
 import builder
-from builder import checkpoint
-from builder.cli import main
-from builder.errors import UserError
-from builder.runlog import RunLock
+from builder.training import checkpoint
+from builder.commands.cli import main
+from builder.core.errors import UserError
+from builder.training.runlog import RunLock
 
 
 def leftovers(folder):
@@ -134,7 +134,7 @@ LIMITED = """
 import resource, signal, sys
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG instead of killing
 resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]), int(sys.argv[1])))
-from builder.cli import main
+from builder.commands.cli import main
 sys.exit(main(sys.argv[2:]))
 """
 
@@ -204,7 +204,7 @@ def test_read_only_run_folder_is_one_line(tmp_path, capsys):
 
 def test_temporaries_of_every_killed_write_are_removed(tmp_path):
     """A kill can land inside any atomic write of a run: a checkpoint or a run file such as metrics.csv."""
-    from builder import checkpoint
+    from builder.training import checkpoint
     left = [".last.pt.k3j2.tmp", ".best.pt.x9.tmp", ".metrics.csv.4y1aaadj.tmp", ".spec.yaml.ab.tmp"]
     kept = ["last.pt", "metrics.csv", "notes.tmp", ".lock"]
     for name in left + kept:
@@ -221,7 +221,7 @@ def test_every_writer_makes_its_rename_durable(tmp_path, monkeypatch):
     rename: a folder fsync that fails (a simulated fault) is reported by each of them, in one line."""
     import stat
 
-    from builder.io_utils import atomic_write_text
+    from builder.core.io_utils import atomic_write_text
     from export.predict import write_outputs
     real_fsync = os.fsync
 

@@ -16,10 +16,10 @@ import pytest
 import torch
 
 import builder
-from builder.cli import main
+from builder.commands.cli import main
 from builder.data import load_data
-from builder.errors import UserError
-from builder.yaml_loader import load_yaml
+from builder.core.errors import UserError
+from builder.text.yaml_loader import load_yaml
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 sys.path.insert(0, str(EXAMPLES))
@@ -62,7 +62,7 @@ def test_numbers_are_read_as_people_write_them(tmp_path, capsys):
     assert module.get_submodule("n.ln").eps == 1e-5 and module.get_submodule("n.drop").p == 0.5
     for value, expected in (("1e-3", 0.001), ("2.5e+3", 2500.0), (".5", 0.5)):
         assert main(["check", str(spec), "--set", f"train.optimizer.lr={value}"]) == 0
-        over = builder.load(spec, overrides=dict([builder.spec.parse_override(f"train.optimizer.lr={value}")]))
+        over = builder.load(spec, overrides=dict([builder.spec.reader.parse_override(f"train.optimizer.lr={value}")]))
         assert over.training.optimizer["lr"] == expected
     _, history, _ = builder.train(spec, run_dir=tmp_path / "run", quiet=True, epochs=1)
     assert history[0]["lr"] == 0.001
@@ -224,9 +224,9 @@ def test_finished_run_resumes_to_nothing_and_quiet_keeps_the_results(tmp_path, c
 
 
 def test_early_stopping_min_delta_and_ties_broken_by_val_loss(tmp_path):
-    from builder.runlog import Console
+    from builder.training.runlog import Console
     from builder.training.book import Book
-    from builder.training.config import from_plain
+    from builder.spec.train_section import from_plain
 
     cfg = from_plain({"data": "xor", "early_stopping": {"monitor": "val.accuracy", "patience": 2, "min_delta": 0.05}},
                      ["model"])
@@ -240,8 +240,8 @@ def test_metrics_and_class_weights_match_scikit_learn():
     from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_score
     from sklearn.utils.class_weight import compute_class_weight
 
-    from builder.losses import _class_weights
-    from builder.metrics import make_metric
+    from builder.training.losses import _class_weights
+    from builder.training.metrics import make_metric
 
     g = torch.Generator().manual_seed(0)
     logits, target = torch.randn(300, 3, generator=g), torch.randint(0, 3, (300,), generator=g)
@@ -263,7 +263,7 @@ def test_metrics_and_class_weights_match_scikit_learn():
 
 
 def test_curves_mark_the_kept_epoch(tmp_path):
-    from builder.runlog import RunFolder
+    from builder.training.runlog import RunFolder
 
     history = [{"epoch": i, "train.loss": 1 / i, "val.loss": 1 / i + (i - 2) ** 2, "seconds": 0.1} for i in (1, 2, 3)]
     pictures = {}

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import builder
-from builder.cli import main
+from builder.commands.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 LABELS = [f"digit{i}" for i in range(10)]
@@ -167,7 +167,7 @@ def test_export_records_the_training_input_preparation_and_predict_says_so(tmp_p
     """The exported graph starts at the network's input; mlp_digits standardises its inputs in the data
     pipeline, so the file says so and `build predict` reminds whoever feeds it."""
     import onnx
-    from builder.cli import main as cli
+    from builder.commands.cli import main as cli
     out = tmp_path / "digits.onnx"
     assert cli(["export", "specs/mlp_digits.yaml", "--random", "-o", str(out)]) == 0
     props = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
@@ -185,9 +185,9 @@ def test_a_trained_standardising_model_exports_with_its_statistics_and_takes_raw
     exported model (and predict --run in torch) standardise by themselves, so raw pixels give the answers
     the trained network gives on the prepared test split."""
     import onnx
-    from builder.cli import main as cli
+    from builder.commands.cli import main as cli
     from builder.data import load_data
-    from builder.checkpoint import load as read_checkpoint
+    from builder.training.checkpoint import load as read_checkpoint
 
     run = tmp_path / "run"
     assert cli(["train", "specs/mlp_digits.yaml", "--run-dir", str(run), "--epochs", "2", "--quiet"]) == 0

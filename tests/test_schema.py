@@ -7,8 +7,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from builder.schema import spec_schema
-from builder.yaml_loader import load_yaml
+from builder.spec.schema import spec_schema
+from builder.text.yaml_loader import load_yaml
 
 SPECS = sorted(p for p in Path("specs").rglob("*.yaml") if not p.name.endswith("-map.yaml")
                and "map" not in p.stem.split(".")[-1])
@@ -19,7 +19,7 @@ def _doc(path):
 
 
 def test_schema_command_prints_valid_json_schema():
-    out = subprocess.run([sys.executable, "-m", "builder.cli", "schema"], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-m", "builder.commands.cli", "schema"], capture_output=True, text=True, check=True)
     schema = json.loads(out.stdout)
     jsonschema.Draft202012Validator.check_schema(schema)
     assert "Linear" in schema["$defs"]["node"]["properties"]["op"]["enum"]
@@ -44,7 +44,7 @@ def test_misspelt_argument_and_unknown_op_are_rejected():
 
 
 def test_check_also_checks_the_train_section(tmp_path, capsys):
-    from builder.cli import main
+    from builder.commands.cli import main
     spec = tmp_path / "bad_train.yaml"
     spec.write_text("spec: 1\ninputs: {x: {shape: [B, 2]}}\nnodes:\n  a: {op: Linear, out_features: 1}\n"
                     "train:\n  data: {source: toy_linear}\n  optimizer: {type: sgdd, lr: 0.1}\n")

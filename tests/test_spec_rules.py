@@ -18,10 +18,10 @@ import pytest
 import torch
 
 import builder
-from builder.cli import main
-from builder.expr import ExprError, evaluate, substitute
-from builder.summary import summarize
-from builder.types import record
+from builder.commands.cli import main
+from builder.text.expr import ExprError, evaluate, substitute
+from builder.spec.summary import summarize
+from builder.core.types import record
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY_RESNET = ROOT / "specs" / "examples" / "tiny_resnet.yaml"
@@ -510,7 +510,7 @@ def test_summary_of_a_gpt2_xl_size_spec_allocates_no_weights(tmp_path):
     data = summarize(spec)
     assert time.perf_counter() - start < 20
     assert 1.5e9 < data["total_params"] < 1.6e9
-    script = ("import resource, sys; from builder.cli import main; rc = main(['summary', sys.argv[1], '--json']);"
+    script = ("import resource, sys; from builder.commands.cli import main; rc = main(['summary', sys.argv[1], '--json']);"
               "print('MAXRSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr); sys.exit(rc)")
     proc = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True,
                           cwd=ROOT, timeout=300)

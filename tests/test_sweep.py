@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from builder.cli import main
+from builder.commands.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,7 +54,7 @@ def tiny(tmp_path, sampler="random", space="hidden: {int: [4, 16]}"):
 
 def build(*args, cwd, check=True, timeout=300, **kw):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-m", "builder.cli", *map(str, args)], cwd=cwd, env=env,
+    proc = subprocess.run([sys.executable, "-m", "builder.commands.cli", *map(str, args)], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout, **kw)
     if check:
         assert proc.returncode == 0, proc.stderr[-3000:]
@@ -108,7 +108,7 @@ def test_two_sweep_processes_share_one_storage(tmp_path):
     spec = tiny(tmp_path)
     url = f"sqlite:///{tmp_path / 'shared.db'}"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    procs = [subprocess.Popen([sys.executable, "-m", "builder.cli", "sweep", str(spec), "--trials", "3",
+    procs = [subprocess.Popen([sys.executable, "-m", "builder.commands.cli", "sweep", str(spec), "--trials", "3",
                                "--storage", url, "--sweep-dir", str(tmp_path / f"machine{i}"), "--quiet"],
                               cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for i in range(2)]
@@ -162,7 +162,7 @@ def test_sigkilled_sweep_loses_only_its_running_trial_and_the_rerun_continues(tm
     spec = tiny(tmp_path)
     folder = tmp_path / "sweeps" / "tiny"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "builder.cli", "sweep", str(spec), "--trials", "1",
+    proc = subprocess.Popen([sys.executable, "-m", "builder.commands.cli", "sweep", str(spec), "--trials", "1",
                              "--set", "train.epochs=400", "--quiet"], cwd=tmp_path, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
@@ -187,8 +187,8 @@ def test_sigkilled_sweep_loses_only_its_running_trial_and_the_rerun_continues(tm
 
 
 def test_check_reads_the_sweep_section_without_importing_optuna_or_mlflow():
-    code = ("import sys, builder.cli\n"
-            "assert builder.cli.main(['check', 'specs/mlp_digits.yaml']) == 0\n"
+    code = ("import sys, builder.commands.cli\n"
+            "assert builder.commands.cli.main(['check', 'specs/mlp_digits.yaml']) == 0\n"
             "import builder\n"
             "assert builder.load('specs/mlp_digits.yaml').sweep.space[0].key == 'hidden'\n"
             "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'optuna', 'mlflow', 'sqlalchemy', 'alembic'})\n"

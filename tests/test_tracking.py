@@ -8,7 +8,7 @@ import csv
 import numpy as np
 import pytest
 
-from builder.cli import main
+from builder.commands.cli import main
 
 SPEC = """\
 spec: 1

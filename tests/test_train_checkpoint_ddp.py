@@ -11,11 +11,11 @@ import time
 
 import torch
 
-from builder import checkpoint
+from builder.training import checkpoint
 
 WRITER = """
 import sys, torch
-from builder.checkpoint import save_atomic
+from builder.training.checkpoint import save_atomic
 path = sys.argv[1]
 i = 0
 while True:
@@ -55,7 +55,7 @@ def test_sigkill_during_checkpoint_writes_leaves_a_loadable_checkpoint(tmp_path)
 def test_ddp_on_two_cpu_processes_trains_and_only_rank_0_writes(tmp_path):
     run_dir = tmp_path / "ddp"
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    out = subprocess.run([sys.executable, "-m", "builder.cli", "train", "specs/mlp_digits.yaml",
+    out = subprocess.run([sys.executable, "-m", "builder.commands.cli", "train", "specs/mlp_digits.yaml",
                           "--nproc-per-node", "2", "--device", "cpu", "--epochs", "3", "--run-dir", str(run_dir),
                           "--log-json"], capture_output=True, text=True, timeout=300, env=env)
     assert out.returncode == 0, out.stderr[-3000:]

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 import builder
-from builder.cli import main
-from builder.errors import SpecError, UserError
-from builder.training.config import MODE_DEFAULTS, from_plain
+from builder.commands.cli import main
+from builder.core.errors import SpecError, UserError
+from builder.spec.train_section import MODE_DEFAULTS, from_plain
 
 ROOT = Path(__file__).parent.parent
 CHAR_LSTM = (ROOT / "specs" / "char_lstm.yaml").read_text(encoding="utf-8").split("\ntrain:")[0]
@@ -81,7 +81,7 @@ def test_config_module_imports_no_torch():
     code = ("import sys, types\n"
             "for name, sub in (('builder', 'builder'), ('builder.training', 'builder/training')):\n"
             "    pkg = types.ModuleType(name); pkg.__path__ = [sub]; sys.modules[name] = pkg\n"
-            "import builder.training.config\n"
+            "import builder.spec.train_section\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr

@@ -10,10 +10,10 @@ import torch
 import torch.nn.functional as F
 
 import builder
-from builder import checkpoint
-from builder.cli import main
-from builder.errors import UserError
-from builder.loss_terms import LossTerms, kl_normal
+from builder.training import checkpoint
+from builder.commands.cli import main
+from builder.core.errors import UserError
+from builder.training.loss_terms import LossTerms, kl_normal
 
 
 def train_losses(run_dir):
@@ -72,8 +72,8 @@ def test_the_json_schema_knows_loss_terms():
 
     import jsonschema
 
-    from builder.schema import spec_schema
-    from builder.yaml_loader import load_yaml
+    from builder.spec.schema import spec_schema
+    from builder.text.yaml_loader import load_yaml
     doc = json.loads(json.dumps(load_yaml(open("specs/vae.yaml").read(), "specs/vae.yaml")))
     jsonschema.validate(doc, spec_schema())
     doc["train"]["loss"][1].pop("type")

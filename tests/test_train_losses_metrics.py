@@ -7,9 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from builder.errors import UserError
-from builder.losses import make_loss
-from builder.metrics import make_metric
+from builder.core.errors import UserError
+from builder.training.losses import make_loss
+from builder.training.metrics import make_metric
 
 
 def test_losses_match_torch_and_accept_either_target_layout():

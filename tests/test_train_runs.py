@@ -9,9 +9,9 @@ import pytest
 import torch
 
 import builder
-from builder import checkpoint
-from builder.cli import main
-from builder.errors import UserError
+from builder.training import checkpoint
+from builder.commands.cli import main
+from builder.core.errors import UserError
 from builder.training.book import TrainingDiverged
 
 
@@ -107,7 +107,7 @@ def test_build_train_command_logs_json_lines(tmp_path, capsys):
 
 def test_check_train_finds_mistakes_without_reading_data():
     from builder.training.checks import option_errors
-    from builder.training.config import from_plain
+    from builder.spec.train_section import from_plain
 
     for spec in ("specs/mlp_digits.yaml", "specs/gan_tril.yaml", "specs/char_lstm.yaml", "examples/char_transformer.yaml"):
         assert option_errors(builder.load(spec).training) == []

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 import builder
-from builder.types import record
+from builder.core.types import record
 
 SPEC = "specs/unet.yaml"
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import builder
-from builder.cli import main
+from builder.commands.cli import main
 from viz.dot_render import parse_dot
 from viz.grad_heat import FLAG_STYLE, PALETTE
 

@@ -6,7 +6,7 @@ from dataclasses import replace
 import networkx as nx
 import pytest
 
-from builder.types import NodeRecord, record
+from builder.core.types import NodeRecord, record
 
 from viz.dot_render import parse_dot, write_picture, dot_binary
 from viz.forward import auto_depth, forward_dot, skip_edges

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import builder
-from builder.cli import main
+from builder.commands.cli import main
 from viz.grads_chart import flags, measure
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "specs" / "examples"

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from builder.cli import main
+from builder.commands.cli import main
 from tests.test_viz_cli import TINY_RESNET
 
 CHROMIUM = "/usr/bin/chromium"

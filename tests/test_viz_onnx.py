@@ -3,7 +3,7 @@
 import onnx
 from onnx import TensorProto, helper
 
-from builder.cli import main
+from builder.commands.cli import main
 from viz.dot_render import parse_dot
 from viz.onnx_view import onnx_dot
 
@@ -73,7 +73,7 @@ def test_depth_collapses_scopes():
 
 
 def test_an_empty_onnx_file_is_a_one_line_error(tmp_path, capsys):
-    from builder.cli import main
+    from builder.commands.cli import main
     empty = tmp_path / "empty.onnx"
     empty.write_bytes(b"")
     assert main(["viz", str(empty), "-o", str(tmp_path / "e.svg")]) == 2

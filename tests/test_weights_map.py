@@ -8,9 +8,9 @@ import pytest
 import torch
 
 import builder
-from builder.cli import main as build_main
-from builder.errors import UserError
-from builder.weights import WeightsError, convert_state_dict, load_weights, read_state_dict, save_state_dict
+from builder.commands.cli import main as build_main
+from builder.core.errors import UserError
+from builder.weights.loader import WeightsError, convert_state_dict, load_weights, read_state_dict, save_state_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = ROOT / "specs"

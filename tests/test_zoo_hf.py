@@ -13,7 +13,7 @@ from transformers import (BertConfig, BertModel, GPT2Config, GPT2LMHeadModel, Re
                           ResNetForImageClassification)
 
 import builder
-from builder.weights import convert_state_dict
+from builder.weights.loader import convert_state_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = ROOT / "specs"

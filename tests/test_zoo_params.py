@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import builder
-from builder.cli import main as build_main
+from builder.commands.cli import main as build_main
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = ROOT / "specs"

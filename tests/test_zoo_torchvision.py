@@ -12,8 +12,8 @@ import pytest
 import torch
 
 import builder
-from builder.cli import main as build_main
-from builder.weights import convert_state_dict
+from builder.commands.cli import main as build_main
+from builder.weights.loader import convert_state_dict
 from references.densenet import densenet121
 from references.mobilenetv2 import MobileNetV2
 from references.vgg import vgg11

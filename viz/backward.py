@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 
 import networkx as nx
-from builder.types import record, records
+from builder.core.types import record, records
 
 from viz.autograd_walk import BackwardTrace
 from viz.backward_fold import fold_backward

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from builder.types import records
+from builder.core.types import records
 from viz.autograd_walk import BackwardTrace
 from viz.dot_render import DotGraph
 from viz.fold import block_chain, block_levels, copies, fold_of, later_copy_of, pick_depth, repeat_id

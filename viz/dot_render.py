@@ -13,7 +13,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from builder.io_utils import atomic_output, atomic_write_text
+from builder.core.io_utils import atomic_output, atomic_write_text
 
 IMAGE_FORMATS = ("svg", "png", "pdf")
 FORMATS = IMAGE_FORMATS + ("dot",)
@@ -240,7 +240,7 @@ def write_picture(dot_text: str, out: Path, fmt: str, timeout: float = 300.0, dp
 
     For image formats the .dot file is always written too (beside `out`), so a missing or failing `dot`
     still leaves the picture's source behind. Raises MissingDot when `dot` is not installed. Both files
-    are written atomically (builder.io_utils): a failed or killed `dot` leaves the previous picture.
+    are written atomically (builder.core.io_utils): a failed or killed `dot` leaves the previous picture.
     """
     out = Path(out)
     if fmt not in FORMATS:

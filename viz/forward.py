@@ -11,7 +11,7 @@ are green ovals (with the training data's preparation as a note above) and outpu
 from __future__ import annotations
 
 import networkx as nx
-from builder.types import record
+from builder.core.types import record
 
 from viz.dot_render import DotGraph
 from viz.fold import MAX_NODES, block_chain, block_levels, fold_node_id, fold_of, fold_parent, pick_depth

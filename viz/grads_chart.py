@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from builder.types import records
+from builder.core.types import records
 from viz.grad_heat import EXPLODING, FLAG_STYLE, VANISHING_RATIO, judge
 from viz.step import set_up, step_threads
 
@@ -53,8 +53,8 @@ def _owner(name: str, paths: set) -> str:
 def measure(spec, network=None, steps: int = 1, run=None, weights=None, batch_size=None, seed=None,
             inputs_file=None, data=None) -> GradFlow:
     """Gradient norms per spec node over `steps` steps of real training (optimizer steps between them)."""
-    from builder.errors import UserError
-    from builder.optim import make_optimizer
+    from builder.core.errors import UserError
+    from builder.training.optim import make_optimizer
 
     threads = torch.get_num_threads()
     torch.set_num_threads(step_threads())
@@ -145,7 +145,7 @@ def draw_chart(flow: GradFlow, out: Path, title: str, fmt: str = "png", dpi: int
     ax.legend(loc="upper right", fontsize=8)
     ax.grid(axis="y", which="major", alpha=0.3)
     fig.tight_layout()
-    from builder.io_utils import atomic_output
+    from builder.core.io_utils import atomic_output
 
     out = Path(out)
     try:

@@ -70,7 +70,7 @@ def _onnx_dot(model, name: str, rankdir: str, title: str | None, depth: int) -> 
 
     g = model.graph
     if not g.node and not g.input:
-        from builder.errors import UserError
+        from builder.core.errors import UserError
         raise UserError(f"{name}: the ONNX model has an empty graph (an empty or truncated file?)")
     shapes = {vi.name: _dims(vi.type) for vi in list(g.input) + list(g.value_info) + list(g.output)}
     float_types = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE,

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
-from builder.dimenv import nearest_allowed
-from builder.types import records, spec_inputs
+from builder.shapes.dimenv import nearest_allowed
+from builder.core.types import records, spec_inputs
 from viz.autograd_walk import BackwardTrace, record_backward
 
 SYMBOLIC_SIZE = 8  # size given to a symbolic dim other than the batch dim when inputs are random
@@ -166,7 +166,7 @@ def one_step(spec, network: str | None = None, run: str | None = None, weights: 
             trace = record_backward(s.module, named, lambda out: s.loss_fn(out, target, inputs), s.loss_name,
                                     spec_paths=set(s.net.graph.nodes), callers=shared_callers(s.net.graph))
         except (RuntimeError, ValueError) as e:  # e.g. BatchNorm on a batch of 1, nothing requiring grad
-            from builder.errors import UserError
+            from builder.core.errors import UserError
             raise UserError(f"the step on {s.note} failed: {str(e).splitlines()[0]}") from None
         return Step(trace, s.note)
     finally:
@@ -191,10 +191,10 @@ def set_up(spec, network=None, run=None, weights=None, batch_size=None, seed=Non
     """The module with the weights training starts from (or the given ones), `count` batches and the
     loss, as the trainer would set them up."""
     import builder
-    from builder.errors import UserError
-    from builder.training.config import from_plain
+    from builder.core.errors import UserError
+    from builder.spec.train_section import from_plain
     from builder.training.step import loss_of, prepare
-    from builder.weight_sources import load_source
+    from builder.weights.sources import load_source
     from viz.step_inputs import npz_batch
 
     net = spec.network(network)

@@ -16,7 +16,7 @@ import torch
 
 
 def _fail(path, message: str):
-    from builder.errors import UserError
+    from builder.core.errors import UserError
 
     raise UserError(f"{path}: {message}")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from ..errors import UserError
-from .common import add_spec_args, add_weight_args, load_spec
+from builder.core.errors import UserError
+from builder.commands.common import add_spec_args, add_weight_args, load_spec
 
 
 def register(sub):
@@ -47,7 +47,7 @@ def run(args):
     from export import bench
     from export.onnx_export import export_onnx
 
-    from ..weight_sources import trained_network
+    from builder.weights.sources import trained_network
 
     batches = _ints(args.batch, "--batch")
     spec = load_spec(args)

@@ -1,8 +1,8 @@
 """`build check SPEC`: an OK line with totals, or every error found (exit 2)."""
-from ..errors import SpecError
-from ..training.config import TrainDiagnostic
-from ..types import records
-from .common import add_spec_args, load_spec
+from builder.core.errors import SpecError
+from builder.spec.train_section import TrainDiagnostic
+from builder.core.types import records
+from builder.commands.common import add_spec_args, load_spec
 
 
 def register(sub):
@@ -17,7 +17,7 @@ def run(args):
     except SpecError as e:  # train: mistakes found when loading: add those of the other keys' options
         raise SpecError(e.diagnostics + more_train_errors(e.diagnostics)) from None
     if spec.training is not None:  # the section's shape was checked when loading; now its names and options
-        from ..training.checks import option_errors
+        from builder.training.checks import option_errors
         errors = option_errors(spec.training)
         if errors:
             raise SpecError(errors)
@@ -33,5 +33,5 @@ def more_train_errors(diagnostics) -> list:
     found = [d for d in diagnostics if isinstance(d, TrainDiagnostic) and d.config is not None]
     if not found:
         return []
-    from ..training.checks import option_errors
+    from builder.training.checks import option_errors
     return option_errors(found[0].config, skip={d.key for d in found})

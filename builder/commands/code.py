@@ -1,7 +1,7 @@
 """`build code SPEC`: print the generated forward of the compiled torch.fx.GraphModule."""
 import textwrap
 
-from .common import add_spec_args, load_spec
+from builder.commands.common import add_spec_args, load_spec
 
 
 def register(sub):
@@ -12,7 +12,7 @@ def register(sub):
 
 
 def run(args):
-    from ..compile import compile_network
+    from builder.compile import compile_network
     spec = load_spec(args)
     names = [args.network] if args.network else list(spec.networks)
     for name in names:

@@ -2,7 +2,7 @@
 (`--run DIR | --weights FILE | --random`, with `--network NAME`)."""
 from __future__ import annotations
 
-from ..spec import parse_override
+from builder.spec.reader import parse_override
 
 
 def add_spec_args(p):
@@ -15,8 +15,8 @@ def add_spec_args(p):
 def load_spec(args, path=None):
     """The spec of `args.spec` (or `path`) with its `--set`s; with `--run DIR`, the sizes that run took
     from its data (`auto`, ${data.*}; builder/data/sizes.py) too."""
-    from .. import load
-    from ..data.sizes import run_sizes
+    from builder import load
+    from builder.data.sizes import run_sizes
     overrides = {**run_sizes(getattr(args, "run", None)), **dict(parse_override(item) for item in args.overrides)}
     return load(path or args.spec, overrides=overrides, safe=getattr(args, "safe", False))
 

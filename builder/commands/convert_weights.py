@@ -7,7 +7,7 @@ takes as is. The spec's module is built on the meta device: no weights are alloc
 """
 from __future__ import annotations
 
-from .common import add_spec_args, load_spec
+from builder.commands.common import add_spec_args, load_spec
 
 
 def register(sub):
@@ -24,8 +24,8 @@ def register(sub):
 
 
 def run(args):
-    from .. import build
-    from ..weights import convert_state_dict, read_map, read_state_dict, save_state_dict
+    from builder import build
+    from builder.weights.loader import convert_state_dict, read_map, read_state_dict, save_state_dict
 
     spec = load_spec(args)
     mapping = read_map(args.map) if args.map else None

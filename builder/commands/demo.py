@@ -23,8 +23,8 @@ def register(sub):
 
 
 def _step(title: str, argv: list[str]) -> None:
-    from ..cli import main
-    from ..errors import UserError
+    from builder.commands.cli import main
+    from builder.core.errors import UserError
     print(f"\n== {title}\n$ build {shlex.join(argv)}", flush=True)
     code = main(argv)
     if code:
@@ -32,11 +32,11 @@ def _step(title: str, argv: list[str]) -> None:
 
 
 def run(args) -> int:
-    from .. import load
-    from ..data import load_data
-    from ..errors import UserError
-    from ..preparation import raw_from_prepared
-    from ..checkpoint import load as read_torch_file
+    from builder import load
+    from builder.data import load_data
+    from builder.core.errors import UserError
+    from builder.data.preparation import raw_from_prepared
+    from builder.training.checkpoint import load as read_torch_file
 
     spec_path = Path(args.spec)
     if not spec_path.is_file():

@@ -1,12 +1,12 @@
 """`build evaluate SPEC --run DIR --data FILE [-o OUT_DIR]` or `build evaluate MODEL.onnx --data FILE`:
-metrics of a trained model on a labelled file (builder.evaluation), written to OUT_DIR/metrics.json."""
+metrics of a trained model on a labelled file (builder.training.evaluation), written to OUT_DIR/metrics.json."""
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-from ..errors import UserError
-from .common import add_weight_args
+from builder.core.errors import UserError
+from builder.commands.common import add_weight_args
 
 
 def register(sub):
@@ -28,8 +28,8 @@ def run(args):
     import numpy as np
     from export import inputs, predict
 
-    from .. import evaluation
-    from .predict import model_runner
+    from builder.training import evaluation
+    from builder.commands.predict import model_runner
 
     runner, engine = model_runner(args)
     data = Path(args.data)

@@ -1,7 +1,7 @@
 """`build export SPEC (--run DIR | --weights FILE | --random) -o OUT.onnx`: a verified single-file ONNX."""
 from __future__ import annotations
 
-from .common import add_spec_args, add_weight_args, load_spec
+from builder.commands.common import add_spec_args, add_weight_args, load_spec
 
 
 def parse_dims(text: str | None):
@@ -28,8 +28,8 @@ def run(args):
     from export import metadata
     from export.onnx_export import describe, export_onnx
 
-    from .. import tokenizer
-    from ..weight_sources import trained_network
+    from builder.data import tokenizer
+    from builder.weights.sources import trained_network
 
     spec = load_spec(args)
     net = spec.network(args.network)

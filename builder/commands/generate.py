@@ -7,8 +7,8 @@ import sys
 import warnings
 from pathlib import Path
 
-from ..errors import UserError
-from .common import add_weight_args
+from builder.core.errors import UserError
+from builder.commands.common import add_weight_args
 
 
 def register(sub):
@@ -36,7 +36,7 @@ def _decoder(args):
     """(Decoder, tokenizer, vocabulary size) for a spec with weights or an exported folder."""
     from export.generate_onnx import OnnxDecoder, is_generation_folder
 
-    from .. import tokenizer
+    from builder.data import tokenizer
     if Path(args.model).is_dir():
         if args.run or args.weights or args.overrides or args.network or args.no_cache:
             raise UserError("--run/--weights/--set/--network/--no-cache go with a spec, not with an exported folder")
@@ -51,13 +51,13 @@ def _decoder(args):
         raise UserError("generating with a spec needs trained weights: --run DIR or --weights FILE")
     import builder
 
-    from .. import kv_cache
-    from ..generation import decoder_for
-    from ..spec import parse_override
-    from ..weight_sources import trained_network
+    from builder.generation import kv_cache
+    from builder.generation.loop import decoder_for
+    from builder.spec.reader import parse_override
+    from builder.weights.sources import trained_network
     params = {}
     if args.run and (Path(args.run) / "resolved.yaml").is_file():  # the sizes the run was trained with
-        from ..runlog import read_resolved
+        from builder.training.runlog import read_resolved
         params = dict(read_resolved(args.run).get("params") or {})
     params.update(parse_override(x) for x in args.overrides)
     spec = builder.load(args.model, overrides=params)
@@ -122,7 +122,7 @@ class _Printer:
 def run(args):
     import torch
 
-    from ..generation import check_request, sample
+    from builder.generation.loop import check_request, sample
     decoder, tok, vocab = _decoder(args)
     ids = torch.tensor([_prompt_ids(args, tok, vocab)], dtype=torch.long)
     check_request(ids, args.max_new, args.temperature, args.top_k, args.top_p)

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import sys
 
-from ..errors import UserError
-from .common import add_weight_args
+from builder.core.errors import UserError
+from builder.commands.common import add_weight_args
 
 
 def register(sub):
@@ -32,7 +32,7 @@ def model_runner(args):
     --run/--weights in torch."""
     from export import metadata, predict
 
-    from ..weight_sources import trained_network
+    from builder.weights.sources import trained_network
     if args.model.lower().endswith(".onnx"):
         if args.run or args.weights or args.overrides or args.network:
             raise UserError("--run/--weights/--set/--network go with a spec, not with an .onnx file")
@@ -41,8 +41,8 @@ def model_runner(args):
         raise UserError(f"{args.model}: expected an .onnx file or a spec .yaml")
     if not (args.run or args.weights):
         raise UserError("predicting with a spec needs trained weights: --run DIR or --weights FILE")
-    from .. import tokenizer
-    from .common import load_spec
+    from builder.data import tokenizer
+    from builder.commands.common import load_spec
     spec = load_spec(args, args.model)
     net = spec.network(args.network)
     module, checkpoint = trained_network(spec, net.name, run=args.run, weights=args.weights)

@@ -10,10 +10,10 @@ def register(sub):
 
 
 def run(args):
-    from ..schema import spec_schema
+    from builder.spec.schema import spec_schema
     text = json.dumps(spec_schema(), indent=1, sort_keys=False)
     if args.output:
-        from ..io_utils import atomic_write_text
+        from builder.core.io_utils import atomic_write_text
         atomic_write_text(args.output, text + "\n")
         print(f"wrote {args.output}", file=sys.stderr)
     else:

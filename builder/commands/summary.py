@@ -2,8 +2,8 @@
 (no weights allocated); MACs at the declared example sizes unless --set-dim names others."""
 import json
 
-from ..summary import format_table, parse_sizes, summarize
-from .common import add_spec_args, load_spec
+from builder.spec.summary import format_table, parse_sizes, summarize
+from builder.commands.common import add_spec_args, load_spec
 
 
 def register(sub):

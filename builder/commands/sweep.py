@@ -1,7 +1,7 @@
 """`build sweep SPEC`: hyper-parameter search over the spec's `sweep:` space (see builder.sweep)."""
 from __future__ import annotations
 
-from .common import add_spec_args
+from builder.commands.common import add_spec_args
 
 
 def register(sub):
@@ -22,11 +22,11 @@ def register(sub):
 
 
 def run(args):
-    from ..spec import parse_override
-    from ..sweep import sweep
+    from builder.spec.reader import parse_override
+    from builder.sweep import sweep
 
     if args.trials is not None and args.trials < 1:
-        from ..errors import UserError
+        from builder.core.errors import UserError
         raise UserError(f"--trials must be 1 or more, got {args.trials}")
     sets = dict(parse_override(item) for item in args.overrides)
     try:

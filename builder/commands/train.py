@@ -1,4 +1,4 @@
-"""`build train SPEC`: train a spec by its `train:` section and leave a run folder (see builder.runlog).
+"""`build train SPEC`: train a spec by its `train:` section and leave a run folder (see builder.training.runlog).
 
 With `--nproc-per-node N` the command re-launches itself through torch.distributed.run; the workers run
 this module (`python -m builder.commands.train ...`) with the remaining arguments.
@@ -41,8 +41,8 @@ def register(sub):
 
 
 def run(args):
-    from ..distributed import launch, launched_by_torchrun
-    from ..errors import UserError
+    from builder.training.distributed import launch, launched_by_torchrun
+    from builder.core.errors import UserError
 
     if not args.spec and not args.resume:
         raise UserError("build train: give a SPEC, or --resume RUN_DIR")
@@ -51,9 +51,9 @@ def run(args):
     if (args.nproc_per_node > 1 or str(args.nnodes) != "1") and not launched_by_torchrun():
         return launch(_worker_argv(args), args.nproc_per_node, args.nnodes, args.rdzv_endpoint)
 
-    from ..spec import parse_override
-    from ..training.book import TrainingInterrupted
-    from ..training.entry import train
+    from builder.spec.reader import parse_override
+    from builder.training.book import TrainingInterrupted
+    from builder.training.entry import train
 
     sets = dict(parse_override(item) for item in args.overrides)
     epochs = {} if args.epochs is None else {"epochs": args.epochs}
@@ -68,7 +68,7 @@ def run(args):
                 _, history, run_dir = train(resume=args.resume, callback=callback, **options, **train_sets,
                                             **epochs)
         else:
-            from ..data.sizes import load_sized
+            from builder.data.sizes import load_sized
             spec = load_sized(args.spec, sets, safe=args.safe)  # `auto` and ${data.*} from the training data
             with _tracked(args, spec) as callback:
                 _, history, run_dir = train(spec, overwrite=args.overwrite, callback=callback, **options, **epochs)
@@ -89,11 +89,11 @@ def _tracked(args, spec):
         yield None
         return
     import builder
-    from ..tracking import MlflowRun
+    from builder.training.tracking import MlflowRun
 
     if spec is None:  # --resume: the spec the run was started from
-        from ..runlog import read_resolved
-        from ..training.entry import _spec_source
+        from builder.training.runlog import read_resolved
+        from builder.training.entry import _spec_source
         resolved = read_resolved(args.resume)
         spec = builder.load(_spec_source(args.resume, resolved), overrides=resolved.get("params") or {})
     run_dir = Path(args.resume or args.run_dir or Path("runs") / spec.name)
@@ -113,7 +113,7 @@ def export_onnx_file(spec, run_dir) -> Path:
     from export import metadata
     from export.onnx_export import export_onnx
 
-    from ..weight_sources import trained_network
+    from builder.weights.sources import trained_network
 
     net = spec.network()
     module, checkpoint = trained_network(spec, net.name, run=str(run_dir))
@@ -145,15 +145,15 @@ def main(argv=None):
     """Entry point of each torchrun worker."""
     import argparse
 
-    from ..errors import UserError
+    from builder.core.errors import UserError
 
     parser = argparse.ArgumentParser(prog="build train")
     parser.add_argument("--plugin", action="append", default=[], metavar="MODULE")
     add_arguments(parser)
     args = parser.parse_args(argv)
     try:
-        from ..ops import load_entry_points, load_plugin
-        load_entry_points()  # as builder.cli does before running a command
+        from builder.ops import load_entry_points, load_plugin
+        load_entry_points()  # as builder.commands.cli does before running a command
         for module in args.plugin:
             load_plugin(module)
         return run(args)

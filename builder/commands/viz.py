@@ -92,7 +92,7 @@ def _count(dot) -> int:
 def make_dot(args, interactive: bool = False):
     """The DotGraph asked for by `args`, and a one-line note about what it shows. interactive: the
     picture fully expanded, with the blocks the static picture folds marked `collapsed`."""
-    from builder.errors import UserError
+    from builder.core.errors import UserError
 
     if args.spec.lower().endswith(".onnx"):
         if args.view != "forward":
@@ -182,7 +182,7 @@ def _all_networks(spec, args, interactive: bool = False):
 
 def _grads_chart(args) -> int:
     """--view grads: the gradient-flow chart (matplotlib), png unless OUT says svg or pdf."""
-    from builder.errors import UserError
+    from builder.core.errors import UserError
     from viz.grads_chart import CHART_FORMATS, draw_chart, measure
 
     if args.steps < 1:
@@ -204,7 +204,7 @@ def _grads_chart(args) -> int:
 
 def _write_html(dot, out: Path, view: str) -> Path:
     """The interactive page; a backward picture (alone or beside the forward one) reads in spec order."""
-    from builder.io_utils import atomic_write_text
+    from builder.core.io_utils import atomic_write_text
     from viz.html_view import page
 
     reverse = {"backward": [""], "both": ["bwd:view"]}.get(view, [])
@@ -230,7 +230,7 @@ def run(args) -> int:
         print(f"error: {e}; the .dot is at {out.with_suffix('.dot')}", file=sys.stderr)
         return 1
     except OSError as e:
-        from builder.errors import UserError
+        from builder.core.errors import UserError
         raise UserError(f"cannot write {out}: {e}") from None
     extra = f" (source: {out.with_suffix('.dot')})" if fmt != "dot" else ""
     print(f"wrote {written}{extra}: {note}")

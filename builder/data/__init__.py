@@ -16,10 +16,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..choices import pick
-from ..errors import UserError, did_you_mean
-from . import files, sources
-from .dataset import Dataset, split_rows
+from builder.core.choices import pick
+from builder.core.errors import UserError, did_you_mean
+from builder.data import files, sources
+from builder.data.dataset import Dataset, split_rows
 
 READERS = {
     **sources.BUILTIN,
@@ -51,7 +51,7 @@ def check_data(cfg: dict):
     args = {k: v for k, v in cfg.items() if k not in COMMON_KEYS}
     _check_args(name, reader, args)
     if args.get("tokenizer") is not None:
-        from ..tokenizer import check_config
+        from builder.data.tokenizer import check_config
         check_config(args["tokenizer"])
     Preparation(cfg)  # checks the transform keys
     return reader, args

@@ -10,7 +10,7 @@ import math
 import re
 
 
-from ..errors import UserError
+from builder.core.errors import UserError
 
 USES_DATA = re.compile(r"\$\{[^}]*\bdata\.num_(classes|features)\b|\[[^\]]*\bauto\b")
 
@@ -23,7 +23,7 @@ def needs_data(text: str) -> bool:
 def data_sizes(train_data: dict) -> dict:
     """{"data.num_features": F, "data.num_classes": C} of the training split that `train_data` names:
     F = values per sample of the first input; C = the data's classes, else 1 + the largest integer target."""
-    from . import load_data
+    from builder.data import load_data
 
     data = load_data(train_data)
     first = data.train.sample(1)
@@ -42,8 +42,8 @@ def load_sized(path, overrides: dict, safe: bool = False):
     """builder.load(path), with the `data.*` sizes from the training data when the spec asks for them."""
     from pathlib import Path
 
-    from ..spec import load
-    from ..yaml_loader import load_yaml, to_plain
+    from builder.spec.reader import load
+    from builder.text.yaml_loader import load_yaml, to_plain
 
     text = Path(path).read_text(encoding="utf-8") if Path(path).is_file() else ""
     if not needs_data(text) or any(k.startswith("data.") for k in overrides):

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-DATA_FILES = Path(__file__).resolve().parent.parent / "data_files"
+DATA_FILES = Path(__file__).resolve().parent / "builtin"
 DEFAULT_CORPUS = DATA_FILES / "corpus.txt"
 
 
@@ -70,7 +70,7 @@ def text(seed=0, path=None, seq_len=32, stride=None, encoding="utf-8", tokenizer
     Tokens are characters (ids in sorted character order, `info["vocab"]`), or with `tokenizer: {type: bpe,
     vocab_size: N}` byte-level BPE tokens of a tokenizer trained on the first `train_fraction` of the text
     (the trainer passes the training split's fraction; `info["tokenizer"]` is its JSON)."""
-    from ..errors import UserError
+    from builder.core.errors import UserError
 
     path = Path(path) if path else DEFAULT_CORPUS
     try:
@@ -78,7 +78,7 @@ def text(seed=0, path=None, seq_len=32, stride=None, encoding="utf-8", tokenizer
     except (OSError, UnicodeDecodeError) as e:
         raise UserError(f"text data: cannot read {path}: {e}") from None
     if tokenizer:
-        from ..tokenizer import train_bpe
+        from builder.data.tokenizer import train_bpe
         bpe = train_bpe(chars[: max(1, int(len(chars) * float(train_fraction)))], tokenizer)
         ids = np.asarray(bpe.encode(chars), dtype=np.int64)
         info = {"tokenizer": bpe.state()["tokenizer"], "vocab_size": bpe.size}

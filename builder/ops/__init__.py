@@ -1,6 +1,5 @@
 """The op registry and the built-in ops (importing this package registers them)."""
-from . import (elementwise, layers, layers_extra, masks, params, reductions, sampling, sequence,  # noqa: F401
-               tensor)  # (importing registers them)
-from .registry import REGISTRY, InferContext, OpDef, get, load_entry_points, load_plugin, names, register
+from builder.ops import elementwise, layers, layers_extra, masks, params, reductions, sampling, sequence, tensor
+from builder.ops.registry import (REGISTRY, InferContext, OpDef, get, load_entry_points, load_plugin, names, register)
 
 __all__ = ["REGISTRY", "InferContext", "OpDef", "get", "names", "register", "load_plugin", "load_entry_points"]

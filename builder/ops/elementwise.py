@@ -9,9 +9,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .. import shapes as S
-from ..shapes import ShapeError
-from .registry import OpDef, register
+from builder.shapes import rules as S
+from builder.shapes.rules import ShapeError
+from builder.ops.registry import OpDef, register
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
           "bfloat16": torch.bfloat16, "int64": torch.int64, "int32": torch.int32, "bool": torch.bool}

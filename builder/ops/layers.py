@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from torch import nn
 
-from .. import shapes as S
-from ..shapes import ShapeError
-from . import modules as M
-from .adaptive import AdaptiveAvgPool
-from .registry import InferContext, OpDef, register
-from .registry import public_args as _public
+from builder.shapes import rules as S
+from builder.shapes.rules import ShapeError
+from builder.ops import modules as M
+from builder.ops.adaptive import AdaptiveAvgPool
+from builder.ops.registry import InferContext, OpDef, register
+from builder.ops.registry import public_args as _public
 
 
 def _tuple(v, n):

@@ -9,9 +9,9 @@ import math
 
 from torch import nn
 
-from .. import shapes as S
-from ..shapes import ShapeError
-from .layers import _batchnorm, _conv, _conv_macs, _numel, _pool, _rank, _tuple, layer
+from builder.shapes import rules as S
+from builder.shapes.rules import ShapeError
+from builder.ops.layers import _batchnorm, _conv, _conv_macs, _numel, _pool, _rank, _tuple, layer
 
 layer("Conv3d", nn.Conv3d, _conv(3), inferred=("in_channels",), required=("out_channels", "kernel_size"),
       macs=_conv_macs(3))

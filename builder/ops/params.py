@@ -9,9 +9,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .. import shapes as S
-from ..shapes import ShapeError
-from .registry import OpDef, register
+from builder.shapes import rules as S
+from builder.shapes.rules import ShapeError
+from builder.ops.registry import OpDef, register
 
 MAX_PARAM_DIMS = 8
 

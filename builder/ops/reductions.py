@@ -11,9 +11,9 @@ import math
 import torch
 from torch import nn
 
-from .. import shapes as S
-from ..shapes import ShapeError
-from .registry import OpDef, register
+from builder.shapes import rules as S
+from builder.shapes.rules import ShapeError
+from builder.ops.registry import OpDef, register
 
 
 class Norm(nn.Module):

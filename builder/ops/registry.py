@@ -11,7 +11,7 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ..errors import UserError
+from builder.core.errors import UserError
 
 
 @dataclass

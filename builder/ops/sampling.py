@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .registry import OpDef, register
+from builder.ops.registry import OpDef, register
 
 
 class RandnLike(nn.Module):

@@ -1,10 +1,10 @@
 """Sequence ops: recurrent layers with output ports, attention, positional encodings."""
 from __future__ import annotations
 
-from .. import shapes as S
-from ..shapes import ShapeError
-from . import modules as M
-from .registry import OpDef, public_args, register
+from builder.shapes import rules as S
+from builder.shapes.rules import ShapeError
+from builder.ops import modules as M
+from builder.ops.registry import OpDef, public_args, register
 
 MAX_LAYERS = 1000  # torch builds every layer's tensors even on the meta device: absurd counts must fail fast
 _RNN_ARGS = ("hidden_size", "num_layers", "nonlinearity", "bias", "dropout", "bidirectional", "input_size",

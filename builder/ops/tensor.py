@@ -1,10 +1,10 @@
 """Tensor ops: arithmetic, joining, reshaping, slicing and reductions."""
 from __future__ import annotations
 
-from .. import shapes as S
-from ..shapes import ShapeError
-from . import modules as M
-from .registry import OpDef, register
+from builder.shapes import rules as S
+from builder.shapes.rules import ShapeError
+from builder.ops import modules as M
+from builder.ops.registry import OpDef, register
 
 
 def tensor_op(name, infer, build, arg_names=(), required=(), arity=(1, 1), in_dtype=None, category="tensor",

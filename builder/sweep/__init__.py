@@ -6,12 +6,12 @@ worker process (worker.py) that trains it into an ordinary run folder, and write
 (results.py: trials.csv, best.yaml, plots). The study lives in a database (study.py), so a sweep can be
 resumed, and several processes or machines can share it.
 """
-from .space import Dim, SweepConfig, read_sweep
+from builder.sweep.space import Dim, SweepConfig, read_sweep
 
 __all__ = ["Dim", "SweepConfig", "read_sweep", "sweep"]
 
 
 def sweep(spec, **kwargs):
     """Run a sweep from Python; see builder.sweep.driver.run_sweep for the arguments."""
-    from .driver import run_sweep
+    from builder.sweep.driver import run_sweep
     return run_sweep(spec, **kwargs)

@@ -19,9 +19,9 @@ import threading
 import time
 from pathlib import Path
 
-from ..errors import UserError
-from . import results
-from .study import HEARTBEAT_S, counts, distributions, fail_trial, grid_size, open_study, owner_tag, reap_lost
+from builder.core.errors import UserError
+from builder.sweep import results
+from builder.sweep.study import (HEARTBEAT_S, counts, distributions, fail_trial, grid_size, open_study, owner_tag, reap_lost)
 
 POLL_S = 1.0  # how often an idle driver looks again while other processes' trials run
 
@@ -29,7 +29,7 @@ POLL_S = 1.0  # how often an idle driver looks again while other processes' tria
 def run_sweep(spec_path, *, trials=None, jobs=1, sweep_dir=None, storage=None, sets=None, safe=False,
               mlflow=None, tensorboard=False, quiet=False, out=None):
     """Run (or continue) the sweep of a spec; returns the study. See `build sweep --help`."""
-    from ..data.sizes import load_sized
+    from builder.data.sizes import load_sized
 
     out = out or sys.stdout
     sets = dict(sets or {})
@@ -66,7 +66,7 @@ def run_sweep(spec_path, *, trials=None, jobs=1, sweep_dir=None, storage=None, s
         Pool(study, cfg, ctx, target, jobs, folder, quiet, out).run()
     results.write_all(study, cfg, spec, spec_path, sets, folder, out=out)
     if parent_run:
-        from ..tracking import finish_parent
+        from builder.training.tracking import finish_parent
         finish_parent(mlflow, parent_run, folder)
     return study
 
@@ -87,7 +87,7 @@ def check_same_sweep(study, cfg, folder, url):
 
 def _mlflow_parent(study, uri, spec):
     """One MLflow run for the sweep (kept across reruns in the study); trials are nested under it."""
-    from ..tracking import start_parent
+    from builder.training.tracking import start_parent
     run_id = study.user_attrs.get("mlflow_parent")
     run_id = start_parent(uri, spec, run_id)
     study.set_user_attr("mlflow_parent", run_id)

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import yaml
 
-from ..io_utils import atomic_write_bytes, atomic_write_text
-from .space import set_dotted
-from .study import is_lost, optuna
+from builder.core.io_utils import atomic_write_bytes, atomic_write_text
+from builder.sweep.space import set_dotted
+from builder.sweep.study import is_lost, optuna
 
 SUMMARY_ROWS = 10
 
@@ -75,7 +75,7 @@ def write_csv(trials, cfg, path: Path):
 def write_best(spec_path, values: dict, best, cfg, path: Path):
     """The spec file with the best trial's params and train keys (and the sweep's --set) written in, its
     sweep section removed and its `use:` paths made relative to the new file."""
-    from ..yaml_loader import load_yaml, to_plain
+    from builder.text.yaml_loader import load_yaml, to_plain
 
     source = Path(spec_path)
     doc = to_plain(load_yaml(source.read_text(encoding="utf-8"), str(source)))

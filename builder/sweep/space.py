@@ -20,7 +20,7 @@ import json
 import math
 from dataclasses import asdict, dataclass
 
-from ..errors import UserError, did_you_mean
+from builder.core.errors import UserError, did_you_mean
 
 SWEEP_KEYS = ("metric", "direction", "trials", "sampler", "pruner", "seed", "space")
 DIM_KINDS = ("int", "float", "choice")
@@ -71,7 +71,7 @@ class SweepConfig:
 
 def metric_names(training) -> list:
     """The metrics a run of this TrainConfig records (history rows and test.json)."""
-    from ..metrics import make_metric
+    from builder.training.metrics import make_metric
 
     if training.mode == "gan":
         return ["train.d_loss", "train.g_loss", "val.mean_distance", "test.mean_distance"]
@@ -283,8 +283,8 @@ def _check_train_values(dim, loc, node, err, train, networks):
 def train_problem(values, networks, key) -> str | None:
     """The first mistake of a plain train section (its structure, then the names and options under
     `key`, the top-level key a space value changes), or None."""
-    from ..training.checks import option_errors
-    from ..training.config import from_plain
+    from builder.training.checks import option_errors
+    from builder.spec.train_section import from_plain
 
     try:
         config = from_plain(values, networks)

@@ -14,7 +14,7 @@ import socket
 import time
 import warnings
 
-from ..errors import UserError
+from builder.core.errors import UserError
 
 HEARTBEAT_S = 5    # each sweep process records a heartbeat of its running trials this often
 GRACE_S = 30       # ... and another process fails a trial whose heartbeat is this old

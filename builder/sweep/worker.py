@@ -44,10 +44,10 @@ def metric_value(metric: str, direction: str, history: list, run_dir: Path):
 def run_trial(ctx, study, cfg, trial_id: int, number: int) -> dict:
     """Train one trial and tell the study its value, PRUNED, or FAIL with the reason."""
     import builder
-    from ..data.sizes import load_sized
-    from ..errors import UserError
-    from ..training.book import TrainingInterrupted
-    from .study import fail_trial, optuna
+    from builder.data.sizes import load_sized
+    from builder.core.errors import UserError
+    from builder.training.book import TrainingInterrupted
+    from builder.sweep.study import fail_trial, optuna
 
     opt = optuna()
     trial = opt.trial.Trial(study, trial_id)
@@ -74,7 +74,7 @@ def run_trial(ctx, study, cfg, trial_id: int, number: int) -> dict:
         spec = load_sized(ctx["spec"], {**ctx["sets"], **params}, safe=ctx["safe"])  # as build train loads
         callback = report
         if ctx.get("mlflow"):
-            from ..tracking import MlflowRun
+            from builder.training.tracking import MlflowRun
             tracker = MlflowRun(ctx["mlflow"], experiment=ctx["study"], run_name=f"trial-{number}",
                                 parent_run_id=ctx.get("mlflow_parent"), spec=spec,
                                 tags={"sweep.trial": str(number)})
@@ -128,8 +128,8 @@ def main():
     import torch
     torch.set_num_threads(int(ctx["threads"]))
 
-    from ..data.sizes import load_sized
-    from .study import open_study
+    from builder.data.sizes import load_sized
+    from builder.sweep.study import open_study
 
     spec = load_sized(ctx["spec"], ctx["sets"], safe=ctx["safe"])
     study = open_study(spec.sweep, ctx["storage"], ctx["study"])

@@ -9,5 +9,5 @@
     setup.py       device, mixed precision, DDP/compile wrapping, inputs laid out as the network wants
     step.py        what the backward picture takes from training: the first batch and the loss
 
-This file imports nothing, so `builder.training.config` loads without torch.
+This file imports nothing, so `builder.spec.train_section` loads without torch.
 """

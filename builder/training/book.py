@@ -9,10 +9,10 @@ import time
 
 import torch
 
-from .. import checkpoint
-from ..distributed import World
-from ..errors import UserError
-from ..runlog import TensorBoard
+from builder.training import checkpoint
+from builder.training.distributed import World
+from builder.core.errors import UserError
+from builder.training.runlog import TensorBoard
 
 
 class TrainingDiverged(UserError):

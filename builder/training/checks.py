@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import types
 
-from ..data import check_data
-from ..errors import Diagnostic, UserError
-from ..initializers import check_init
-from ..loss_terms import check_terms, is_terms
-from ..losses import make_loss
-from ..metrics import make_metric
-from ..optim import Schedule, make_optimizer
-from .config import TrainConfig, per_network
+from builder.data import check_data
+from builder.core.errors import Diagnostic, UserError
+from builder.ops.initializers import check_init
+from builder.training.loss_terms import check_terms, is_terms
+from builder.training.losses import make_loss
+from builder.training.metrics import make_metric
+from builder.training.optim import Schedule, make_optimizer
+from builder.spec.train_section import TrainConfig, per_network
 
 
 def option_errors(cfg: TrainConfig, skip=()) -> list:

@@ -10,18 +10,18 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from .. import tokenizer
-from ..data import load_data
-from ..distributed import join, leave
-from ..errors import UserError
-from ..initializers import apply_init
-from ..types import node_inits
-from ..runlog import Console, RunFolder, read_resolved
-from .book import Book, RunFinished, TrainingInterrupted, stop_on_signals
-from .config import TrainConfig, from_plain
-from .gan import train_gan
-from .setup import pick_device
-from .supervised import train_supervised
+from builder.data import tokenizer
+from builder.data import load_data
+from builder.training.distributed import join, leave
+from builder.core.errors import UserError
+from builder.ops.initializers import apply_init
+from builder.core.types import node_inits
+from builder.training.runlog import Console, RunFolder, read_resolved
+from builder.training.book import Book, RunFinished, TrainingInterrupted, stop_on_signals
+from builder.spec.train_section import TrainConfig, from_plain
+from builder.training.gan import train_gan
+from builder.training.setup import pick_device
+from builder.training.supervised import train_supervised
 
 
 def train(spec=None, *, resume=None, run_dir=None, device="auto", quiet=False, log_json=False,
@@ -34,8 +34,8 @@ def train(spec=None, *, resume=None, run_dir=None, device="auto", quiet=False, l
     is called after every epoch with its metrics row; returning True stops the run there (like a kill
     after that epoch's checkpoint). For a GAN spec, `module` is a dict of the two networks.
     """
-    from ..compile import compile_all
-    from ..spec import Spec, load
+    from builder.compile import compile_all
+    from builder.spec.reader import Spec, load
 
     if resume is not None:
         resolved = read_resolved(resume)
@@ -45,7 +45,7 @@ def train(spec=None, *, resume=None, run_dir=None, device="auto", quiet=False, l
         if spec is None:
             raise UserError("train: give a spec, or resume=<run folder>")
         if not isinstance(spec, Spec):
-            from ..data.sizes import load_sized
+            from builder.data.sizes import load_sized
             spec = load_sized(spec, {})
         raw = spec.training.raw if spec.training is not None else spec.train
     config = spec.training if spec.training is not None and not overrides and resume is None else \

@@ -6,9 +6,9 @@ import time
 import torch
 import torch.nn as nn
 
-from ..optim import Schedule, make_optimizer
-from .config import per_network
-from .setup import adapt_inputs, first_output, mean_over_ranks, static_shape, to_device, wrap
+from builder.training.optim import Schedule, make_optimizer
+from builder.spec.train_section import per_network
+from builder.training.setup import adapt_inputs, first_output, mean_over_ranks, static_shape, to_device, wrap
 
 
 def train_gan(networks, data, cfg, book, device, world, compile_model):

@@ -7,9 +7,9 @@ import math
 
 import torch
 
-from ..distributed import all_sum
-from ..errors import UserError
-from ..types import spec_inputs
+from builder.training.distributed import all_sum
+from builder.core.errors import UserError
+from builder.core.types import spec_inputs
 
 
 def pick_device(device):

@@ -2,12 +2,12 @@
 seed, initial weights, batch layout and loss the trainer uses, read from the same TrainConfig."""
 from __future__ import annotations
 
-from ..data import load_data
-from ..initializers import apply_init
-from ..loss_terms import describe_loss, objective
-from ..types import node_inits
-from .config import TrainConfig
-from .setup import adapt_inputs
+from builder.data import load_data
+from builder.ops.initializers import apply_init
+from builder.training.loss_terms import describe_loss, objective
+from builder.core.types import node_inits
+from builder.spec.train_section import TrainConfig
+from builder.training.setup import adapt_inputs
 
 
 def prepare(module, cfg: TrainConfig) -> None:

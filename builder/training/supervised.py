@@ -10,15 +10,15 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..errors import UserError
-from ..loss_terms import describe_loss, objective
-from ..metrics import make_metric
-from ..optim import Schedule, make_optimizer
-from ..preparation import carried, output_statistics, statistics_for
-from ..types import build_info, spec_inputs
-from ..distributed import all_sum
-from .config import ClipGrad, TrainConfig
-from .setup import adapt_inputs, first_output, mean_over_ranks, mixed_precision, to_device, wrap
+from builder.core.errors import UserError
+from builder.training.loss_terms import describe_loss, objective
+from builder.training.metrics import make_metric
+from builder.training.optim import Schedule, make_optimizer
+from builder.data.preparation import carried, output_statistics, statistics_for
+from builder.core.types import build_info, spec_inputs
+from builder.training.distributed import all_sum
+from builder.spec.train_section import ClipGrad, TrainConfig
+from builder.training.setup import adapt_inputs, first_output, mean_over_ranks, mixed_precision, to_device, wrap
 
 
 def train_supervised(networks, data, cfg, book, device, world, compile_model):
@@ -26,7 +26,7 @@ def train_supervised(networks, data, cfg, book, device, world, compile_model):
     (model,) = networks.values()
     adapt_inputs(model, data)
     target_stats = data.info.get("target_statistics")
-    book.carry.update(  # saved in every checkpoint, applied by export and predict (builder.preparation)
+    book.carry.update(  # saved in every checkpoint, applied by export and predict (builder.data.preparation)
         input_preparation=statistics_for(spec_inputs(model), data.info.get("input_statistics") or {},
                                          data.train.n_inputs),
         output_preparation=output_statistics(build_info(model).outputs, target_stats),

@@ -1,0 +1,164 @@
+"""Text <-> token ids for language models: the character vocabulary of `source: text`, or a byte-level BPE
+trained with Hugging Face `tokenizers` (`train.data.tokenizer: {type: bpe, vocab_size: N}`).
+
+Both travel with what they made: `vocab.json` / `tokenizer.json` in the run folder, the same data in every
+checkpoint (`vocab` or `tokenizer`), in the ONNX metadata and beside an exported decoder, so `build generate`
+and `build predict` decode with exactly the ids the model was trained on.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+from builder.core.errors import UserError
+
+VOCAB_FILE = "vocab.json"
+TOKENIZER_FILE = "tokenizer.json"
+BPE_KEYS = ("type", "vocab_size", "min_frequency")
+
+
+class CharTokenizer:
+    """One id per character, ids in sorted character order (what `source: text` trains on)."""
+
+    kind = "char"
+
+    def __init__(self, vocab):
+        self.vocab = list(vocab)
+        self.index = {c: i for i, c in enumerate(self.vocab)}
+
+    @property
+    def size(self) -> int:
+        return len(self.vocab)
+
+    def encode(self, text: str) -> list[int]:
+        unknown = sorted({c for c in text if c not in self.index})
+        if unknown:
+            raise UserError(f"the prompt has characters outside the model's vocabulary of {self.size}: "
+                            + ", ".join(repr(c) for c in unknown[:10]) + (" ..." if len(unknown) > 10 else ""))
+        return [self.index[c] for c in text]
+
+    def decode(self, ids) -> str:
+        return "".join(self.vocab[i] for i in ids)
+
+    def state(self) -> dict:
+        """What a checkpoint keeps."""
+        return {"vocab": list(self.vocab)}
+
+    def file(self) -> tuple[str, str]:
+        return VOCAB_FILE, json.dumps(self.vocab, ensure_ascii=False)
+
+
+class BpeTokenizer:
+    """A Hugging Face `tokenizers.Tokenizer` (byte-level BPE: every text has an encoding)."""
+
+    kind = "bpe"
+
+    def __init__(self, tok):
+        self.tok = tok
+
+    @classmethod
+    def from_json(cls, text: str) -> "BpeTokenizer":
+        from tokenizers import Tokenizer
+        try:
+            return cls(Tokenizer.from_str(text))
+        except Exception as e:  # the Rust side raises Exception with a serde message
+            raise UserError(f"not a tokenizers JSON file ({str(e).splitlines()[0][:200]})") from None
+
+    @property
+    def size(self) -> int:
+        return self.tok.get_vocab_size()
+
+    def encode(self, text: str) -> list[int]:
+        return self.tok.encode(text).ids
+
+    def decode(self, ids) -> str:
+        return self.tok.decode(list(ids))
+
+    def state(self) -> dict:
+        return {"tokenizer": self.tok.to_str()}
+
+    def file(self) -> tuple[str, str]:
+        return TOKENIZER_FILE, self.tok.to_str()
+
+
+def train_bpe(text: str, cfg) -> BpeTokenizer:
+    """A byte-level BPE trained on `text` (nothing downloaded): `cfg` is `{type: bpe, vocab_size: N}`."""
+    cfg = check_config(cfg)
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=cfg["vocab_size"], min_frequency=cfg.get("min_frequency", 2),
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator([text], trainer=trainer)
+    return BpeTokenizer(tok)
+
+
+def check_config(cfg) -> dict:
+    """`train.data.tokenizer`, or a one-line error."""
+    if not isinstance(cfg, Mapping) or cfg.get("type") != "bpe":
+        raise UserError(f"train.data.tokenizer must be {{type: bpe, vocab_size: N}}, got {cfg!r}")
+    unknown = sorted(set(cfg) - set(BPE_KEYS))
+    if unknown:
+        raise UserError(f"train.data.tokenizer: unknown key(s) {unknown}; known: {', '.join(BPE_KEYS)}")
+    size = cfg.get("vocab_size")
+    if isinstance(size, bool) or not isinstance(size, int) or not 257 <= size <= 1_000_000:
+        raise UserError(f"train.data.tokenizer.vocab_size must be a whole number from 257 (the 256 bytes + 1) "
+                        f"to 1000000, got {size!r}")
+    return cfg
+
+
+def from_state(state: dict | None):
+    """The tokenizer a checkpoint (or data info) carries, or None."""
+    state = state or {}
+    if state.get("tokenizer"):
+        return BpeTokenizer.from_json(state["tokenizer"])
+    if state.get("vocab"):
+        return CharTokenizer(state["vocab"])
+    return None
+
+
+def from_file(path):
+    """`vocab.json` (a JSON list of characters) or a tokenizers `tokenizer.json`."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"--tokenizer {path}: cannot read it ({e})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UserError(f"--tokenizer {path}: not JSON ({e})") from None
+    if isinstance(data, list) and all(isinstance(c, str) for c in data):
+        return CharTokenizer(data)
+    return BpeTokenizer.from_json(text)
+
+
+def in_folder(folder):
+    """The tokenizer saved in a run or export folder (tokenizer.json before vocab.json), or None."""
+    folder = Path(folder)
+    for name in (TOKENIZER_FILE, VOCAB_FILE):
+        if (folder / name).is_file():
+            return from_file(folder / name)
+    return None
+
+
+def find(file=None, run=None, checkpoint: dict | None = None):
+    """The tokenizer of a model: `--tokenizer FILE`, else the run folder's, else the checkpoint's (or None)."""
+    if file:
+        return from_file(file)
+    found = in_folder(run) if run else None
+    return found if found is not None else from_state(checkpoint)
+
+
+def token_labels(tok) -> list[str]:
+    """Each id's text, quoted so that spaces and newlines show (`build predict` of a language model)."""
+    return [repr(tok.decode([i])) for i in range(tok.size)]
+
+
+def from_metadata(meta: dict):
+    """The tokenizer an exported file's `builder.*` metadata carries, or None."""
+    if meta.get("tokenizer"):
+        return BpeTokenizer.from_json(meta["tokenizer"])
+    return CharTokenizer(meta["vocab"]) if meta.get("vocab") else None

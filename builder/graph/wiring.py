@@ -1,0 +1,136 @@
+"""Wiring: the expansion's lazy references -> (node, port) sources and graph edges; cycle check; order.
+
+The result is a networkx.MultiDiGraph whose nodes carry their NodeDraft under `"draft"`, in a topological
+order (the spec's own order wherever the references allow it), ready for `builder.graph.infer`.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import networkx as nx
+
+from builder import ops as ops_pkg
+from builder.core.errors import did_you_mean
+from builder.graph.scopes import ExportRef, NodeRef
+from builder.core.types import DRAFT_KEY
+
+
+class RefError(Exception):
+    def __init__(self, message, loc, file, hint=None, undeclared=False):
+        super().__init__(message)
+        self.loc, self.file, self.hint = loc, file, hint
+        self.undeclared = undeclared  # names something never written in its scope (not a follow-on error)
+
+
+def resolve(target, drafts: dict, depth=0):
+    """A lazy reference -> (node, port); raises RefError."""
+    if depth > 10_000:
+        raise RefError("reference chain too long (a node refers to itself through block inputs?)", None, None)
+    if isinstance(target, NodeRef):
+        return target.node, target.port
+    if isinstance(target, ExportRef):
+        exp = target.export
+        if target.port is None:
+            return resolve(exp.outputs[0][1], drafts, depth + 1)
+        for port, t in exp.outputs:
+            if port == target.port:
+                return resolve(t, drafts, depth + 1)
+        raise RefError(f"block '{exp.path}' has no output '{target.port}'", target.loc, target.file,
+                       hint=did_you_mean(target.port, [p for p, _ in exp.outputs]))
+    if target is None:
+        raise RefError("missing input", None, None)
+    scope, name, port = target.scope, target.name, target.port
+    entry = scope.table.get(name)
+    if entry is None:
+        raise RefError(f"unknown node '{name}'" + (f" (in {scope.prefix[:-1]})" if scope.prefix else ""),
+                       target.loc, target.file, hint=did_you_mean(name, scope.declared | set(scope.table)),
+                       undeclared=name not in scope.declared)
+    kind = entry[0]
+    if kind == "input":
+        if port is not None:
+            raise RefError(f"'{name}' is an input and has no port '{port}'", target.loc, target.file)
+        return resolve(entry[1], drafts, depth + 1)
+    if kind == "skip":
+        return resolve(entry[1], drafts, depth + 1)
+    if kind == "block":
+        return resolve(ExportRef(entry[1], port, target.loc, target.file), drafts, depth + 1)
+    path = entry[1]
+    rec = drafts.get(path)
+    op = ops_pkg.get(rec.op) if rec else None
+    try:
+        ports = tuple(op.port_names(rec.args)) if op else ("out",)
+    except Exception:  # arguments the op's port rule cannot read: its shape rule will say why
+        ports = ()
+    if not all(isinstance(p, str) for p in ports):
+        ports = ()  # port names from odd arguments (split names: [1, [2]]): the shape rule rejects them
+    if port is None or not ports:
+        return path, ports[0] if ports else (port or "out")
+    if port not in ports:
+        raise RefError(f"'{name}' ({rec.op if rec else '?'}) has no output port '{port}'", target.loc,
+                       target.file, hint=did_you_mean(port, ports) or f"its ports are: {', '.join(ports)}")
+    return path, port
+
+
+def report_dangling(drafts: dict, targets: dict, out_targets, err):
+    """After errors in expansion, still report references to names never written (more errors per run);
+    references into nodes that failed are follow-on errors and stay quiet."""
+    pending = [(t, drafts[path]) for path, ts in targets.items() for t in ts]
+    pending += [(t, None) for _, t in out_targets]
+    for t, rec in pending:
+        try:
+            resolve(t, drafts)
+        except RefError as e:
+            if e.undeclared:
+                err(str(e), e.loc or (rec.loc if rec else None), node=rec.path if rec else None,
+                    hint=e.hint, file=e.file or (rec.file if rec else None))
+        except Exception:
+            pass
+
+
+def wire(input_drafts: list, drafts: dict, targets: dict, err) -> nx.MultiDiGraph | None:
+    """The graph of the network (inputs first, then op nodes with their resolved sources), or None after
+    reporting unresolvable references or a cycle through `err`."""
+    failed = False
+    for path, rec in drafts.items():
+        resolved = []
+        for t in targets[path]:
+            try:
+                resolved.append(resolve(t, drafts))
+            except RefError as e:
+                err(str(e), e.loc or rec.loc, node=path, hint=e.hint, file=e.file or rec.file)
+                failed = True
+        drafts[path] = replace(rec, sources=tuple(resolved))
+    if failed:
+        return None
+    g = nx.MultiDiGraph()
+    for d in input_drafts:
+        g.add_node(d.path, **{DRAFT_KEY: d})
+    for path, rec in drafts.items():
+        g.add_node(path, **{DRAFT_KEY: rec})
+    for path, rec in drafts.items():
+        for slot, (src, port) in enumerate(rec.sources):
+            g.add_edge(src, path, port=port, slot=slot)
+    try:
+        cycle = nx.find_cycle(g)
+    except nx.NetworkXNoCycle:
+        return in_topological_order(g)
+    names = [u for u, *_ in cycle] + [cycle[0][0]]
+    rec = drafts[cycle[0][0]]
+    err(f"cycle: {' -> '.join(names)}", rec.loc, node=cycle[0][0], file=rec.file)
+    return None
+
+
+def in_topological_order(g: nx.MultiDiGraph) -> nx.MultiDiGraph:
+    """`in:` may name a later node; the graph's node order is nevertheless one every later stage can
+    walk front to back (the spec's order wherever the references allow it)."""
+    order = {n: i for i, n in enumerate(g.nodes)}
+    topo = list(nx.lexicographical_topological_sort(g, key=lambda n: order[n]))
+    if topo == list(g.nodes):
+        return g
+    out = nx.MultiDiGraph()
+    out.graph.update(g.graph)
+    for n in topo:
+        out.add_node(n, **g.nodes[n])
+    for u, v, k, d in g.edges(keys=True, data=True):
+        out.add_edge(u, v, key=k, **d)
+    return out
