@@ -14,12 +14,13 @@ one-dimensional parameters to zero, since they have no fan.
 """
 from __future__ import annotations
 
+import fnmatch
+
 import torch
 import torch.nn as nn
 
 from builder.core.choices import pick
 from builder.core.errors import UserError
-from builder.training.optim import _matches
 
 INITS = {
     "xavier_uniform": lambda t, gain=1.0: nn.init.xavier_uniform_(t, gain=gain),
@@ -37,6 +38,14 @@ INITS = {
 }
 INITS["kaiming"] = INITS["kaiming_normal"]
 FAN_BASED = {"xavier_uniform", "xavier_normal", "kaiming", "kaiming_uniform", "kaiming_normal", "orthogonal"}
+
+
+def matches(name: str, patterns) -> bool:
+    """A parameter name (`stage1.0.conv1.weight`) matches a glob or a list of globs, on its full name or
+    on its module's path; shared by `init:` rules and the optimizer's param groups."""
+    patterns = [patterns] if isinstance(patterns, str) else list(patterns)
+    module_path = name.rsplit(".", 1)[0]
+    return any(fnmatch.fnmatchcase(name, p) or fnmatch.fnmatchcase(module_path, p) for p in patterns)
 
 
 def _rules(cfg):
@@ -72,8 +81,8 @@ def apply_init(model: nn.Module, cfg, skip=()) -> None:
     for rule in _rules(cfg):
         name, fn = _init_fn(rule)
         if "params" in rule:
-            chosen = [n for n in params if _matches(n, rule["params"])]
-            if not chosen and not any(_matches(n, rule["params"]) for n, _ in model.named_parameters()):
+            chosen = [n for n in params if matches(n, rule["params"])]
+            if not chosen and not any(matches(n, rule["params"]) for n, _ in model.named_parameters()):
                 raise UserError(f"train.init: no parameter matches {rule['params']!r}")
         else:
             chosen = [n for n in _default_targets(model) if n in params]

@@ -10,7 +10,6 @@ module paths (`stage1.0.conv1`); a parameter joins the first group that matches 
 """
 from __future__ import annotations
 
-import fnmatch
 import inspect
 import math
 
@@ -18,17 +17,12 @@ import torch
 
 from builder.core.choices import pick
 from builder.core.errors import UserError, did_you_mean
+from builder.ops.initializers import matches as _matches
 
 OPTIMIZERS = {
     "sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW,
     "adagrad": torch.optim.Adagrad, "rmsprop": torch.optim.RMSprop,
 }
-
-
-def _matches(name, patterns):
-    patterns = [patterns] if isinstance(patterns, str) else list(patterns)
-    module_path = name.rsplit(".", 1)[0]
-    return any(fnmatch.fnmatchcase(name, p) or fnmatch.fnmatchcase(module_path, p) for p in patterns)
 
 
 def param_groups(model, groups):

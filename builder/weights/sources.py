@@ -89,10 +89,10 @@ def trained_network(spec, network: str | None = None, *, run=None, weights=None,
     random init), and the training data's input standardisation put at its start and the target's
     de-standardisation at its end when the checkpoint carries them (builder.data.preparation), so it takes raw
     inputs and answers in the data's units. Shared by export, predict and bench."""
-    from builder import build
+    from builder.compile import compile_network
     from builder.data.preparation import include
 
-    module = build(spec, network=network)
+    module = compile_network(spec, network, None)
     saved, _ = load_source(module, run=run, weights=weights, random=random, network=network)
     include(module, saved.get("input_preparation") or {}, saved.get("output_preparation") or {})
     return module, saved
