@@ -19,7 +19,7 @@ from viz.autograd_walk import BackwardTrace
 from viz.backward_fold import fold_backward
 from viz.dot_render import DotGraph
 from viz.grad_fn_names import is_bookkeeping
-from viz.grad_heat import FLAG_STYLE, FLAG_TEXT, add_legend, heat_color, heat_style, judge
+from viz.grad_heat import FLAG_STYLE, FLAG_TEXT, add_legend, heat_color, heat_style, judge, param_scale
 from viz.fold import block_chain, block_levels
 from viz.forward import _cluster_label
 from viz.labels import format_shape
@@ -145,8 +145,7 @@ def backward_dot(trace: BackwardTrace, graph: nx.MultiDiGraph | None = None, ful
     dot.add_node("loss", [], label=f"loss (root)\n{trace.loss_name} = {trace.loss:.4g}",
                  shape="doubleoctagon", style="filled", fillcolor=COLORS["root"])
 
-    largest = max((lf.grad.norm for lf in trace.leaves.values() if lf.kind == "param" and lf.grad
-                   and lf.grad.norm is not None and math.isfinite(lf.grad.norm)), default=0.0)
+    scale = param_scale(trace)
     for op_id, op in trace.ops.items():
         if op_id not in drawn:
             continue
@@ -185,7 +184,7 @@ def backward_dot(trace: BackwardTrace, graph: nx.MultiDiGraph | None = None, ful
             lines.append(f"{value}frozen (requires_grad=False)")
             attrs.update(fillcolor="#eeeeee", style="filled,dashed")
         if grads and leaf.kind == "param" and leaf.requires_grad:
-            flag = judge(norm, largest)
+            flag = judge(norm, scale)
             attrs.update(heat_style(norm, flag))
             if flag:
                 lines.append(FLAG_TEXT[flag])
@@ -296,8 +295,7 @@ def _color_clusters(dot: DotGraph, trace: BackwardTrace, graph) -> None:
     """Each cluster is tinted by the norm of the gradients of all parameters inside it."""
     sq: dict[str, float] = {}
     bad: dict[str, str] = {}
-    largest = max((lf.grad.norm for lf in trace.leaves.values() if lf.kind == "param" and lf.grad
-                   and lf.grad.norm is not None and math.isfinite(lf.grad.norm)), default=0.0)
+    scale = param_scale(trace)
     for leaf in trace.leaves.values():
         if leaf.kind != "param" or not leaf.requires_grad:  # frozen parameters do not count
             continue
@@ -325,7 +323,7 @@ def _color_clusters(dot: DotGraph, trace: BackwardTrace, graph) -> None:
             c.label += "\nno gradient"
             continue
         norm = math.sqrt(sq.get(c.name, 0.0))
-        flag = judge(norm, largest)
+        flag = judge(norm, scale)
         color = FLAG_STYLE[flag]["fillcolor"] if flag in ("vanishing", "exploding") else heat_color(norm)
         c.attrs.update(style="rounded,filled", fillcolor=color + "40", color=color, penwidth="2")
         c.label += f"\n|grad| {format_norm(norm)}" + (f"  {FLAG_TEXT[flag]}" if flag else "")

@@ -14,7 +14,7 @@ from builder.core.types import records
 from viz.autograd_walk import BackwardTrace
 from viz.dot_render import DotGraph
 from viz.fold import block_chain, block_levels, copies, fold_of, later_copy_of, pick_depth, repeat_id
-from viz.grad_heat import FLAG_TEXT, heat_style, judge
+from viz.grad_heat import FLAG_TEXT, heat_style, judge, param_scale
 from viz.labels import format_count
 
 
@@ -63,8 +63,7 @@ def folds_for(trace: BackwardTrace, graph, depth: int, shown_ops, grads: bool = 
     levels = block_levels(blocks)
     inside = _inside(graph, blocks)
     sums = _Sums(trace, shown_ops)
-    largest = max((lf.grad.norm for lf in trace.leaves.values() if lf.kind == "param" and lf.grad
-                   and lf.grad.norm is not None and math.isfinite(lf.grad.norm)), default=0.0)
+    scale = param_scale(trace)
     folds = {}
     for b in blocks:
         fold = fold_of(blocks, levels, block_chain(blocks, b), depth)
@@ -96,7 +95,7 @@ def folds_for(trace: BackwardTrace, graph, depth: int, shown_ops, grads: bool = 
             continue
         attrs = {"shape": "box3d", "style": "filled", "fillcolor": "#fff7cc"}
         if grads and n_params:  # coloured like a parameter: by the norm of the gradients inside
-            flag = judge(norm, largest)
+            flag = judge(norm, scale)
             attrs.update(heat_style(norm, flag))
             if flag:
                 lines.append(FLAG_TEXT[flag])
