@@ -20,7 +20,7 @@ from viz.backward_fold import fold_backward
 from viz.dot_render import DotGraph
 from viz.grad_fn_names import is_bookkeeping
 from viz.grad_heat import FLAG_STYLE, FLAG_TEXT, add_legend, heat_color, heat_style, judge, param_scale
-from viz.fold import block_chain, block_levels
+from viz.fold import block_chain, block_levels, blocks_of
 from viz.forward import _cluster_label
 from viz.labels import format_shape
 
@@ -92,14 +92,14 @@ def cluster_chain(path: str, graph: nx.MultiDiGraph | None) -> list[str]:
     if not path:
         return [LOSS_CLUSTER]
     if graph is not None and path in graph.nodes:
-        blocks = graph.graph.get("blocks") or {}
+        blocks = blocks_of(graph)
         return block_chain(blocks, record(graph, path).block) + [path]
     parts = path.split(".")
     return [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
 
 
 def _cluster_labels(trace: BackwardTrace, graph: nx.MultiDiGraph | None) -> dict:
-    blocks = (graph.graph.get("blocks") or {}) if graph is not None else {}
+    blocks = blocks_of(graph)
     labels = {LOSS_CLUSTER: "loss computation"}
     for path, kind in trace.module_types.items():
         if path in blocks:
@@ -204,7 +204,7 @@ def backward_dot(trace: BackwardTrace, graph: nx.MultiDiGraph | None = None, ful
         return dot
     folded, used = fold_backward(dot, trace, graph, depth, drawn, grads,
                                  finish=lambda d: _captions_beside_nodes(d, graph))
-    deepest = max(block_levels(graph.graph.get("blocks") or {}).values(), default=0)
+    deepest = max(block_levels(blocks_of(graph)).values(), default=0)
     folded.graph_attrs["label"] += f"; depth {'all' if used < 0 else used} of {deepest}"
     folded.depth = used
     return folded
@@ -229,7 +229,7 @@ def _captions_beside_nodes(dot: DotGraph, graph) -> DotGraph:
     spec node's: its operation nearest the loss; a block's: its folded box nearest the loss) instead of
     the cluster's label, so that no edge runs through it. Clusters of clusters keep their titles, and
     so do the loss and legend clusters ('#...'). Returns `dot`."""
-    blocks = (graph.graph.get("blocks") or {}) if graph is not None else {}
+    blocks = blocks_of(graph)
     stack = list(dot.root.children.values())
     while stack:
         c = stack.pop()
