@@ -19,7 +19,7 @@ from viz.autograd_walk import BackwardTrace
 from viz.backward_fold import fold_backward
 from viz.dot_render import DotGraph
 from viz.grad_fn_names import is_bookkeeping
-from viz.grad_heat import FLAG_STYLE, FLAG_TEXT, add_legend, heat_color, heat_style, judge, param_scale
+from viz.grad_heat import FLAG_STYLE, FLAG_TEXT, add_legend, heat_color, heat_style, judge, leaf_flag, node_norms, param_scale
 from viz.fold import block_chain, block_levels, blocks_of
 from viz.forward import _cluster_label
 from viz.labels import format_shape
@@ -145,7 +145,7 @@ def backward_dot(trace: BackwardTrace, graph: nx.MultiDiGraph | None = None, ful
     dot.add_node("loss", [], label=f"loss (root)\n{trace.loss_name} = {trace.loss:.4g}",
                  shape="doubleoctagon", style="filled", fillcolor=COLORS["root"])
 
-    scale = param_scale(trace)
+    scale, nodes = param_scale(trace), node_norms(trace)
     for op_id, op in trace.ops.items():
         if op_id not in drawn:
             continue
@@ -184,7 +184,7 @@ def backward_dot(trace: BackwardTrace, graph: nx.MultiDiGraph | None = None, ful
             lines.append(f"{value}frozen (requires_grad=False)")
             attrs.update(fillcolor="#eeeeee", style="filled,dashed")
         if grads and leaf.kind == "param" and leaf.requires_grad:
-            flag = judge(norm, scale)
+            flag = leaf_flag(leaf, scale, nodes)
             attrs.update(heat_style(norm, flag))
             if flag:
                 lines.append(FLAG_TEXT[flag])

@@ -101,10 +101,33 @@ def judge(norm: float | None, scale: Scale) -> str | None:
     return None
 
 
+def node_norms(trace) -> dict:
+    """Spec path -> the gradient norm of all its trainable parameters together (what a layer receives);
+    a path with a parameter no gradient reached, or a non-finite one, is left out."""
+    squares: dict = {}
+    for lf in trace.leaves.values():
+        if lf.kind == "param" and lf.requires_grad:
+            norm = lf.grad.norm if lf.grad is not None else None
+            ok = norm is not None and math.isfinite(norm) and squares.get(lf.path, 0.0) is not None
+            squares[lf.path] = squares.get(lf.path, 0.0) + norm * norm if ok else None
+    return {p: math.sqrt(v) for p, v in squares.items() if v is not None}
+
+
 def param_scale(trace) -> Scale:
-    """The Scale of the trainable parameters' gradient norms of a recorded step (viz.autograd_walk)."""
-    return Scale.of(lf.grad.norm for lf in trace.leaves.values()
-                    if lf.kind == "param" and lf.requires_grad and lf.grad is not None)
+    """The Scale of a recorded step (viz.autograd_walk): of its spec nodes' gradient norms, as the grads
+    chart measures them, so both views flag the same layers."""
+    return Scale.of(node_norms(trace).values())
+
+
+def leaf_flag(leaf, scale: Scale, nodes: dict) -> str | None:
+    """The flag of one parameter: none, zero and NaN are its own; vanishing and exploding are its layer's
+    (a Transformer's key bias gets no gradient by design, since softmax ignores what it adds to every
+    score: that is not a vanishing layer)."""
+    norm = leaf.grad.norm if leaf.grad is not None else None
+    flag = judge(norm, scale)
+    if flag in ("vanishing", "exploding"):
+        return judge(nodes.get(leaf.path, norm), scale)
+    return flag
 
 
 def heat_style(norm: float | None, flag: str | None) -> dict:
