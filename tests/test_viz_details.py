@@ -43,7 +43,7 @@ def test_lstm_backward_names_and_batch_major_shapes(tmp_path):
     assert p.nodes[leaf]["label"].split("\n")[0] == "lstm: weight_ih_l0"  # not lstm.rnn.weight_ih_l0
     rnn = [a["label"] for n, a in p.nodes.items() if n.startswith("lstm:")]
     shapes = [line for label in rnn for line in label.split("\n") if line.startswith("value ")]
-    assert shapes and all(line.startswith("value 3 x 8 x") for line in shapes), shapes  # B=3 first, T=8
+    assert shapes and all(line.startswith("value 3 x 32 x") for line in shapes), shapes  # B=3 first, T=32 (DEFAULT_SIZE)
 
 
 def test_input_preparation_drawn_above_the_input():

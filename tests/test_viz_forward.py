@@ -133,7 +133,8 @@ def test_depth_collapses_blocks():
     assert "stage1.0.conv1" in p2.nodes and "stage1.1.conv1" not in p2.nodes
     assert ("stage1.0.out", "stage1.1..2") in {(u, v) for u, v, _ in p2.edges}
     assert "stage1.2.conv1" in parse_dot(forward_dot(g, depth=-1).to_dot()).nodes  # -1: nothing folded
-    assert auto_depth(g, max_nodes=10) == 1 and auto_depth(g, max_nodes=100) == 2
+    assert auto_depth(g, max_nodes=10) == 1 and auto_depth(g, max_nodes=20) == 2  # 26 nodes whole, 13 at depth 2
+    assert auto_depth(g, max_nodes=100) == -1  # the whole network fits: nothing is folded
     assert auto_depth(g, max_nodes=2) == 0
 
 

@@ -45,7 +45,7 @@ def test_inputs_file_feeds_the_step(tmp_path, capsys):
     assert "inputs from" in flow.note and flow.loss_name == "cross_entropy"
     np.savez(tmp_path / "bare.npz", x)  # an unnamed array (arr_0) and no target: the stand-in loss
     flow0 = measure(spec, inputs_file=str(tmp_path / "bare.npz"))
-    assert flow0.loss_name == "mean(output^2)" and "no target" in flow0.note
+    assert flow0.loss_name == "mse to a random target" and "no target" in flow0.note
     assert flow0.mean("head") != flow.mean("head")
     np.savez(tmp_path / "bad.npz", x=x[:, :10])
     assert main(["viz", str(EXAMPLES / "deep_relu.yaml"), "--view", "backward", "--inputs",

@@ -19,8 +19,8 @@ from viz.autograd_walk import BackwardTrace
 from viz.backward_fold import fold_backward
 from viz.dot_render import DotGraph
 from viz.grad_fn_names import is_bookkeeping
-from viz.grad_heat import FLAG_STYLE, FLAG_TEXT, add_legend, heat_color, heat_style, judge
-from viz.fold import block_chain, block_levels
+from viz.grad_heat import FLAG_STYLE, FLAG_TEXT, add_legend, heat_color, heat_style, judge, leaf_flag, node_norms, param_scale
+from viz.fold import block_chain, block_levels, blocks_of
 from viz.forward import _cluster_label
 from viz.labels import format_shape
 
@@ -92,14 +92,14 @@ def cluster_chain(path: str, graph: nx.MultiDiGraph | None) -> list[str]:
     if not path:
         return [LOSS_CLUSTER]
     if graph is not None and path in graph.nodes:
-        blocks = graph.graph.get("blocks") or {}
+        blocks = blocks_of(graph)
         return block_chain(blocks, record(graph, path).block) + [path]
     parts = path.split(".")
     return [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
 
 
 def _cluster_labels(trace: BackwardTrace, graph: nx.MultiDiGraph | None) -> dict:
-    blocks = (graph.graph.get("blocks") or {}) if graph is not None else {}
+    blocks = blocks_of(graph)
     labels = {LOSS_CLUSTER: "loss computation"}
     for path, kind in trace.module_types.items():
         if path in blocks:
@@ -145,8 +145,7 @@ def backward_dot(trace: BackwardTrace, graph: nx.MultiDiGraph | None = None, ful
     dot.add_node("loss", [], label=f"loss (root)\n{trace.loss_name} = {trace.loss:.4g}",
                  shape="doubleoctagon", style="filled", fillcolor=COLORS["root"])
 
-    largest = max((lf.grad.norm for lf in trace.leaves.values() if lf.kind == "param" and lf.grad
-                   and lf.grad.norm is not None and math.isfinite(lf.grad.norm)), default=0.0)
+    scale, nodes = param_scale(trace), node_norms(trace)
     for op_id, op in trace.ops.items():
         if op_id not in drawn:
             continue
@@ -185,7 +184,7 @@ def backward_dot(trace: BackwardTrace, graph: nx.MultiDiGraph | None = None, ful
             lines.append(f"{value}frozen (requires_grad=False)")
             attrs.update(fillcolor="#eeeeee", style="filled,dashed")
         if grads and leaf.kind == "param" and leaf.requires_grad:
-            flag = judge(norm, largest)
+            flag = leaf_flag(leaf, scale, nodes)
             attrs.update(heat_style(norm, flag))
             if flag:
                 lines.append(FLAG_TEXT[flag])
@@ -205,7 +204,7 @@ def backward_dot(trace: BackwardTrace, graph: nx.MultiDiGraph | None = None, ful
         return dot
     folded, used = fold_backward(dot, trace, graph, depth, drawn, grads,
                                  finish=lambda d: _captions_beside_nodes(d, graph))
-    deepest = max(block_levels(graph.graph.get("blocks") or {}).values(), default=0)
+    deepest = max(block_levels(blocks_of(graph)).values(), default=0)
     folded.graph_attrs["label"] += f"; depth {'all' if used < 0 else used} of {deepest}"
     folded.depth = used
     return folded
@@ -230,7 +229,7 @@ def _captions_beside_nodes(dot: DotGraph, graph) -> DotGraph:
     spec node's: its operation nearest the loss; a block's: its folded box nearest the loss) instead of
     the cluster's label, so that no edge runs through it. Clusters of clusters keep their titles, and
     so do the loss and legend clusters ('#...'). Returns `dot`."""
-    blocks = (graph.graph.get("blocks") or {}) if graph is not None else {}
+    blocks = blocks_of(graph)
     stack = list(dot.root.children.values())
     while stack:
         c = stack.pop()
@@ -296,8 +295,7 @@ def _color_clusters(dot: DotGraph, trace: BackwardTrace, graph) -> None:
     """Each cluster is tinted by the norm of the gradients of all parameters inside it."""
     sq: dict[str, float] = {}
     bad: dict[str, str] = {}
-    largest = max((lf.grad.norm for lf in trace.leaves.values() if lf.kind == "param" and lf.grad
-                   and lf.grad.norm is not None and math.isfinite(lf.grad.norm)), default=0.0)
+    scale = param_scale(trace)
     for leaf in trace.leaves.values():
         if leaf.kind != "param" or not leaf.requires_grad:  # frozen parameters do not count
             continue
@@ -325,7 +323,7 @@ def _color_clusters(dot: DotGraph, trace: BackwardTrace, graph) -> None:
             c.label += "\nno gradient"
             continue
         norm = math.sqrt(sq.get(c.name, 0.0))
-        flag = judge(norm, largest)
+        flag = judge(norm, scale)
         color = FLAG_STYLE[flag]["fillcolor"] if flag in ("vanishing", "exploding") else heat_color(norm)
         c.attrs.update(style="rounded,filled", fillcolor=color + "40", color=color, penwidth="2")
         c.label += f"\n|grad| {format_norm(norm)}" + (f"  {FLAG_TEXT[flag]}" if flag else "")

@@ -13,8 +13,8 @@ import math
 from builder.core.types import records
 from viz.autograd_walk import BackwardTrace
 from viz.dot_render import DotGraph
-from viz.fold import block_chain, block_levels, copies, fold_of, later_copy_of, pick_depth, repeat_id
-from viz.grad_heat import FLAG_TEXT, heat_style, judge
+from viz.fold import block_chain, block_levels, blocks_of, fold_of, like_of, pick_depth, repeat_id, summarised, summary_words
+from viz.grad_heat import FLAG_TEXT, heat_style, judge, param_scale
 from viz.labels import format_count
 
 
@@ -59,12 +59,11 @@ class _Sums:
 
 def folds_for(trace: BackwardTrace, graph, depth: int, shown_ops, grads: bool = False) -> dict:
     """Cluster name -> (node id, attrs) of every block the backward picture folds at `depth`."""
-    blocks = graph.graph.get("blocks") or {}
+    blocks = blocks_of(graph)
     levels = block_levels(blocks)
     inside = _inside(graph, blocks)
     sums = _Sums(trace, shown_ops)
-    largest = max((lf.grad.norm for lf in trace.leaves.values() if lf.kind == "param" and lf.grad
-                   and lf.grad.norm is not None and math.isfinite(lf.grad.norm)), default=0.0)
+    scale = param_scale(trace)
     folds = {}
     for b in blocks:
         fold = fold_of(blocks, levels, block_chain(blocks, b), depth)
@@ -79,24 +78,24 @@ def folds_for(trace: BackwardTrace, graph, depth: int, shown_ops, grads: bool = 
                 head += f" x {info['repeat']}"
             lines = [b, head, f"{n_ops} operation nodes, {format_count(n_params)} params",
                      f"|grad| {_norm_text(norm)}"]
-        elif kind == "repeat" and later_copy_of(blocks, b) == unit:
-            every = copies(blocks, unit)
-            if b != every[1]:  # one summary node for all later copies: made at the second copy
+        elif kind == "repeat" and unit == b:
+            later = summarised(blocks, unit)
+            if b != later[0]:  # one summary node for the later copies alike one drawn copy: made at the first
                 folds[b] = (repeat_id(blocks, unit), {})
                 continue
-            n = len(every)
-            later = set().union(*(inside[c] for c in every[1:]))
-            n_ops, n_params, norm = sums.total(later)
-            per_copy = [f"{c.rsplit('.', 1)[1]}: {_norm_text(sums.total(inside[c])[2])}" for c in every]
-            lines = [f"{unit}.1 .. {unit}.{n - 1}", f"{blocks[unit].get('block') or 'block'} x {n - 1} more "
-                     f"(like {unit}.0)", f"{n_ops} operation nodes, {format_count(n_params)} params",
+            like = like_of(blocks, unit)
+            n_ops, n_params, norm = sums.total(set().union(*(inside[c] for c in later)))
+            per_copy = [f"{c.rsplit('.', 1)[1]}: {_norm_text(sums.total(inside[c])[2])}" for c in [like] + later]
+            parent = blocks[unit].get("parent") or ""
+            lines = [summary_words(blocks, unit), f"{blocks[parent].get('block') or 'block'} x {len(later)} more "
+                     f"(like {like})", f"{n_ops} operation nodes, {format_count(n_params)} params",
                      "|grad| of each copy:"]
-            lines += ["  ".join(per_copy[i:i + 3]) for i in range(0, n, 3)]
+            lines += ["  ".join(per_copy[i:i + 3]) for i in range(0, len(per_copy), 3)]
         else:
             continue
         attrs = {"shape": "box3d", "style": "filled", "fillcolor": "#fff7cc"}
         if grads and n_params:  # coloured like a parameter: by the norm of the gradients inside
-            flag = judge(norm, largest)
+            flag = judge(norm, scale)
             attrs.update(heat_style(norm, flag))
             if flag:
                 lines.append(FLAG_TEXT[flag])
@@ -108,7 +107,7 @@ def fold_backward(dot: DotGraph, trace: BackwardTrace, graph, depth: int | None,
                   grads: bool = False, finish=lambda d: d) -> tuple[DotGraph, int]:
     """The folded picture and the depth used: `depth`, or (None) the deepest whose picture fits.
     finish: applied to each folded picture (before its size is judged)."""
-    blocks = (graph.graph.get("blocks") or {}) if graph is not None else {}
+    blocks = blocks_of(graph)
     deepest = max(block_levels(blocks).values(), default=0)
     if depth is not None and depth < 0:  # everything, every copy
         return finish(dot), -1

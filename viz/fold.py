@@ -1,20 +1,28 @@
 """What a picture folds, so that it stays readable at any network size.
 
 Two rules, shared by the forward and backward views: a block nested deeper than the picture's depth is
-drawn as one box, and every copy of a repeated block after the first is drawn as one `x N` summary node
-(the first copy is drawn like any other block), so a 12-layer GPT-2 reads as one layer plus '11 more'.
-The default depth is the deepest whose picture fits: at most MAX_NODES nodes and MAX_RANKS ranks (a
-quick count that rules out hopeless depths without a layout), then, when graphviz is installed, a real
-layout (`dot -Tplain`) at most MAX_PX pixels on each side at graphviz's 96 dpi, with fonts at their
-normal size: the picture is made smaller by folding, never by shrinking the text.
+drawn as one box, and the later copies of a repeated block that are alike a drawn copy are drawn as one
+`x N` summary node (the first copy of each kind is drawn like any other block), so a 12-layer GPT-2 reads
+as one layer plus '11 more'. Copies are alike when their nodes, wiring, arguments and parameter shapes
+are the same (rates, eps and other float arguments aside): Swin's shifted block is drawn beside the
+unshifted one, never summarised as 'like' it (`blocks_of` adds each copy's `like`).
+
+The default picture is the whole network when it fits; otherwise the deepest depth whose picture fits:
+at most MAX_NODES nodes and MAX_RANKS ranks (a quick count that rules out hopeless depths without a
+layout), then, when graphviz is installed, a real layout (`dot -Tplain`) at most MAX_PX pixels on each
+side at graphviz's 96 dpi, with fonts at their normal size: the picture is made smaller by folding, never
+by shrinking the text.
 """
 
 from __future__ import annotations
 
 import subprocess
+import weakref
 from typing import Callable
 
 import networkx as nx
+
+from builder.core.types import records
 
 MAX_NODES = 120  # visible nodes of a default picture (the limit asserted over the zoo is 150)
 MAX_RANKS = 60  # nodes on the longest path: beyond this no layout is tried
@@ -49,30 +57,94 @@ def block_chain(blocks: dict, path: str) -> list[str]:
     return chain[::-1]
 
 
+_LIKENESS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def blocks_of(graph) -> dict:
+    """The graph's block table (`graph.graph["blocks"]`) with, for each copy of a repeated block, `like`:
+    the first copy alike it (itself when it is the first of its kind). Computed once per graph."""
+    if graph is None:
+        return {}
+    found = _LIKENESS.get(graph)
+    if found is None:
+        blocks = graph.graph.get("blocks") or {}
+        sig = _signatures(graph, blocks)
+        found = {b: dict(info) for b, info in blocks.items()}
+        for b, info in blocks.items():
+            if info.get("repeat"):
+                first: dict = {}
+                for c in copies(blocks, b):
+                    found[c]["like"] = first.setdefault(sig.get(c, ()), c)
+        _LIKENESS[graph] = found
+    return found
+
+
+def _signatures(graph, blocks: dict) -> dict:
+    """Copy path -> what makes two copies alike: each node's path inside the copy, op, sources (inside
+    the copy, or 'outside'), arguments but floats, and parameter shapes."""
+    copy_paths = {c for b, info in blocks.items() if info.get("repeat") for c in copies(blocks, b)}
+    sig: dict[str, list] = {c: [] for c in copy_paths}
+    for r in records(graph):
+        for c in block_chain(blocks, r.block):
+            if c not in copy_paths:
+                continue
+            inside = lambda p: p[len(c) + 1:] if p.startswith(c + ".") else "<outside>"  # noqa: E731
+            args = sorted((k, "<float>" if isinstance(v, float) else repr(v)) for k, v in (r.args or {}).items())
+            sig[c].append((inside(r.path), r.op, tuple((inside(s), port) for s, port in r.sources), tuple(args),
+                           tuple(sorted((k, tuple(v)) for k, v in (r.param_shapes or {}).items()))))
+    return {c: tuple(v) for c, v in sig.items()}
+
+
+def like_of(blocks: dict, copy: str) -> str:
+    """The drawn copy that `copy` is summarised as being like (copy 0 for a table without `like`)."""
+    info = blocks[copy]
+    return info.get("like") or f"{info.get('parent')}.0"
+
+
 def later_copy_of(blocks: dict, path: str) -> str | None:
-    """The repeated block of which `path` is the second or a later copy, else None."""
+    """The repeated block of which `path` is a later copy alike an earlier one (so it is summarised),
+    else None."""
     info = blocks[path]
     parent = info.get("parent") or ""
-    if info.get("index") and parent in blocks and blocks[parent].get("repeat"):
+    if info.get("index") and parent in blocks and blocks[parent].get("repeat") and like_of(blocks, path) != path:
         return parent
     return None
 
 
-def repeat_id(blocks: dict, block: str) -> str:
-    """Id of the summary node standing for the copies after the first: 'h.1..11'."""
-    return f"{block}.1..{int(blocks[block]['repeat']) - 1}"
+def summarised(blocks: dict, copy: str) -> list[str]:
+    """The later copies summarised in one node with `copy`: those alike the same drawn copy."""
+    like = like_of(blocks, copy)
+    parent = blocks[copy].get("parent") or ""
+    return [c for c in copies(blocks, parent) if c != like and like_of(blocks, c) == like]
+
+
+def repeat_id(blocks: dict, copy: str) -> str:
+    """Id of the summary node standing for `copy` and the later copies alike it: 'h.1..11', 'h.2,4'."""
+    parent = blocks[copy].get("parent") or ""
+    idx = [int(c.rsplit(".", 1)[1]) for c in summarised(blocks, copy)]
+    if idx == list(range(idx[0], idx[-1] + 1)):
+        return f"{parent}.{idx[0]}..{idx[-1]}" if len(idx) > 1 else f"{parent}.{idx[0]}"
+    return f"{parent}.{','.join(map(str, idx))}"
+
+
+def summary_words(blocks: dict, copy: str) -> str:
+    """The copies a summary node stands for, as its label says them: 'h.1 .. h.11', 'h.1', 'h.2, h.4'."""
+    later = summarised(blocks, copy)
+    idx = [int(c.rsplit(".", 1)[1]) for c in later]
+    if len(later) > 1 and idx == list(range(idx[0], idx[-1] + 1)):
+        return f"{later[0]} .. {later[-1]}"
+    return ", ".join(later)
 
 
 def fold_of(blocks: dict, levels: dict, chain: list[str], depth: int) -> tuple[str, str] | None:
-    """('repeat', R) when the chain is inside a later copy of repeated block R, ('box', B) when inside
-    block B deeper than `depth` (the outermost such block wins), None when drawn as it is.
-    A negative depth folds nothing (every copy of every block drawn)."""
+    """('repeat', C) when the chain is inside C, a later copy of a repeated block alike an earlier copy,
+    ('box', B) when inside block B deeper than `depth` (the outermost such block wins), None when drawn
+    as it is. A negative depth folds nothing (every copy of every block drawn)."""
     if depth < 0:
         return None
     for b in chain:
-        repeated = later_copy_of(blocks, b)
-        if repeated is not None:
-            return ("repeat", repeated)
+        if later_copy_of(blocks, b) is not None:
+            return ("repeat", b)
         if levels[b] > depth:
             return ("box", b)
     return None
@@ -90,9 +162,9 @@ def fold_node_id(blocks: dict, fold: tuple[str, str]) -> str:
 
 
 def fold_parent(blocks: dict, fold: tuple[str, str]) -> list[str]:
-    """The clusters holding a fold's node: a summary sits in its repeated block, a box in its parent."""
+    """The clusters holding a fold's node: a summary and a box both sit in the block's parent."""
     kind, block = fold
-    return block_chain(blocks, block if kind == "repeat" else blocks[block].get("parent") or "")
+    return block_chain(blocks, blocks[block].get("parent") or "")
 
 
 def copies(blocks: dict, block: str) -> list[str]:
@@ -145,9 +217,9 @@ def layout_px(dot_text: str) -> tuple[float, float] | None:
 
 
 def pick_depth(deepest: int, make: Callable[[int], object], max_nodes: int = MAX_NODES) -> tuple[int, object]:
-    """The deepest depth (deepest .. 0) whose picture `make(depth)` fits (counts, then layout size),
-    with that picture; depth 0 when none does."""
-    for d in range(deepest, 0, -1):
+    """-1 (nothing folded) when the whole picture `make(-1)` fits, else the deepest depth (deepest .. 0)
+    whose picture fits (counts, then layout size), with that picture; depth 0 when none does."""
+    for d in [-1] + list(range(deepest, 0, -1)):
         dot = make(d)
         if not fits(*drawn(dot), max_nodes=max_nodes):
             continue

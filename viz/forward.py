@@ -14,7 +14,8 @@ import networkx as nx
 from builder.core.types import record
 
 from viz.dot_render import DotGraph
-from viz.fold import MAX_NODES, block_chain, block_levels, fold_node_id, fold_of, fold_parent, pick_depth
+from viz.fold import (MAX_NODES, block_chain, block_levels, blocks_of, fold_node_id, fold_of, fold_parent, like_of,
+                      pick_depth, repeat_id, summarised, summary_words)
 from viz.labels import format_count, format_shape, format_value, key_args, wrap_items
 
 COLORS = {
@@ -24,20 +25,20 @@ COLORS = {
 
 
 def max_depth(g: nx.MultiDiGraph) -> int:
-    levels = block_levels(g.graph.get("blocks") or {})
+    levels = block_levels(blocks_of(g))
     return max(levels.values(), default=0)
 
 
 def representative(g: nx.MultiDiGraph, node: str, depth: int, levels: dict) -> str:
     """The id drawn for `node` at `depth`: itself, the outermost block deeper than `depth`, or the
     summary node of the later copies of a repeated block (see viz.fold)."""
-    blocks = g.graph.get("blocks") or {}
+    blocks = blocks_of(g)
     fold = fold_of(blocks, levels, block_chain(blocks, record(g, node).block), depth)
     return node if fold is None else fold_node_id(blocks, fold)
 
 
 def count_visible(g: nx.MultiDiGraph, depth: int) -> int:
-    levels = block_levels(g.graph.get("blocks") or {})
+    levels = block_levels(blocks_of(g))
     return len({representative(g, n, depth, levels) for n in g.nodes})
 
 
@@ -93,15 +94,17 @@ def _details(a) -> str:
 
 def _collapsed_label(g: nx.MultiDiGraph, fold: tuple[str, str], members: list[str]) -> tuple[str, dict]:
     """A folded block: one 3-D box, or the `x N` summary of a repeated block's later copies."""
-    blocks = g.graph["blocks"]
+    blocks = blocks_of(g)
     kind, path = fold
     info = blocks[path]
     block = info.get("block") or "block"
     params = sum(record(g, m).param_count for m in members)
-    if kind == "repeat":
-        n = int(info["repeat"])
-        lines = [f"{path}.1 .. {path}.{n - 1}", f"{block} x {n - 1} more (x {n} in all)",
-                 f"like {path}.0: {len(members)} nodes, {format_count(params)} params"]
+    if kind == "repeat":  # `path` is one of the later copies the node stands for
+        parent = blocks[blocks[path].get("parent") or ""]
+        later = summarised(blocks, path)
+        lines = [summary_words(blocks, path), f"{parent.get('block') or 'block'} x {len(later)} more "
+                 f"(x {parent['repeat']} in all)",
+                 f"like {like_of(blocks, path)}: {len(members)} nodes, {format_count(params)} params"]
         return "\n".join(lines), {"shape": "box3d", "style": "filled,bold", "fillcolor": COLORS["collapsed"]}
     head = f"{block} x {info['repeat']}" if info.get("repeat") else block
     lines = [path, head, f"{len(members)} nodes, {format_count(params)} params"]
@@ -149,10 +152,10 @@ def forward_dot(g: nx.MultiDiGraph, depth: int | None = None, rankdir: str = "TB
     """The forward picture of graph `g` as a DotGraph.
 
     depth: None picks the deepest depth whose picture fits (viz.fold); a negative depth expands every
-    block. The copies of a repeated block after the first are always one summary node. preparation:
+    block. The later copies of a repeated block alike a drawn copy are one summary node (viz.fold). preparation:
     the steps the training data goes through before the float inputs (viz.preparation), drawn above them.
     """
-    blocks = g.graph.get("blocks") or {}
+    blocks = blocks_of(g)
     levels = block_levels(blocks)
     deepest = max(levels.values(), default=0)
     if depth is None:

@@ -3,14 +3,23 @@
 A healthy norm gets a shade of one sequential scale (pale green for small norms, dark green for large
 ones; one shade per decade from below 1e-6 to 10 and above), fixed so that pictures of different
 networks compare. Only a flagged state uses an alarm colour: 'none' (no gradient reached the parameter,
-grey dashed), 'zero' (black), 'nan' (NaN or Inf, magenta), 'vanishing' (norm below VANISHING_RATIO
-times the largest parameter gradient norm of the network, blue) and 'exploding' (norm above EXPLODING,
-red). The legend is one compact table.
+grey dashed), 'zero' (black), 'nan' (NaN or Inf, magenta), 'vanishing' (blue) and 'exploding' (red).
+The legend is one compact table.
+
+Vanishing and exploding are judged against the network's own typical sizes (a Scale), as the notes define
+them: gradients that shrink or grow across the layers, not a size that is large or small in itself. A
+norm is vanishing below VANISHING_RATIO times the network's 90th-percentile norm (not its largest: one
+huge norm must not paint the rest blue), and exploding above EXPLODING_RATIO times that norm (far above
+even the network's large ones), or above EXPLODING whatever the network. The 90th percentile sits at
+the loss end of a network whose gradients shrink towards the input, so a vanishing stack does not make
+its healthy last layer look exploding. A healthy network at initialisation trips neither (every zoo spec
+at its example size is checked by tests/test_viz_truth.py); the notes' deep sigmoid stack is vanishing.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from viz.dot_render import DotGraph, HtmlLabel
 
@@ -19,8 +28,9 @@ PALETTE = [  # ColorBrewer Greens: a sequential scale, no alarm in it
     "#f7fcf5", "#e5f5e0", "#c7e9c0", "#a1d99b", "#74c476", "#41ab5d", "#238b45", "#006d2c", "#00441b",
 ]
 DARK = {"#238b45", "#006d2c", "#00441b"}  # shades that need white text
-EXPLODING = 1e3
-VANISHING_RATIO = 1e-4
+EXPLODING = 1e6  # exploding whatever the network
+EXPLODING_RATIO = 1e4  # exploding above this many times the network's 90th-percentile norm
+VANISHING_RATIO = 1e-5  # vanishing below this many times the network's 90th-percentile norm
 FLAG_STYLE = {
     "none": {"fillcolor": "#d9d9d9", "style": "filled,dashed", "fontcolor": "black"},
     "zero": {"fillcolor": "black", "style": "filled", "fontcolor": "white"},
@@ -32,8 +42,9 @@ FLAG_STYLE = {
 }
 FLAG_TEXT = {"none": "NO GRADIENT (None)", "zero": "ZERO GRADIENT", "nan": "NaN/Inf GRADIENT",
              "exploding": "EXPLODING GRADIENT", "vanishing": "VANISHING GRADIENT"}
-LEGEND_TEXT = {"none": "none", "zero": "zero", "nan": "NaN/Inf", "exploding": f"exploding (&gt; {EXPLODING:g})",
-               "vanishing": f"vanishing (&lt; {VANISHING_RATIO:g} x largest)"}  # HTML-like label text
+LEGEND_TEXT = {"none": "none", "zero": "zero", "nan": "NaN/Inf",
+               "exploding": f"exploding (&gt; {EXPLODING_RATIO:g} x 90th pct)",
+               "vanishing": f"vanishing (&lt; {VANISHING_RATIO:g} x 90th pct)"}  # HTML-like label text
 
 
 def bucket(norm: float) -> int:
@@ -56,19 +67,67 @@ def bucket_range(i: int) -> str:
     return f"1e{lo:+d}"
 
 
-def judge(norm: float | None, largest: float) -> str | None:
-    """The flag of one gradient norm, given the largest finite parameter gradient norm of the network."""
+@dataclass(frozen=True)
+class Scale:
+    """The typical gradient sizes of one network, what its flags are judged against."""
+    high: float = 0.0  # the 90th percentile of the finite, nonzero parameter gradient norms
+
+    @classmethod
+    def of(cls, norms) -> "Scale":
+        finite = sorted(n for n in norms if n is not None and math.isfinite(n) and n > 0)
+        return cls(high=finite[round(0.9 * (len(finite) - 1))]) if finite else cls()
+
+    @property
+    def vanishing_below(self) -> float:
+        return VANISHING_RATIO * self.high
+
+    @property
+    def exploding_above(self) -> float:
+        return min(EXPLODING, EXPLODING_RATIO * self.high) if self.high else EXPLODING
+
+
+def judge(norm: float | None, scale: Scale) -> str | None:
+    """The flag of one gradient norm, given its network's Scale (None: healthy)."""
     if norm is None:
         return "none"
     if not math.isfinite(norm):
         return "nan"
     if norm == 0.0:
         return "zero"
-    if norm > EXPLODING:
+    if norm > scale.exploding_above:
         return "exploding"
-    if largest > 0 and norm < VANISHING_RATIO * largest:
+    if norm < scale.vanishing_below:
         return "vanishing"
     return None
+
+
+def node_norms(trace) -> dict:
+    """Spec path -> the gradient norm of all its trainable parameters together (what a layer receives);
+    a path with a parameter no gradient reached, or a non-finite one, is left out."""
+    squares: dict = {}
+    for lf in trace.leaves.values():
+        if lf.kind == "param" and lf.requires_grad:
+            norm = lf.grad.norm if lf.grad is not None else None
+            ok = norm is not None and math.isfinite(norm) and squares.get(lf.path, 0.0) is not None
+            squares[lf.path] = squares.get(lf.path, 0.0) + norm * norm if ok else None
+    return {p: math.sqrt(v) for p, v in squares.items() if v is not None}
+
+
+def param_scale(trace) -> Scale:
+    """The Scale of a recorded step (viz.autograd_walk): of its spec nodes' gradient norms, as the grads
+    chart measures them, so both views flag the same layers."""
+    return Scale.of(node_norms(trace).values())
+
+
+def leaf_flag(leaf, scale: Scale, nodes: dict) -> str | None:
+    """The flag of one parameter: none, zero and NaN are its own; vanishing and exploding are its layer's
+    (a Transformer's key bias gets no gradient by design, since softmax ignores what it adds to every
+    score: that is not a vanishing layer)."""
+    norm = leaf.grad.norm if leaf.grad is not None else None
+    flag = judge(norm, scale)
+    if flag in ("vanishing", "exploding"):
+        return judge(nodes.get(leaf.path, norm), scale)
+    return flag
 
 
 def heat_style(norm: float | None, flag: str | None) -> dict:

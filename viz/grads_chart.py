@@ -2,9 +2,10 @@
 
 One bar per spec node that owns trainable parameters, in forward order: the norm of its parameters'
 gradient, on a log axis, for one step or over `--steps N` steps of real training (the spec's optimizer
-steps between them; the bar is the mean over the steps, the tick the largest). Shaded bands mark the
-flags of the backward view (viz.grad_heat): exploding above EXPLODING, vanishing below VANISHING_RATIO
-times the largest norm. Bars with a flag take its alarm colour; the others one healthy colour.
+steps between them; the bar is the mean over the steps, the tick the largest). Flags are judged as the
+backward view judges them (viz.grad_heat: against the network's own Scale); a shaded band marks a flag's
+range only when some bar falls in it. Bars with a flag take its alarm colour; the others one healthy
+colour. What may make the numbers artefacts (viz.artefacts) heads the title.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from pathlib import Path
 import torch
 
 from builder.core.types import records
-from viz.grad_heat import EXPLODING, FLAG_STYLE, VANISHING_RATIO, judge
+from viz.grad_heat import EXPLODING_RATIO, FLAG_STYLE, VANISHING_RATIO, Scale, judge
+from viz.artefacts import watch
 from viz.step import set_up, step_threads
 
 HEALTHY = "#41ab5d"
@@ -31,6 +33,7 @@ class GradFlow:
     losses: list  # loss of each step
     note: str  # where the batches came from
     loss_name: str
+    warnings: list = None  # why the numbers may be artefacts (viz.artefacts), for the title and the CLI
 
     def mean(self, path: str) -> float | None:
         vals = self.norms[path]
@@ -51,15 +54,14 @@ def _owner(name: str, paths: set) -> str:
 
 
 def measure(spec, network=None, steps: int = 1, run=None, weights=None, batch_size=None, seed=None,
-            inputs_file=None, data=None) -> GradFlow:
+            inputs_file=None, data=None, sizes=None) -> GradFlow:
     """Gradient norms per spec node over `steps` steps of real training (optimizer steps between them)."""
-    from builder.core.errors import UserError
     from builder.training.optim import make_optimizer
 
     threads = torch.get_num_threads()
     torch.set_num_threads(step_threads())
     try:
-        s = set_up(spec, network, run, weights, batch_size, seed, steps, inputs_file, data)
+        s = set_up(spec, network, run, weights, batch_size, seed, steps, inputs_file, data, sizes)
         nodes = [r.path for r in records(s.net.graph) if r.op != "input"]
         owned: dict[str, list] = {}
         for name, p in s.module.named_parameters():
@@ -68,31 +70,43 @@ def measure(spec, network=None, steps: int = 1, run=None, weights=None, batch_si
         paths = [n for n in nodes if n in owned]
         optimizer = make_optimizer(s.module, s.cfg.optimizer if s.cfg else None) if steps > 1 else None
         norms: dict[str, list] = {p: [] for p in paths}
-        losses = []
-        for k, (inputs, target) in enumerate(s.batches):
-            s.module.zero_grad(set_to_none=True)
-            try:
-                loss = s.loss_fn(s.module(*inputs), target, inputs)
-                loss.backward()
-            except (RuntimeError, ValueError) as e:
-                raise UserError(f"step {k + 1} on {s.note} failed: {str(e).splitlines()[0]}") from None
-            losses.append(float(loss.detach()))
-            for path in paths:
-                grads = [p.grad for p in owned[path]]
-                norms[path].append(None if all(g is None for g in grads) else math.sqrt(
-                    sum(float(torch.linalg.vector_norm(g.float())) ** 2 for g in grads if g is not None)))
-            if optimizer is not None and k < steps - 1:
-                optimizer.step()
-        return GradFlow(paths, norms, losses, s.note, s.loss_name)
+        with watch(s.module) as seen:
+            losses = _steps(s, paths, owned, norms, optimizer, steps)
+        return GradFlow(paths, norms, losses, s.described(seen), s.loss_name, s.warnings(seen))
     finally:
         torch.set_num_threads(threads)
 
 
+def _steps(s, paths, owned, norms, optimizer, steps) -> list:
+    """Run the steps, appending each node's gradient norm to `norms`; the losses."""
+    from builder.core.errors import UserError
+
+    losses = []
+    for k, (inputs, target) in enumerate(s.batches):
+        s.module.zero_grad(set_to_none=True)
+        try:
+            loss = s.loss_fn(s.module(*inputs), target, inputs)
+            loss.backward()
+        except (RuntimeError, ValueError, TypeError) as e:
+            raise UserError(f"step {k + 1} on {s.note} failed: {str(e).splitlines()[0]}") from None
+        losses.append(float(loss.detach()))
+        for path in paths:
+            grads = [p.grad for p in owned[path]]
+            norms[path].append(None if all(g is None for g in grads) else math.sqrt(
+                sum(float(torch.linalg.vector_norm(g.float())) ** 2 for g in grads if g is not None)))
+        if optimizer is not None and k < steps - 1:
+            optimizer.step()
+    return losses
+
+
+def scale_of(flow: GradFlow) -> Scale:
+    return Scale.of(flow.mean(p) for p in flow.paths)
+
+
 def flags(flow: GradFlow) -> dict:
     """path -> flag of its mean norm (None when healthy), judged as the backward view judges."""
-    finite = [m for m in (flow.mean(p) for p in flow.paths) if m is not None and math.isfinite(m)]
-    largest = max(finite, default=0.0)
-    return {p: judge(flow.mean(p), largest) for p in flow.paths}
+    scale = scale_of(flow)
+    return {p: judge(flow.mean(p), scale) for p in flow.paths}
 
 
 def draw_chart(flow: GradFlow, out: Path, title: str, fmt: str = "png", dpi: int = 100) -> Path:
@@ -108,8 +122,10 @@ def draw_chart(flow: GradFlow, out: Path, title: str, fmt: str = "png", dpi: int
     flagged = flags(flow)
     means = [flow.mean(p) for p in flow.paths]
     finite = [m for m in means if m is not None and math.isfinite(m) and m > 0]
-    floor = min(finite + [1e-8]) / 10
-    top = max(finite + [EXPLODING * 10]) * 10
+    scale = scale_of(flow)
+    shown = set(flagged.values())
+    floor = min(finite + ([scale.vanishing_below] if "vanishing" in shown else []) + [1e-8]) / 10
+    top = max(finite + ([scale.exploding_above] if "exploding" in shown else [])) * 10
     heights, colors = [], []
     for p, m in zip(flow.paths, means):
         flag = flagged[p]
@@ -125,12 +141,12 @@ def draw_chart(flow: GradFlow, out: Path, title: str, fmt: str = "png", dpi: int
         if flagged[p] in ("none", "zero", "nan"):
             ax.text(x, floor * 3, {"none": "none", "zero": "zero", "nan": "NaN"}[flagged[p]], rotation=90,
                     ha="center", va="bottom", fontsize=7)
-    largest = max(finite, default=0.0)
-    ax.axhspan(EXPLODING, top, color=FLAG_STYLE["exploding"]["fillcolor"], alpha=0.12,
-               label=f"exploding (> {EXPLODING:g})")
-    if largest:
-        ax.axhspan(floor, VANISHING_RATIO * largest, color=FLAG_STYLE["vanishing"]["fillcolor"], alpha=0.12,
-                   label=f"vanishing (< {VANISHING_RATIO:g} x largest)")
+    if "exploding" in shown:  # a band only for a flag some bar has: no alarm colour where all is well
+        ax.axhspan(scale.exploding_above, top, color=FLAG_STYLE["exploding"]["fillcolor"], alpha=0.12,
+                   label=f"exploding (> {EXPLODING_RATIO:g} x 90th percentile {scale.high:.2g})")
+    if "vanishing" in shown:
+        ax.axhspan(floor, scale.vanishing_below, color=FLAG_STYLE["vanishing"]["fillcolor"], alpha=0.12,
+                   label=f"vanishing (< {VANISHING_RATIO:g} x 90th percentile {scale.high:.2g})")
     ax.set_yscale("log")
     ax.set_ylim(floor, top)
     ax.set_xlim(-0.6, n - 0.4)
@@ -141,8 +157,13 @@ def draw_chart(flow: GradFlow, out: Path, title: str, fmt: str = "png", dpi: int
     what = "one step" if steps == 1 else f"mean of {steps} training steps (tick: largest)"
     sub = f"{what}; {flow.note}; {flow.loss_name} {flow.losses[0]:.4g}" + (
         f" -> {flow.losses[-1]:.4g}" if steps > 1 else "")
-    ax.set_title("\n".join([title] + textwrap.wrap(sub, int(width * 11))), fontsize=10)
-    ax.legend(loc="upper right", fontsize=8)
+    warn = [f"WARNING: {w}" for w in (flow.warnings or [])]
+    lines = [title] + textwrap.wrap(sub, int(width * 11)) + [x for w in warn for x in textwrap.wrap(w, int(width * 11))]
+    ax.set_title("\n".join(lines), fontsize=10)
+    if warn:  # a title that warns is dark red, so the warning is not read past
+        ax.title.set_color("#b2182b")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="upper right", fontsize=8)
     ax.grid(axis="y", which="major", alpha=0.3)
     fig.tight_layout()
     from builder.core.io_utils import atomic_output

@@ -3,7 +3,7 @@ training data does not fit can still be drawn on real inputs.
 
 The file holds one array per network input, named like the spec's inputs (or arr_0, arr_1, ... in the
 spec's order, as numpy.savez writes unnamed arrays), and optionally `target`: with a target the step
-uses the spec's loss, without one the stand-in mean(output^2).
+uses the spec's loss, without one the stand-in (viz.step.STAND_IN).
 """
 
 from __future__ import annotations
@@ -49,5 +49,5 @@ def npz_batch(path: str, tensor_specs, count: int = 1) -> tuple[list, str]:
     if target is not None and target.is_floating_point():
         target = target.float()
     note = f"inputs from {path} (batch {len(inputs[0]) if inputs and inputs[0].dim() else 1}" + \
-           (", with target)" if target is not None else ", no target: loss mean(output^2))")
+           (", with target)" if target is not None else ", no target: stand-in loss)")
     return [(inputs, target)] * count, note

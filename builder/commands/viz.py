@@ -2,7 +2,7 @@
 
     build viz SPEC [--view forward|backward|both|grads] [-o OUT] [--format svg|png|pdf|dot|html]
                    [--depth N] [--rankdir TB|LR] [--run DIR | --weights FILE] [--grads] [--full]
-                   [--inputs FILE.npz | --data SOURCE] [--steps N]
+                   [--inputs FILE.npz | --data SOURCE] [--size DIM=N] [--steps N]
     build viz MODEL.onnx [-o OUT] [--format ...]
 """
 
@@ -62,10 +62,32 @@ def register(subparsers) -> None:
     src.add_argument("--data", metavar="SOURCE",
                      help="backward and grads views: take the batch from this train data source instead "
                           "of the spec's train.data (e.g. one that fits the network's inputs)")
+    p.add_argument("--size", action="append", default=[], metavar="DIM=N",
+                   help="backward and grads views: the size of a symbolic input dim for random inputs (e.g. "
+                        "--size H=64 --size W=64); default: the dim's declared example, else 32")
     p.add_argument("--seed", type=int, default=None,
                    help="backward view: seed for initial weights, dropout and random inputs "
                         "(default: the trainer's seed from train:, else 0)")
     p.set_defaults(func=run)
+
+
+def parse_sizes(items) -> dict:
+    """`--size H=64` items -> {"H": 64}; a malformed item is a one-line error."""
+    from builder.core.errors import UserError
+
+    sizes = {}
+    for item in items or ():
+        name, _, value = item.partition("=")
+        if not name.strip() or not value.strip().isdigit() or int(value) < 1:
+            raise UserError(f"--size expects DIM=N with N a positive integer, got {item!r}")
+        sizes[name.strip()] = int(value)
+    return sizes
+
+
+def warn(lines) -> None:
+    """What makes a picture's numbers artefacts (viz.artefacts), on the command line too."""
+    for line in lines or ():
+        print(f"warning: {line}", file=sys.stderr)
 
 
 def _output_path(args, default_stem: str) -> tuple[Path, str]:
@@ -131,17 +153,18 @@ def make_dot(args, interactive: bool = False):
         from viz.step import one_step
 
         step = one_step(spec, args.network, args.run, args.weights, args.batch_size, args.seed,
-                        args.inputs, args.data)
+                        args.inputs, args.data, parse_sizes(args.size))
+        warn(step.warnings)
         backward = backward_dot(step.trace, net.graph, full=args.full, grads=args.grads,
                                 rankdir=args.rankdir, name=stem, depth=args.depth)
         if interactive:
-            from viz.fold import folded_blocks
+            from viz.fold import blocks_of, folded_blocks
             depth, label = backward.depth, backward.graph_attrs["label"]
             backward = backward_dot(step.trace, net.graph, full=args.full, grads=args.grads,
                                     rankdir=args.rankdir, name=stem, depth=-1)
-            backward.collapsed = folded_blocks(net.graph.graph.get("blocks") or {}, depth)
+            backward.collapsed = folded_blocks(blocks_of(net.graph), depth)
             backward.graph_attrs["label"] = label
-        backward.graph_attrs["label"] += f"\n{step.batch_note}"
+        backward.graph_attrs["label"] += f"\n{step.batch_note}" + "".join(f"\nWARNING: {w}" for w in step.warnings)
         notes.append(f"backward: {_count(backward)} nodes, loss {step.trace.loss:.4g} on {step.batch_note}")
     if args.view == "both":
         dot = side_by_side(forward, backward, "forward: data flows along the arrows",
@@ -159,10 +182,10 @@ def _forward(g, args, interactive: bool, preparation=None):
 
     dot = forward_dot(g, depth=args.depth, rankdir=args.rankdir, preparation=preparation)
     if interactive:
-        from viz.fold import folded_blocks
+        from viz.fold import blocks_of, folded_blocks
         depth, label = dot.depth, dot.graph_attrs["label"]
         dot = forward_dot(g, depth=-1, rankdir=args.rankdir, preparation=preparation)
-        dot.collapsed = folded_blocks(g.graph.get("blocks") or {}, depth)
+        dot.collapsed = folded_blocks(blocks_of(g), depth)
         dot.graph_attrs["label"] = label
     return dot
 
@@ -195,7 +218,8 @@ def _grads_chart(args) -> int:
     if fmt not in CHART_FORMATS:
         raise UserError(f"--view grads draws png, svg or pdf, not {fmt!r}")
     flow = measure(spec, args.network, args.steps, args.run, args.weights, args.batch_size, args.seed,
-                   args.inputs, args.data)
+                   args.inputs, args.data, parse_sizes(args.size))
+    warn(flow.warnings)
     written = draw_chart(flow, out, f"{stem}: gradient norm per spec node", fmt, dpi=args.dpi or 100)
     print(f"wrote {written}: {len(flow.paths)} spec nodes with parameters, {len(flow.losses)} step(s) on "
           f"{flow.note}")
@@ -248,7 +272,7 @@ def draw(spec, view: str = "forward", out=None, fmt: str | None = None, *, grads
     args = argparse.Namespace(spec=str(spec), view=view, output=str(out) if out else None, format=fmt,
                               dpi=dpi, depth=depth, rankdir="TB", network=network,
                               overrides=list(overrides), safe=False, run=run, weights=weights, grads=grads,
-                              full=full, batch_size=None, seed=None, inputs=None, data=None, steps=1)
+                              full=full, batch_size=None, seed=None, inputs=None, data=None, steps=1, size=[])
     html = _output_path(args, "x")[1] == "html"
     dot, stem, _ = make_dot(args, interactive=html)
     path, fmt = _output_path(args, stem)
