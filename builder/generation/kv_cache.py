@@ -165,6 +165,8 @@ def _classify(r, batch, time):
         return "self_attention", None
     if r.op in OFFSET_OPS:
         return "positions", None
+    if r.op in ("arange", "alibi"):
+        return None, "a table over T read from the tokens: it would restart at position 0 in a decode step"
     if r.op in RECURRENT_OPS:
         if a.get("bidirectional"):
             return None, "bidirectional: every position sees later ones"
