@@ -19,6 +19,15 @@ from torch import nn
 from builder.shapes.rules import ShapeError
 
 ROPE_KEYS = ("theta", "fraction", "interleaved")
+_NUMBER = {"anyOf": [{"type": "number", "exclusiveMinimum": 0}, {"type": "string", "pattern": r"\$\{.*\}"}]}
+ROPE_SCHEMA = {  # attention's `rope:` option in the JSON Schema
+    "type": "object", "additionalProperties": False,
+    "description": "rotary position embedding of queries and keys per head",
+    "properties": {
+        "theta": {**_NUMBER, "description": "base of the rotation frequencies (default 10000)"},
+        "fraction": {**_NUMBER, "description": "share of each head's features rotated (default 1.0)"},
+        "interleaved": {"anyOf": [{"type": "boolean"}, {"type": "string", "pattern": r"\$\{.*\}"}],
+                        "description": "pairs 2j, 2j+1 (GPT-J) instead of j, j + d/2 (default false)"}}}
 
 
 def rotary_dims(head_dim: int, fraction: float) -> int:

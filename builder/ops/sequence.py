@@ -5,7 +5,7 @@ from builder.shapes import rules as S
 from builder.shapes.rules import ShapeError
 from builder.ops import modules as M
 from builder.ops.registry import OpDef, public_args, register
-from builder.ops.rotary import rope_check
+from builder.ops.rotary import ROPE_SCHEMA, rope_check
 
 MAX_LAYERS = 1000  # torch builds every layer's tensors even on the meta device: absurd counts must fail fast
 _RNN_ARGS = ("hidden_size", "num_layers", "nonlinearity", "bias", "dropout", "bidirectional", "input_size",
@@ -158,6 +158,9 @@ register(OpDef("attention", _attention, build=lambda a: M.Attention(**a),
                slots=("q", "k", "v", "mask", "bias"), inferred=("head_dim",),
                required_slots=("q",), arity=(1, 5), in_dtype=None, category="attention",
                aliases=("scaled_dot_product_attention",), macs=_attention_macs,
+               arg_schema={"rope": ROPE_SCHEMA, "kv_heads": {
+                   "anyOf": [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": r"\$\{.*\}"}],
+                   "description": "key/value heads, dividing heads (grouped-query; 1: multi-query)"}},
                doc="multi-head scaled dot-product attention (no projections): causal, padding `mask`, additive "
                    "`bias`, grouped-query `kv_heads`, rotary `rope: {theta, fraction, interleaved}`"))
 
