@@ -14,7 +14,8 @@ def _lead(draw, n):
 
 
 def _rmsnorm(draw):
-    shape = _lead(draw, draw(st.integers(0, 2))) + tuple(draw(st.integers(1, 6)) for _ in range(draw(st.integers(1, 2))))
+    trailing = tuple(draw(st.integers(1, 6)) for _ in range(draw(st.integers(1, 2))))
+    shape = _lead(draw, draw(st.integers(0, 2))) + trailing
     k = draw(st.integers(1, len(shape)))
     args = {"eps": draw(st.sampled_from((None, 1e-6, 1e-5)))}
     if draw(st.booleans()):

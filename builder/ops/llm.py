@@ -160,7 +160,8 @@ def _arange(ctx):
         raise ShapeError(f"step must be a positive integer, got {step}")
     if isinstance(end, str):
         if not ctx.shapes or end not in ctx.shapes[0]:
-            raise ShapeError(f"end '{end}' must be a dim of the input `like` ({S.fmt(ctx.shapes[0]) if ctx.shapes else 'none given'})")
+            given = S.fmt(ctx.shapes[0]) if ctx.shapes else "none given"
+            raise ShapeError(f"end '{end}' must be a dim of the input `like` ({given})")
         if start < 0:
             raise ShapeError(f"start must be >= 0 with a dim as end, got {start}")
         ctx.args["_end"] = ("dim", ctx.shapes[0].index(end))

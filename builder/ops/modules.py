@@ -241,10 +241,11 @@ class Attention(nn.Module):
     """
 
     def __init__(self, heads: int = 1, causal: bool = False, dropout: float = 0.0, scale=None,
-                 slots=("q", "k", "v"), kv_heads=None, rope=None, head_dim=None):
+                 slots=("q", "k", "v"), kv_heads=None, rope=None, head_dim=None, paired=False):
         super().__init__()
         self.heads, self.causal, self.dropout, self.scale = heads, causal, dropout, scale
         self.kv_heads = kv_heads or heads
+        self.paired = paired  # queries and keys have the same positions: one rotary table serves both
         self.slots = tuple(slots)
         self.rope = None
         if rope is not None:
@@ -258,7 +259,7 @@ class Attention(nn.Module):
         q = q.reshape(b, t, self.heads, d // self.heads)
         k = k.reshape(b, s, self.kv_heads, k.shape[2] // self.kv_heads)
         if self.rope is not None:
-            q, k = self.rope(q, offset), self.rope(k, offset)
+            q, k = self.rope.pair(q, k, offset) if self.paired else (self.rope(q, offset), self.rope(k, offset))
         v = v.reshape(b, s, self.kv_heads, v.shape[2] // self.kv_heads)
         return q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
 

@@ -40,19 +40,24 @@ def inverse_frequencies(dims: int, theta: float) -> torch.Tensor:
     return 1.0 / (theta ** (torch.arange(0, dims, 2, dtype=torch.int64).float() / dims))
 
 
-def rotate(x: torch.Tensor, inv_freq: torch.Tensor, offset, interleaved: bool, time_axis: int) -> torch.Tensor:
-    """x [..., T (at time_axis), ..., head_dim] rotated at positions offset .. offset + T - 1."""
-    t = x.shape[time_axis]
-    positions = torch.arange(t, device=x.device, dtype=torch.int64) + offset
+def cos_sin(inv_freq: torch.Tensor, t, offset, interleaved: bool, ndim: int, time_axis: int):
+    """cos and sin of the angles at positions offset .. offset + t - 1, shaped to broadcast over a tensor of
+    `ndim` dims whose time axis is `time_axis` and whose last dim holds the rotated features."""
+    positions = torch.arange(t, device=inv_freq.device, dtype=torch.int64) + offset
     angles = positions.float()[:, None] * inv_freq[None, :]          # [T, rot/2]
-    rot = inv_freq.shape[0] * 2
-    view = [1] * x.dim()
-    view[time_axis], view[-1] = t, rot
     if interleaved:
         angles = angles.repeat_interleave(2, dim=-1)
     else:
         angles = torch.cat([angles, angles], dim=-1)
-    cos, sin = angles.cos().reshape(view), angles.sin().reshape(view)
+    view = [1] * ndim
+    view[time_axis], view[-1] = t, angles.shape[-1]
+    return angles.cos().reshape(view), angles.sin().reshape(view)
+
+
+def apply(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, interleaved: bool) -> torch.Tensor:
+    """x rotated by the angles whose cos and sin are given (from `cos_sin`); features past the rotated
+    ones pass through."""
+    rot = cos.shape[-1]
     x_rot, x_pass = (x, None) if rot == x.shape[-1] else (x[..., :rot], x[..., rot:])
     if interleaved:
         pairs = x_rot.unflatten(-1, (rot // 2, 2))
@@ -62,6 +67,12 @@ def rotate(x: torch.Tensor, inv_freq: torch.Tensor, offset, interleaved: bool, t
         turned = torch.cat([-x_rot[..., half:], x_rot[..., :half]], dim=-1)
     out = x_rot * cos + turned * sin
     return out if x_pass is None else torch.cat([out, x_pass], dim=-1)
+
+
+def rotate(x: torch.Tensor, inv_freq: torch.Tensor, offset, interleaved: bool, time_axis: int) -> torch.Tensor:
+    """x [..., T (at time_axis), ..., head_dim] rotated at positions offset .. offset + T - 1."""
+    cos, sin = cos_sin(inv_freq, x.shape[time_axis], offset, interleaved, x.dim(), time_axis)
+    return apply(x, cos, sin, interleaved)
 
 
 def rope_check(rope, head_dim):
@@ -92,6 +103,11 @@ class RotaryEmbedding(nn.Module):
         self.fraction, self.interleaved = fraction, interleaved
         self.register_buffer("inv_freq", inverse_frequencies(rotary_dims(head_dim, fraction), theta),
                              persistent=False)
+
+    def pair(self, q, k, offset=0):
+        """Queries and keys [B, T, heads, head_dim] of the same positions, rotated with one cos/sin table."""
+        cos, sin = cos_sin(self.inv_freq, q.shape[1], offset, self.interleaved, 4, 1)
+        return apply(q, cos, sin, self.interleaved), apply(k, cos, sin, self.interleaved)
 
     def forward(self, x, offset=0):
         if x.dim() == 4:  # [B, T, heads, head_dim]

@@ -143,6 +143,7 @@ def _attention(ctx):
         rope_check(rope, head_dim)
     ctx.args["slots"] = tuple(slots)
     ctx.args["head_dim"] = head_dim
+    ctx.args["_paired"] = S.same(q[1], k[1])
     out_dim = v[2] // kv_heads * heads if S.is_static(v[2]) else v[2]
     return (q[0], q[1], out_dim)
 
@@ -153,7 +154,7 @@ def _attention_macs(ctx, out):
     return 2 * q[0] * q[1] * S.concrete(named.get("k", named["q"]))[1] * q[2]
 
 
-register(OpDef("attention", _attention, build=lambda a: M.Attention(**a),
+register(OpDef("attention", _attention, build=lambda a: M.Attention(**public_args(a), paired=a.get("_paired", False)),
                arg_names=("heads", "causal", "dropout", "scale", "kv_heads", "rope", "head_dim"),
                slots=("q", "k", "v", "mask", "bias"), inferred=("head_dim",),
                required_slots=("q",), arity=(1, 5), in_dtype=None, category="attention",

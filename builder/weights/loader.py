@@ -16,9 +16,10 @@ state_dict become the spec's parameter paths:
 Patterns: `{name}` matches one dotted segment (or part of one), `{name*}` any text, dots included
 (possibly empty); `to` templates use the captured text, and arithmetic on a captured integer, applied left to
 right (`{name+1}`, `{name-1}`, `{k//2}`, `{i*2+1}`, `{n%3}`), addresses a copy of a repeated block by its
-index. A target naming a node that holds one tensor (a `param` node, an RMSNorm) means its `.weight`. A split divides a tensor along `dim` into equal parts, or into `sizes`. `transpose: true`
-swaps dims 0 and 1 (`transpose: [a, b]` swaps others), `permute: [..]` reorders all dims and
-`reshape: [..]` (one `-1` allowed) changes the shape; they apply in that order, before the split.
+index. A target naming a node that holds one tensor (a `param` node, an RMSNorm) means its `.weight`. A
+split divides a tensor along `dim` into equal parts, or into `sizes`. `transpose: true` swaps dims 0 and 1
+(`transpose: [a, b]` swaps others), `permute: [..]` reorders all dims and `reshape: [..]` (one `-1`
+allowed) changes the shape; they apply in that order, before the split.
 
 Every source key must be used or ignored, every entry of the module's state_dict must be filled (a
 parameter tied to a filled one counts as filled) with exactly its shape; otherwise `WeightsError` lists
