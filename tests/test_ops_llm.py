@@ -163,3 +163,22 @@ nodes:
     module = builder.build(spec)
     result = export_onnx(module, tmp_path / "m.onnx", spec=spec)
     assert result.dynamic == ["B", "T"] and result.max_abs <= TOL
+
+
+@pytest.mark.parametrize("shape,normalized,eps,affine", [((2, 5, 16), [16], None, True),
+                                                         ((3, 4, 6), [4, 6], 1e-3, False)])
+def test_rmsnorm_equals_torchs_fused_kernel(shape, normalized, eps, affine):
+    from builder.ops.llm import RMSNorm
+    torch.manual_seed(0)
+    ours = RMSNorm(normalized, eps=eps, elementwise_affine=affine)
+    ref = torch.nn.RMSNorm(normalized, eps=eps, elementwise_affine=affine)
+    if affine:
+        with torch.no_grad():
+            ours.weight.uniform_(0.5, 1.5)
+        ref.load_state_dict(ours.state_dict())
+    x = torch.randn(shape, requires_grad=True)
+    y = ours(x)
+    assert (y - ref(x)).abs().max() <= TOL
+    (gx,) = torch.autograd.grad(y.square().sum(), x)
+    (want,) = torch.autograd.grad(ref(x).square().sum(), x)
+    assert (gx - want).abs().max() <= TOL
