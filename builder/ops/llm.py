@@ -82,7 +82,7 @@ def _rope(ctx):
     return x
 
 
-register(OpDef("rope", _rope, build=lambda a: RotaryEmbedding(**{k: v for k, v in _public(a).items()}),
+register(OpDef("rope", _rope, build=lambda a: RotaryEmbedding(**_public(a)),
                arg_names=("heads", "theta", "fraction", "interleaved", "head_dim"), inferred=("head_dim",),
                category="position", macs=lambda ctx, out: 3 * _numel(out),
                doc="rotary position embedding per head of x [B, T, heads*d] or [B, T, heads, d]: theta, "
