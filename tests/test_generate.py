@@ -224,6 +224,9 @@ def test_param_expand_rmsnorm_rope_and_grouped_query_attention_are_cached_exactl
     ("  hb: {op: param, shape: [4, 1, 1]}\n"
      "  attn: {op: attention, in: {q: qr, k: kr, v: v, bias: hb}, heads: 4, kv_heads: 2, causal: true}\n",
      "attn (attention): an additive bias input"),
+    ("  memory: {op: param, shape: [1, 4, 8]}\n"
+     "  attn: {op: attention, in: {q: qr, k: memory, v: memory}, heads: 4, kv_heads: 2, causal: true}\n",
+     "attn (attention): keys or values that do not come from the tokens"),
 ])
 def test_position_tables_that_restart_at_zero_are_refused(change, reason):
     text = PARTS.replace(PARTS[PARTS.index("  attn:"):PARTS.index("  out:")], change)

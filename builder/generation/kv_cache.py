@@ -122,6 +122,8 @@ def plan(network) -> CachePlan:
         if r.op == "input" or path not in live:  # a constant: the same tensor at every step
             continue
         kind, why = _classify(r, batch, time)
+        if why is None and kind in ("attention", "self_attention") and any(src not in live for src, _ in r.sources):
+            why = "keys or values that do not come from the tokens (a cache would repeat them every step)"
         if why is None:
             why = _axes_problem(r, kind, batch, time, live)
         if why is not None:
