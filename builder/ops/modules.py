@@ -272,7 +272,8 @@ class Attention(nn.Module):
             keep = mask if mask.dtype == torch.bool else mask != 0
             attn_mask = keep[:, None, None, :]
         if self.causal and (attn_mask is not None or bias is not None or (past is not None and t > 1)):
-            causal = torch.ones(t, s, dtype=torch.bool, device=q.device).tril(s - t)
+            # a whole sequence: aligned at the top left, as is_causal; a decode step: its t are the last t of s
+            causal = torch.ones(t, s, dtype=torch.bool, device=q.device).tril(0 if past is None else s - t)
             attn_mask = causal if attn_mask is None else attn_mask & causal
         if bias is not None:
             bias = bias.to(q.dtype)
