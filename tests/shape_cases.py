@@ -21,6 +21,7 @@ from builder.shapes import rules as S
 from builder.graph.meta import meta_device
 from builder.ops.registry import InferContext
 from builder.core.types import record
+from shape_cases_llm import with_llm_variants
 
 SYMS = ("B", "H", "W", "T")
 
@@ -440,6 +441,7 @@ OP_CASES.update({
     "sequence_mask": _sequence_mask, "last_valid": _last_valid,
     "param": _param, "expand": _expand,
 })
+OP_CASES = with_llm_variants(OP_CASES)
 
 
 def registry_ops() -> list[str]:

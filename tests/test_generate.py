@@ -176,3 +176,58 @@ def test_a_network_whose_only_memory_is_its_positions_caches_the_past_tokens():
     cached = builder.generate(model, ids, 12)
     assert torch.equal(cached, builder.generate(model, ids, 12, use_cache=False))
     assert decode_errors(model, cached[:, :10], 3) <= TOL
+
+
+PARTS = """
+spec: 1
+name: parts_lm
+inputs: {tokens: {shape: [B, T], dtype: int64}}
+nodes:
+  embed: {op: Embedding, num_embeddings: 40, embedding_dim: 16}
+  gain: {op: param, shape: [16], init: {type: normal, std: 1.0}}
+  scaled: {op: mul, in: [embed, gain]}
+  shift: {op: param, shape: [1, 1, 16], init: {type: normal, std: 1.0}}
+  wide: {op: expand, in: [shift, embed], shape: [B, T, -1]}
+  sum: {op: add, in: [scaled, wide]}
+  norm: {op: RMSNorm}
+  q: {op: Linear, out_features: 16}
+  k: {op: Linear, in: norm, out_features: 8}
+  v: {op: Linear, in: norm, out_features: 8}
+  qr: {op: rope, in: q, heads: 4, interleaved: true}
+  kr: {op: rope, in: k, heads: 2, interleaved: true}
+  attn: {op: attention, in: {q: qr, k: kr, v: v}, heads: 4, kv_heads: 2, causal: true, rope: {theta: 100, fraction: 0.5}}
+  out: {op: add, in: [sum, attn], value: 0.5}
+  head: {op: Linear, out_features: 40}
+"""
+
+
+def test_param_expand_rmsnorm_rope_and_grouped_query_attention_are_cached_exactly():
+    """`param` nodes are constants the per-position ops broadcast; `rope` (op and option) continues at the past
+    length; grouped-query attention caches kv_heads heads."""
+    torch.manual_seed(0)
+    model = builder.build(builder.load(PARTS)).eval()
+    p = kv_cache.plan(model.build_info.network)
+    assert [e.name for e in p.entries] == ["attn.key", "attn.value"] and p.context is None
+    assert p.cached == {"qr": "positions", "kr": "positions", "attn": "attention"}
+    ids = torch.randint(0, 40, (2, 3), generator=torch.Generator().manual_seed(8))
+    cached = builder.generate(model, ids, 14)
+    assert torch.equal(cached, builder.generate(model, ids, 14, use_cache=False))
+    assert decode_errors(model, cached, 3) <= TOL
+
+
+@pytest.mark.parametrize("change,reason", [
+    ("  bias: {op: alibi, in: norm, heads: 4}\n  attn: {op: attention, in: {q: qr, k: kr, v: v, bias: bias}, "
+     "heads: 4, kv_heads: 2, causal: true}\n", "bias (alibi): a table over T read from the tokens"),
+    ("  pos: {op: arange, in: norm, end: T, dtype: float32}\n  col: {op: unsqueeze, dim: -1}\n"
+     "  attn: {op: add, in: [q, col]}\n",
+     "pos (arange): a table over T read from the tokens"),
+    ("  hb: {op: param, shape: [4, 1, 1]}\n"
+     "  attn: {op: attention, in: {q: qr, k: kr, v: v, bias: hb}, heads: 4, kv_heads: 2, causal: true}\n",
+     "attn (attention): an additive bias input"),
+    ("  memory: {op: param, shape: [1, 4, 8]}\n"
+     "  attn: {op: attention, in: {q: qr, k: memory, v: memory}, heads: 4, kv_heads: 2, causal: true}\n",
+     "attn (attention): keys or values that do not come from the tokens"),
+])
+def test_position_tables_that_restart_at_zero_are_refused(change, reason):
+    text = PARTS.replace(PARTS[PARTS.index("  attn:"):PARTS.index("  out:")], change)
+    assert kv_cache.plan(builder.load(text).network()).reason.startswith(reason)

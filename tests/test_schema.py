@@ -43,6 +43,16 @@ def test_misspelt_argument_and_unknown_op_are_rejected():
     jsonschema.validate(doc, schema)
 
 
+def test_attention_rope_option_has_its_own_keys():
+    schema = spec_schema()
+    node = {"op": "attention", "heads": 2, "kv_heads": 1, "causal": True, "rope": {"theta": 500000, "fraction": 0.5}}
+    doc = {"spec": 1, "inputs": {"x": {"shape": ["B", "T", 8]}}, "nodes": {"a": node}}
+    jsonschema.validate(doc, schema)
+    node["rope"]["interleave"] = True
+    with pytest.raises(jsonschema.ValidationError, match="interleave"):
+        jsonschema.validate(doc, schema)
+
+
 def test_check_also_checks_the_train_section(tmp_path, capsys):
     from builder.commands.cli import main
     spec = tmp_path / "bad_train.yaml"

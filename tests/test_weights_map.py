@@ -266,3 +266,45 @@ nodes:
                      ({"from": "a", "to": "b", "reshape": "2x3"}, "list of integers")]:
         with pytest.raises(UserError, match=msg):
             load_weights(module, {}, {"rules": [bad]})
+
+
+REPEATED = """
+spec: 1
+name: repeated
+inputs: {x: {shape: [B, 4]}}
+blocks:
+  pair:
+    nodes:
+      fc: {op: Linear, out_features: 4}
+      norm: {op: RMSNorm}
+nodes:
+  stages: {block: pair, repeat: 3}
+  token: {op: param, shape: [1, 4]}
+  out: {op: add, in: [stages, token]}
+"""
+
+
+def test_copy_index_arithmetic_and_param_nodes_without_weight_suffix():
+    """A source that interleaves other layers (torchvision's features.{2s+1}) lands on copy s of a repeated
+    block through `{k//2}`; `to: token` fills the param node's tensor, `to: ...norm` an RMSNorm's."""
+    module = builder.build(builder.load(REPEATED))
+    g = torch.Generator().manual_seed(0)
+    source = {"cls": torch.randn(1, 4, generator=g)}
+    for s in range(3):
+        source[f"features.{2 * s + 1}.fc.weight"] = torch.randn(4, 4, generator=g)
+        source[f"features.{2 * s + 1}.fc.bias"] = torch.randn(4, generator=g)
+        source[f"features.{2 * s + 1}.gain"] = torch.randn(4, generator=g)
+    mapping = {"rules": [{"from": "cls", "to": "token"},
+                         {"from": "features.{k}.fc.{p}", "to": "stages.{k//2}.fc.{p}"},
+                         {"from": "features.{k}.gain", "to": "stages.{k-1//2}.norm"}]}
+    load_weights(module, source, mapping)
+    assert torch.equal(module.token.weight, source["cls"])
+    assert torch.equal(module.get_submodule("stages.2.fc").weight, source["features.5.fc.weight"])
+    assert torch.equal(module.get_submodule("stages.1.norm").weight, source["features.3.gain"])
+    with pytest.raises(UserError, match="divides by zero"):
+        load_weights(module, source, {"rules": [{"from": "features.{k}.{p*}", "to": "stages.{k//0}.{p}"},
+                                                {"from": "cls", "to": "token"}]})
+    # a node with more than one tensor is not guessed at: `stages.0.fc` names no parameter
+    with pytest.raises(WeightsError, match="no target"):
+        load_weights(module, {**source, "extra": torch.zeros(4)},
+                     {"rules": [*mapping["rules"], {"from": "extra", "to": "stages.0.fc"}]})

@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from builder.ops.rotary import RotaryEmbedding
+
 
 def split_heads(x, heads: int):
     """[B, T, D] -> [B, heads, T, D / heads]: the layout the cache keeps (new positions append on axis 2)."""
@@ -30,7 +32,8 @@ def attend(q, k, v, heads: int, scale=None):
 
 
 class CachedAttention(nn.Module):
-    """The `attention` op (no projections): its inputs k and v are what the cache keeps."""
+    """The `attention` op (no projections): its keys and values, split into kv_heads heads and rotated when
+    the op has `rope:`, are what the cache keeps; a decode step's positions start at the past length."""
 
     def __init__(self, inner):
         super().__init__()
@@ -43,12 +46,15 @@ class CachedAttention(nn.Module):
         q = named.get("q", xs[0])
         k = named.get("k", q)
         v = named.get("v", k)
-        h = self.inner.heads
         if len(xs) == n:
-            return self.inner(*xs), split_heads(k, h), split_heads(v, h)
-        k = torch.cat([xs[n], split_heads(k, h)], dim=2)
-        v = torch.cat([xs[n + 1], split_heads(v, h)], dim=2)
-        return attend(q, k, v, h, self.inner.scale), k, v
+            q, k, v = self.inner.heads_of(q, k, v)
+            return self.inner.attend(q, k, v), k, v
+        past_k, past_v = xs[n], xs[n + 1]
+        past = past_k.shape[2]
+        q, k, v = self.inner.heads_of(q, k, v, past)
+        k = torch.cat([past_k, k], dim=2)
+        v = torch.cat([past_v, v], dim=2)
+        return self.inner.attend(q, k, v, past=past), k, v
 
 
 class CachedSelfAttention(nn.Module):
@@ -73,13 +79,15 @@ class CachedSelfAttention(nn.Module):
 
 
 class OffsetPositions(nn.Module):
-    """`learned_pe` / `sinusoidal_pe` for positions past_len .. past_len + t - 1."""
+    """`learned_pe` / `sinusoidal_pe` / `rope` for positions past_len .. past_len + t - 1."""
 
     def __init__(self, inner):
         super().__init__()
         self.inner = inner
 
     def forward(self, x, past_len):
+        if isinstance(self.inner, RotaryEmbedding):
+            return self.inner(x, past_len)
         t = x.shape[1]
         if hasattr(self.inner, "table"):  # sinusoidal: fixed table, optional input scale
             scale = self.inner.scale

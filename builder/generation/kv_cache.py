@@ -5,9 +5,14 @@ every node either works position by position (B and T stay axes 0 and 1 of every
 writes, and its op never reduces, moves or mixes those axes: Linear, LayerNorm, activations, add, ...) or
 is an op that mixes time steps causally, with what it must remember:
 
-    causal `attention`, causal self-`MultiheadAttention`   keys and values of the past positions [B, heads, P, d]
-    `learned_pe`, `sinusoidal_pe`                          nothing: positions start at the past length P
+    causal `attention` (grouped-query, rotary too)         keys and values of the past positions [B, kv_heads, P, d]
+    causal self-`MultiheadAttention`                       keys and values of the past positions [B, heads, P, d]
+    `learned_pe`, `sinusoidal_pe`, `rope`                  nothing: positions start at the past length P
     `RNN`, `LSTM`, `GRU` (one direction, no state inputs)  the hidden (and cell) state [layers, B, H]
+
+Nodes that do not depend on the tokens at all (a `param`, an `arange` of fixed length, what is computed
+from them only) are constants: they may have any shape, and the per-position ops above may broadcast them
+(a `param` gain times x, an `expand` of a `param` to [B, T, D]).
 
 Anything else (a non-causal attention, a pooling over time, a select of the last step, an op this table
 does not know) leaves `plan.reason` saying which node and why; generation then recomputes the whole
@@ -26,6 +31,7 @@ import operator
 import re
 from dataclasses import dataclass, field
 
+import networkx as nx
 import torch
 import torch.fx as fx
 from torch import nn
@@ -36,14 +42,16 @@ from builder.core.types import record
 POSITIONWISE = {
     "Linear", "Embedding", "Dropout", "Identity", "add", "mul", "sub", "div", "scale", "matmul", "reshape",
     "ReLU", "LeakyReLU", "PReLU", "ELU", "GELU", "SiLU", "Sigmoid", "Tanh", "Softplus", "Hardtanh", "Mish",
-    "ReLU6", "SELU", "CELU", "Softsign", "Tanhshrink", "LayerNorm",
+    "ReLU6", "SELU", "CELU", "Softsign", "Tanhshrink", "LayerNorm", "RMSNorm", "expand", "swiglu", "GLU",
+    "QuickGELU",
 }
 AXIS_ARGS = {  # ops that act along the axes their arguments name: cacheable when those are feature axes
     "Softmax": ("dim",), "LogSoftmax": ("dim",), "concat": ("dim",), "split": ("dim",), "slice": ("dim",),
     "select": ("dim",), "mean": ("dim",), "sum": ("dim",), "unsqueeze": ("dim",), "squeeze": ("dim",),
     "transpose": ("dim0", "dim1"), "Flatten": ("start_dim",),
 }
-POSITION_OPS = {"learned_pe", "sinusoidal_pe"}
+POSITION_OPS = {"learned_pe", "sinusoidal_pe"}   # a table of max_len positions
+OFFSET_OPS = POSITION_OPS | {"rope"}             # the decode step passes them the past length
 RECURRENT_OPS = {"RNN", "LSTM", "GRU"}
 
 
@@ -107,14 +115,17 @@ def plan(network) -> CachePlan:
         return p
     batch, time = network.inputs[0].shape
     g = network.graph
+    live = nx.descendants(g, tokens) | {tokens}
     entries = []
     for path in g.nodes:
         r = record(g, path)
-        if r.op == "input":
+        if r.op == "input" or path not in live:  # a constant: the same tensor at every step
             continue
         kind, why = _classify(r, batch, time)
+        if why is None and kind in ("attention", "self_attention") and any(src not in live for src, _ in r.sources):
+            why = "keys or values that do not come from the tokens (a cache would repeat them every step)"
         if why is None:
-            why = _axes_problem(r, kind, batch, time)
+            why = _axes_problem(r, kind, batch, time, live)
         if why is not None:
             p.reason = f"{path} ({r.op}): {why}"
             return p
@@ -143,6 +154,8 @@ def _classify(r, batch, time):
             return None, "not causal: every position attends to later ones"
         if r.slots and "mask" in r.slots:
             return None, "a padding-mask input"
+        if r.slots and "bias" in r.slots:
+            return None, "an additive bias input (its [T, S] table would need the past positions)"
         return "attention", None
     if r.op == "MultiheadAttention":
         if not a.get("causal", False):
@@ -152,8 +165,10 @@ def _classify(r, batch, time):
         if a.get("add_bias_kv") or a.get("add_zero_attn") or a.get("kdim") or a.get("vdim"):
             return None, "extra key/value options (add_bias_kv, add_zero_attn, kdim, vdim)"
         return "self_attention", None
-    if r.op in POSITION_OPS:
+    if r.op in OFFSET_OPS:
         return "positions", None
+    if r.op in ("arange", "alibi"):
+        return None, "a table over T read from the tokens: it would restart at position 0 in a decode step"
     if r.op in RECURRENT_OPS:
         if a.get("bidirectional"):
             return None, "bidirectional: every position sees later ones"
@@ -161,7 +176,7 @@ def _classify(r, batch, time):
             return None, "initial-state inputs"
         return "recurrent", None
     if r.op in POSITIONWISE:
-        if r.op == "LayerNorm":
+        if r.op in ("LayerNorm", "RMSNorm"):
             normalized = a.get("normalized_shape")
             count = len(normalized) if isinstance(normalized, (list, tuple)) else 1
             rank = len(r.in_shapes[0])
@@ -184,10 +199,11 @@ def _classify(r, batch, time):
     return None, "this op may mix time steps (not in the cache's table of per-position ops)"
 
 
-def _axes_problem(r, kind, batch, time):
+def _axes_problem(r, kind, batch, time, live):
     """Every tensor a node reads and writes keeps B and T as axes 0 and 1 (a recurrent node: its input and
-    `output` port; its states are the cache)."""
-    shapes = list(r.in_shapes[:1] if kind == "recurrent" else r.in_shapes)
+    `output` port; its states are the cache); constants it reads (not `live`: not from the tokens) broadcast."""
+    shapes = [s for s, (src, _) in zip(r.in_shapes, r.sources) if src in live]
+    shapes = shapes[:1] if kind == "recurrent" else shapes
     ports = r.ports[:1] if kind == "recurrent" else r.ports
     shapes += [r.out_shapes[p] for p in ports]
     for s in shapes:

@@ -334,9 +334,10 @@ def node_name(value):
 
 
 def takes_no_input(entry) -> bool:
-    """An op without inputs (`param`) is not fed the previous node by default."""
+    """An op that can run without inputs (`param`, `arange`) is not fed the previous node by default: it reads
+    only what its `in:` names."""
     op = ops_pkg.get(entry.get("op")) if isinstance(entry.get("op"), str) else None
-    return op is not None and op.arity[1] == 0
+    return op is not None and op.arity[0] == 0
 
 
 def init_problem(init) -> str | None:

@@ -11,31 +11,45 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from builder.ops.rotary import RotaryEmbedding
 
-class Add(nn.Module):
+
+class _Arith(nn.Module):
+    """Element-wise arithmetic over the inputs, then with the scalar `value` when one is given (a constant
+    operand written in the spec: `{op: add, in: x, value: 1.0}`)."""
+
+    def __init__(self, value=None):
+        super().__init__()
+        self.value = value
+
+    def extra_repr(self):
+        return "" if self.value is None else f"value={self.value!r}"
+
+
+class Add(_Arith):
     def forward(self, *xs):
         out = xs[0]
         for x in xs[1:]:
             out = out + x
-        return out
+        return out if self.value is None else out + self.value
 
 
-class Mul(nn.Module):
+class Mul(_Arith):
     def forward(self, *xs):
         out = xs[0]
         for x in xs[1:]:
             out = out * x
-        return out
+        return out if self.value is None else out * self.value
 
 
-class Sub(nn.Module):
-    def forward(self, a, b):
-        return a - b
+class Sub(_Arith):
+    def forward(self, a, b=None):
+        return a - (self.value if b is None else b)
 
 
-class Div(nn.Module):
-    def forward(self, a, b):
-        return a / b
+class Div(_Arith):
+    def forward(self, a, b=None):
+        return a / (self.value if b is None else b)
 
 
 class MatMul(nn.Module):
@@ -220,37 +234,64 @@ class MultiheadAttention(nn.Module):
 class Attention(nn.Module):
     """Multi-head scaled dot-product attention without projections: [B,T,D] q/k/v -> [B,T,D].
 
-    `mask` (optional input) is a padding mask [B, S] with 1/True = attend, 0/False = padding.
+    `mask` (optional input) is a padding mask [B, S] with 1/True = attend, 0/False = padding; `bias` (optional
+    input) is added to the attention scores (broadcast to [B, heads, T, S]: a relative-position bias, ALiBi).
+    `kv_heads` < heads shares each key/value head among heads / kv_heads query heads (grouped-query; 1 is
+    multi-query). `rope` rotates queries and keys per head (builder.ops.rotary) before the scores.
     """
 
     def __init__(self, heads: int = 1, causal: bool = False, dropout: float = 0.0, scale=None,
-                 slots=("q", "k", "v")):
+                 slots=("q", "k", "v"), kv_heads=None, rope=None, head_dim=None, paired=False):
         super().__init__()
         self.heads, self.causal, self.dropout, self.scale = heads, causal, dropout, scale
+        self.kv_heads = kv_heads or heads
+        self.paired = paired  # queries and keys have the same positions: one rotary table serves both
         self.slots = tuple(slots)
+        self.rope = None
+        if rope is not None:
+            self.rope = RotaryEmbedding(head_dim, theta=rope.get("theta", 10000.0),
+                                        fraction=rope.get("fraction", 1.0), interleaved=rope.get("interleaved", False))
+
+    def heads_of(self, q, k, v, offset=0):
+        """q, k, v [B, T, D] -> [B, heads, T, d] (keys and values: kv_heads), rotated when `rope` is set."""
+        b, t, d = q.shape
+        s = k.shape[1]
+        q = q.reshape(b, t, self.heads, d // self.heads)
+        k = k.reshape(b, s, self.kv_heads, k.shape[2] // self.kv_heads)
+        if self.rope is not None:
+            q, k = self.rope.pair(q, k, offset) if self.paired else (self.rope(q, offset), self.rope(k, offset))
+        v = v.reshape(b, s, self.kv_heads, v.shape[2] // self.kv_heads)
+        return q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+
+    def attend(self, q, k, v, mask=None, bias=None, past=None):
+        """q [B, heads, t, d] over k, v [B, kv_heads, s, d]. In a cached decode step `past` = s - t and the t
+        queries are the last t of the s positions, so the causal mask is offset by `past` (one query: none)."""
+        t, s = q.shape[2], k.shape[2]
+        attn_mask = None
+        if mask is not None:
+            keep = mask if mask.dtype == torch.bool else mask != 0
+            attn_mask = keep[:, None, None, :]
+        if self.causal and (attn_mask is not None or bias is not None or (past is not None and t > 1)):
+            # a whole sequence: aligned at the top left, as is_causal; a decode step: its t are the last t of s
+            causal = torch.ones(t, s, dtype=torch.bool, device=q.device).tril(0 if past is None else s - t)
+            attn_mask = causal if attn_mask is None else attn_mask & causal
+        if bias is not None:
+            bias = bias.to(q.dtype)
+            attn_mask = bias if attn_mask is None else torch.where(attn_mask, bias, float("-inf"))
+        is_causal = self.causal and attn_mask is None and past is None
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0,
+            is_causal=is_causal, scale=self.scale, enable_gqa=self.kv_heads != self.heads)
+        b = q.shape[0]
+        return out.transpose(1, 2).reshape(b, t, out.shape[1] * out.shape[3])
 
     def forward(self, *xs):
         named = dict(zip(self.slots, xs))
         q = named.get("q", xs[0])
         k = named.get("k", q)
         v = named.get("v", k)
-        mask = named.get("mask")
-        b, t, d = q.shape
-        s = k.shape[1]
-        h = self.heads
-        q = q.reshape(b, t, h, d // h).transpose(1, 2)
-        k = k.reshape(b, s, h, k.shape[2] // h).transpose(1, 2)
-        v = v.reshape(b, s, h, v.shape[2] // h).transpose(1, 2)
-        attn_mask = None
-        if mask is not None:
-            keep = mask if mask.dtype == torch.bool else mask != 0
-            attn_mask = keep[:, None, None, :]
-            if self.causal:
-                attn_mask = attn_mask & torch.ones(t, s, dtype=torch.bool, device=q.device).tril()
-        out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0,
-            is_causal=self.causal and attn_mask is None, scale=self.scale)
-        return out.transpose(1, 2).reshape(b, t, v.shape[1] * v.shape[3])
+        q, k, v = self.heads_of(q, k, v)
+        return self.attend(q, k, v, named.get("mask"), named.get("bias"))
 
 
 def sinusoidal_table(max_len: int, dim: int, base: float = 10000.0) -> torch.Tensor:

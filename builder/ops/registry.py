@@ -45,6 +45,7 @@ class OpDef:
     doc: str = ""
     category: str = "layer"
     aliases: tuple = field(default_factory=tuple)
+    arg_schema: dict = field(default_factory=dict)     # arg -> JSON Schema of a structured value (attention's rope)
 
     def port_names(self, args) -> tuple:
         return self.ports(args) if callable(self.ports) else self.ports

@@ -5,6 +5,7 @@ from builder.shapes import rules as S
 from builder.shapes.rules import ShapeError
 from builder.ops import modules as M
 from builder.ops.registry import OpDef, public_args, register
+from builder.ops.rotary import ROPE_SCHEMA, rope_check
 
 MAX_LAYERS = 1000  # torch builds every layer's tensors even on the meta device: absurd counts must fail fast
 _RNN_ARGS = ("hidden_size", "num_layers", "nonlinearity", "bias", "dropout", "bidirectional", "input_size",
@@ -115,26 +116,54 @@ def _attention(ctx):
         raise ShapeError(f"causal must be true or false, got {ctx.args['causal']!r}")
     if not S.is_static(heads) or heads < 1:
         raise ShapeError(f"heads must be a positive integer, got {heads!r}")
-    if not S.same(q[2], k[2]):
-        raise ShapeError(f"query {S.fmt(q)} and key {S.fmt(k)} must have the same feature dim")
+    kv_heads = ctx.args.get("kv_heads") or heads
+    if not S.is_static(kv_heads) or kv_heads < 1 or heads % kv_heads:
+        raise ShapeError(f"kv_heads must be a positive integer dividing heads={heads}, got {kv_heads!r}")
+    if S.is_static(q[2]) and q[2] % heads:
+        raise ShapeError(f"q dim {q[2]} is not divisible by heads={heads}")
+    head_dim = q[2] // heads if S.is_static(q[2]) else None
+    if head_dim is None and (kv_heads != heads or ctx.args.get("rope") is not None):
+        raise ShapeError(f"kv_heads and rope need a static query feature dim, got {S.fmt(q)}")
+    if not S.same(k[2], q[2] if head_dim is None else head_dim * kv_heads):
+        raise ShapeError(f"key {S.fmt(k)} must have kv_heads * head_dim = {kv_heads} * {head_dim} features "
+                         f"(query {S.fmt(q)}, heads={heads})")
     if not S.same(k[1], v[1]):
         raise ShapeError(f"key {S.fmt(k)} and value {S.fmt(v)} must have the same length")
-    for name, s in (("q", q), ("v", v)):
-        if S.is_static(s[2]) and s[2] % heads:
-            raise ShapeError(f"{name} dim {s[2]} is not divisible by heads={heads}")
+    if S.is_static(v[2]) and v[2] % kv_heads:
+        raise ShapeError(f"v dim {v[2]} is not divisible by kv_heads={kv_heads}")
     if "mask" in named and not S.same_shape(named["mask"], (k[0], k[1])):
         raise ShapeError(f"mask must be {S.fmt((k[0], k[1]))} (1 = attend, 0 = padding), got {S.fmt(named['mask'])}")
+    if "bias" in named:
+        full = (q[0], heads, q[1], k[1])
+        bias = named["bias"]
+        if len(bias) > 4 or S.broadcast([bias, full], "add the attention bias to the scores") != full:
+            raise ShapeError(f"bias {S.fmt(bias)} must broadcast to the scores [B, heads, T, S] = {S.fmt(full)}")
+    rope = ctx.args.get("rope")
+    if rope is not None:
+        rope_check(rope, head_dim)
     ctx.args["slots"] = tuple(slots)
-    return (q[0], q[1], v[2])
+    ctx.args["head_dim"] = head_dim
+    ctx.args["_paired"] = S.same(q[1], k[1])
+    out_dim = v[2] // kv_heads * heads if S.is_static(v[2]) else v[2]
+    return (q[0], q[1], out_dim)
 
 
-register(OpDef("attention", _attention, build=lambda a: M.Attention(**a),
-               arg_names=("heads", "causal", "dropout", "scale"), slots=("q", "k", "v", "mask"),
-               required_slots=("q",), arity=(1, 4), in_dtype=None, category="attention",
-               aliases=("scaled_dot_product_attention",),
-               macs=lambda ctx, out: 2 * S.concrete(ctx.shapes[0])[0] * S.concrete(ctx.shapes[0])[1] ** 2
-               * S.concrete(ctx.shapes[0])[2],
-               doc="multi-head scaled dot-product attention (no projections), optional causal and padding mask"))
+def _attention_macs(ctx, out):
+    named = dict(zip(ctx.slots or ["q", "k", "v"], ctx.shapes))
+    q = S.concrete(named["q"])
+    return 2 * q[0] * q[1] * S.concrete(named.get("k", named["q"]))[1] * q[2]
+
+
+register(OpDef("attention", _attention, build=lambda a: M.Attention(**public_args(a), paired=a.get("_paired", False)),
+               arg_names=("heads", "causal", "dropout", "scale", "kv_heads", "rope", "head_dim"),
+               slots=("q", "k", "v", "mask", "bias"), inferred=("head_dim",),
+               required_slots=("q",), arity=(1, 5), in_dtype=None, category="attention",
+               aliases=("scaled_dot_product_attention",), macs=_attention_macs,
+               arg_schema={"rope": ROPE_SCHEMA, "kv_heads": {
+                   "anyOf": [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": r"\$\{.*\}"}],
+                   "description": "key/value heads, dividing heads (grouped-query; 1: multi-query)"}},
+               doc="multi-head scaled dot-product attention (no projections): causal, padding `mask`, additive "
+                   "`bias`, grouped-query `kv_heads`, rotary `rope: {theta, fraction, interleaved}`"))
 
 
 def _pe(ctx):

@@ -20,17 +20,29 @@ def _common_dtype(ctx):
     return ctx.dtypes[0]
 
 
-def _elementwise(verb):
+def _elementwise(verb, most=None):
     def infer(ctx):
         _common_dtype(ctx)
+        value = ctx.args.get("value")
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ShapeError(f"value must be a number, got {value!r}")
+        n = len(ctx.shapes) + (value is not None)
+        if n < 2 or (most is not None and n > most):
+            want = "two operands" if most == 2 else "at least two operands"
+            raise ShapeError(f"{verb} needs {want}: inputs, or one input and a scalar `value`")
         return S.broadcast(ctx.shapes, verb)
     return infer
 
 
-tensor_op("add", _elementwise("add"), lambda a: M.Add(), arity=(2, None), out_dtype=_common_dtype)
-tensor_op("mul", _elementwise("multiply"), lambda a: M.Mul(), arity=(2, None), out_dtype=_common_dtype)
-tensor_op("sub", _elementwise("subtract"), lambda a: M.Sub(), arity=(2, 2), out_dtype=_common_dtype)
-tensor_op("div", _elementwise("divide"), lambda a: M.Div(), arity=(2, 2), out_dtype=lambda c: "float32")
+_VALUE_DOC = "; `value:` a scalar operand (x {} value), one input"
+tensor_op("add", _elementwise("add"), lambda a: M.Add(a.get("value")), arg_names=("value",), arity=(1, None),
+          out_dtype=_common_dtype, doc="sum of the inputs (broadcast)" + _VALUE_DOC.format("+"))
+tensor_op("mul", _elementwise("multiply"), lambda a: M.Mul(a.get("value")), arg_names=("value",), arity=(1, None),
+          out_dtype=_common_dtype, doc="product of the inputs (broadcast)" + _VALUE_DOC.format("*"))
+tensor_op("sub", _elementwise("subtract", 2), lambda a: M.Sub(a.get("value")), arg_names=("value",), arity=(1, 2),
+          out_dtype=_common_dtype, doc="a - b (broadcast)" + _VALUE_DOC.format("-"))
+tensor_op("div", _elementwise("divide", 2), lambda a: M.Div(a.get("value")), arg_names=("value",), arity=(1, 2),
+          out_dtype=lambda c: "float32", doc="a / b (broadcast, float)" + _VALUE_DOC.format("/"))
 def _scale(ctx):
     factor = ctx.args["factor"]
     if isinstance(factor, bool) or not isinstance(factor, (int, float)):

@@ -45,8 +45,8 @@ def _node_schema() -> dict:
     branches = []
     for name in op_names:
         op = ops_pkg.get(name)
-        props = {k: {**_SCALAR, "description": "inferred from the input" if k in op.inferred else name + " argument"}
-                 for k in op.allowed_args()}
+        props = {k: op.arg_schema.get(k) or {**_SCALAR, "description": "inferred from the input" if k in op.inferred
+                                              else name + " argument"} for k in op.allowed_args()}
         branches.append({
             "if": {"properties": {"op": {"const": name}}, "required": ["op"]},
             "then": {"properties": {**common, "op": {"const": name}, **props},

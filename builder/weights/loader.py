@@ -14,10 +14,12 @@ state_dict become the spec's parameter paths:
     ignore: ["transformer.h.{n}.attn.bias"]  # source keys that are deliberately dropped (e.g. buffers)
 
 Patterns: `{name}` matches one dotted segment (or part of one), `{name*}` any text, dots included
-(possibly empty); `to` templates use the captured text, and `{name+1}` / `{name-1}` shift a captured
-integer. A split divides a tensor along `dim` into equal parts, or into `sizes`. `transpose: true`
-swaps dims 0 and 1 (`transpose: [a, b]` swaps others), `permute: [..]` reorders all dims and
-`reshape: [..]` (one `-1` allowed) changes the shape; they apply in that order, before the split.
+(possibly empty); `to` templates use the captured text, and arithmetic on a captured integer, applied left to
+right (`{name+1}`, `{name-1}`, `{k//2}`, `{i*2+1}`, `{n%3}`), addresses a copy of a repeated block by its
+index. A target naming a node that holds one tensor (a `param` node, an RMSNorm) means its `.weight`. A
+split divides a tensor along `dim` into equal parts, or into `sizes`. `transpose: true` swaps dims 0 and 1
+(`transpose: [a, b]` swaps others), `permute: [..]` reorders all dims and `reshape: [..]` (one `-1`
+allowed) changes the shape; they apply in that order, before the split.
 
 Every source key must be used or ignored, every entry of the module's state_dict must be filled (a
 parameter tied to a filled one counts as filled) with exactly its shape; otherwise `WeightsError` lists
@@ -35,7 +37,10 @@ import torch
 from builder.core.errors import UserError
 
 _PLACEHOLDER = re.compile(r"\{(\w+)(\*?)\}")
-_TARGET = re.compile(r"\{(\w+)\*?([+-]\d+)?\}")
+_TARGET = re.compile(r"\{(\w+)\*?((?:(?:[-+*%]|//)\d+)*)\}")
+_STEP = re.compile(r"([-+*%]|//)(\d+)")
+_ARITH = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b, "//": lambda a, b: a // b,
+          "%": lambda a, b: a % b}
 MAX_LISTED = 25
 
 
@@ -95,7 +100,12 @@ def _fill(template: str, groups: dict, rule_source: str) -> str:
         if shift:
             if not value.isdigit():
                 raise UserError(f"weight map: {{{name}{shift}}} needs an integer, '{rule_source}' captured '{value}'")
-            value = str(int(value) + int(shift))
+            number = int(value)
+            for op, operand in _STEP.findall(shift):  # left to right: {k//2}, {i*3+1}, {s-1}
+                if op in ("//", "%") and int(operand) == 0:
+                    raise UserError(f"weight map: {{{name}{shift}}} divides by zero")
+                number = _ARITH[op](number, int(operand))
+            value = str(number)
         return value
     return _TARGET.sub(sub, template)
 
@@ -254,6 +264,9 @@ def convert_state_dict(source: dict, mapping, module: torch.nn.Module) -> dict:
             other.append(f"{key}: {e}")
             continue
         for target, value in produced:
+            if target not in shapes and f"{target}.weight" in shapes and not any(
+                    k.startswith(target + ".") and k != f"{target}.weight" for k in shapes):
+                target += ".weight"   # a node holding one tensor (`param`, RMSNorm) is addressed by its path
             if target not in shapes:
                 no_target.append(key if target == key else f"{key} -> {target}")
                 continue
