@@ -60,18 +60,20 @@ def blocks(page: Path) -> list[Block]:
     lines = page.read_text(encoding="utf-8").splitlines()
     found, i = [], 0
     while i < len(lines):
-        fence = re.match(r"^(`{3,})\s*([\w-]*)", lines[i])
+        fence = re.match(r"^( *)(`{3,})\s*([\w-]*)", lines[i])
         if not fence:
             i += 1
             continue
-        end = next((j for j in range(i + 1, len(lines)) if lines[j].startswith(fence[1])), None)
+        indent, ticks, tag = fence.groups()     # a block may sit indented in a list item
+        end = next((j for j in range(i + 1, len(lines)) if lines[j].startswith(indent + ticks)), None)
         if end is None:
             raise ValueError(f"{page}:{i + 1}: code block never closed")
         markers, k = {}, i - 1
         while k >= 0 and (m := MARKER.match(lines[k].strip())):
             markers[m[1]] = (m[2] or "").strip()
             k -= 1
-        found.append(Block(page, i + 1, fence[2], "\n".join(lines[i + 1:end]) + "\n", markers))
+        body = [l[len(indent):] if l.startswith(indent) else l.lstrip() for l in lines[i + 1:end]]
+        found.append(Block(page, i + 1, tag, "\n".join(body) + "\n", markers))
         i = end + 1
     return found
 
@@ -86,6 +88,19 @@ def problems(block: Block) -> list[str]:
         out.append(f"{block.where}: <!-- skip: --> needs a reason")
     if "file" in block.markers and block.tag != "yaml":
         out.append(f"{block.where}: <!-- file: --> marks a yaml block")
+    return out
+
+
+def indented_commands(page: Path) -> list[str]:
+    """Commands or Python shown in an indented (unfenced) code block, which no tag can mark: an error.
+    README's two set-up lines (`$ bash setup.sh ...`) stay indented: CI reads the test command there."""
+    out, fenced = [], False
+    for number, line in enumerate(page.read_text(encoding="utf-8").splitlines(), 1):
+        if re.match(r"^ *`{3,}", line):
+            fenced = not fenced
+        elif not fenced and re.match(r"^ {4,}(\$ |>>> )?(build |\.venv/bin/build |>>> )", line):
+            out.append(f"{page.relative_to(ROOT) if page.is_relative_to(ROOT) else page}:{number}: a command in an "
+                       f"indented block: put it in a fenced console block")
     return out
 
 

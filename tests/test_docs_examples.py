@@ -66,6 +66,7 @@ def run_pycon(block: D.Block, namespace: dict) -> list[str]:
             example.want = ""
     runner = doctest.DocTestRunner(optionflags=flags, verbose=False)
     runner.run(test, out=report.append, clear_globs=False)
+    namespace.update(test.globs)           # DocTest ran on a copy: later blocks of the page see its names
     return [f"{block.where}:\n" + "".join(report)] if runner.failures else []
 
 
@@ -86,7 +87,7 @@ def scratch_folder(tmp_path):
 @pytest.mark.parametrize("page", PAGES, ids=page_id)
 def test_the_code_blocks_of_a_page_run_as_shown(page, tmp_path, capsys, monkeypatch):
     found = D.blocks(page)
-    failures = [p for b in found for p in D.problems(b)]
+    failures = [p for b in found for p in D.problems(b)] + D.indented_commands(page)
     monkeypatch.chdir(scratch_folder(tmp_path))
     namespace = {"__name__": "__docs__"}
     for block in found:
@@ -131,6 +132,9 @@ def test_the_runner_reads_markers_commands_and_elisions(tmp_path):
         ("build check a.yaml --set width=3", ["a.yaml:1:1: error: x"]), ("ls", [])]
     assert len(D.problems(text)) == 1 and "tagged" in D.problems(text)[0]
     assert len(D.problems(python)) == 1 and "reason" in D.problems(python)[0]
+    assert D.indented_commands(page) == []
+    page.write_text("text\n\n    $ build check x.yaml\n", encoding="utf-8")
+    assert len(D.indented_commands(page)) == 1
     assert D.output_matches(["a", "...", "z ... end"], "a\nb\nc\nz 1 2 end\n")
     assert D.output_matches(["a", "...", "b"], "a\nb\n")
     assert not D.output_matches(["a", "b"], "a\nb\nc\n")
