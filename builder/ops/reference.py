@@ -74,6 +74,8 @@ def type_text(hint) -> str:
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         return " | ".join(type_text(a) for a in typing.get_args(hint))
+    if origin is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(hint))
     if origin is not None:
         args = ", ".join("..." if a is Ellipsis else type_text(a) for a in typing.get_args(hint))
         return f"{getattr(origin, '__name__', str(origin))}[{args}]"
@@ -108,6 +110,8 @@ def arguments(op: OpDef) -> list[tuple[str, str, str, str]]:
             hints = {}
     rows = []
     for name in op.allowed_args():
+        if name.startswith("_"):      # torch's private parameters (Embedding's _weight): public_args drops them
+            continue
         p = params.get(name)
         hint = hints.get(name, p.annotation if p is not None else _EMPTY)
         if name in op.inferred:
