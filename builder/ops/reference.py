@@ -143,7 +143,8 @@ def shape_rule(op: OpDef) -> str:
     lines = [re.sub(r":math:`([^`]*)`", r"\1", l.strip()) for l in match[1].splitlines() if l.strip()]
     lines = [l.replace("\\text{", "").replace("}", "").replace("{", "").replace("\\", "") for l in lines]
     text = "; ".join(l.lstrip("- ") for l in lines if not l.startswith("where"))
-    return re.sub(r",?\s*where\s*$", "", text).replace(".;", ";")
+    text = re.sub(r",?\s*where\s*$", "", text).replace(".;", ";")
+    return re.sub(r"([*_])", r"\\\1", text)     # torch's (*) and H_in are text, not Markdown emphasis
 
 
 def inputs_text(op: OpDef) -> str:
