@@ -1,4 +1,4 @@
-"""Export every zoo spec, verify it, and write the README table to docs/export_table.md.
+"""Export every zoo spec, verify it, and write the export table to docs/export_table.md (linked from docs/export.md).
 
     .venv/bin/python benchmarks/export_table.py            # the table (small variants of the big models)
     .venv/bin/python benchmarks/export_table.py --full     # also BERT-base, GPT-2 small, ResNet-50 at full size

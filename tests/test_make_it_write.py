@@ -1,5 +1,6 @@
-"""README's "Make it write" section, run as written (one epoch instead of 30): train a character model,
-generate in torch, export the decoder, generate in onnxruntime; the vocabulary travels with the run."""
+"""The generation page's first commands (docs/generation.md), run as written (one epoch instead of 30):
+train a character model, generate in torch, export the decoder, generate in onnxruntime; the vocabulary
+travels with the run."""
 import json
 import re
 import shlex
@@ -15,10 +16,9 @@ from builder.commands import cli
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def readme_commands():
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = text.split("## Make it write", 1)[1].split("\n## ", 1)[0]
-    block = section.split("```", 2)[1]
+def page_commands():
+    text = (ROOT / "docs" / "generation.md").read_text(encoding="utf-8")
+    block = text.split("```console", 1)[1].split("```", 1)[0]
     return [shlex.split(line[2:], comments=True)[1:] for line in block.splitlines() if line.startswith("$ build ")]
 
 
@@ -30,9 +30,9 @@ def run(argv, capsys):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """The README's training line with one epoch, in a scratch folder: (folder, commands, its output)."""
+    """The page's training line with one epoch, in a scratch folder: (folder, commands, its output)."""
     folder = tmp_path_factory.mktemp("write")
-    commands = [[str(ROOT / a) if a.startswith("specs/") else a for a in argv] for argv in readme_commands()]
+    commands = [[str(ROOT / a) if a.startswith("specs/") else a for a in argv] for argv in page_commands()]
     train = commands[0]
     train[train.index("--epochs") + 1] = "1"
     with pytest.MonkeyPatch.context() as mp:
@@ -45,7 +45,7 @@ def trained(tmp_path_factory):
     return folder, commands, (code, out.getvalue(), err.getvalue())
 
 
-def test_readme_make_it_write_runs(trained, capsys, monkeypatch):
+def test_the_generation_page_commands_run(trained, capsys, monkeypatch):
     folder, (_, generate, export, generate_onnx), (code, out, err) = trained
     monkeypatch.chdir(folder)
     assert code == 0, err

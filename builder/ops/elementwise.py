@@ -113,9 +113,12 @@ def _numel(out: dict) -> int:
 
 for _name, _doc in (("exp", "e**x"), ("log", "natural logarithm"), ("sqrt", "square root"),
                     ("rsqrt", "1 / sqrt(x)")):
-    _elementwise(_name, doc=f"torch.{_name}: {_doc}, element-wise")
-_elementwise("abs", in_dtype=None, doc="torch.abs: |x|, element-wise")
-_elementwise("neg", in_dtype=None, doc="torch.neg: -x, element-wise")
+    _elementwise(_name, doc=f"torch.{_name}: {_doc}, element-wise",
+                 shape_doc='the shape and dtype of x')
+_elementwise("abs", in_dtype=None, doc="torch.abs: |x|, element-wise",
+             shape_doc='the shape and dtype of x')
+_elementwise("neg", in_dtype=None, doc="torch.neg: -x, element-wise",
+             shape_doc='the shape and dtype of x')
 
 
 def _pow(ctx):
@@ -123,7 +126,8 @@ def _pow(ctx):
     return ctx.shapes[0]
 
 
-_elementwise("pow", ("exponent",), ("exponent",), infer=_pow, doc="torch.pow(x, exponent)")
+_elementwise("pow", ("exponent",), ("exponent",), infer=_pow, doc="torch.pow(x, exponent)",
+             shape_doc='the shape and dtype of x')
 
 
 def _clamp(ctx):
@@ -135,7 +139,8 @@ def _clamp(ctx):
     return ctx.shapes[0]
 
 
-_elementwise("clamp", ("min", "max"), infer=_clamp, in_dtype=None, doc="torch.clamp(x, min, max)")
+_elementwise("clamp", ("min", "max"), infer=_clamp, in_dtype=None, doc="torch.clamp(x, min, max)",
+             shape_doc='the shape and dtype of x')
 
 
 # ---- comparisons and logic ----------------------------------------------------------------------
@@ -160,7 +165,8 @@ _CMP_DOC = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="
 for _name, _sym in _CMP_DOC.items():
     register(OpDef(name=_name, infer=_compare, build=lambda a, n=_name: Compare(n, a.get("value")),
                    arg_names=("value",), arity=(1, 2), in_dtype=None, out_dtype=lambda ctx: "bool",
-                   category="elementwise", doc=f"torch.{_name}: a {_sym} b (or x {_sym} value), a bool tensor"))
+                   category="elementwise", doc=f"torch.{_name}: a {_sym} b (or x {_sym} value), a bool tensor",
+                   shape_doc='a and b broadcast together (or the shape of x), bool'))
 
 
 def _logical(ctx):
@@ -170,7 +176,8 @@ def _logical(ctx):
 for _name, _n in (("logical_and", 2), ("logical_or", 2), ("logical_not", 1)):
     register(OpDef(name=_name, infer=_logical, build=lambda a, n=_name: TorchFunction(n), arg_names=(),
                    arity=(_n, _n), in_dtype=None, out_dtype=lambda ctx: "bool", category="elementwise",
-                   doc=f"torch.{_name}: element-wise logic (any dtype; non-zero is true), a bool tensor"))
+                   doc=f"torch.{_name}: element-wise logic (any dtype; non-zero is true), a bool tensor",
+                   shape_doc='the inputs broadcast together, bool'))
 
 
 def _where(ctx):
@@ -189,7 +196,8 @@ def _where_dtype(ctx):
 register(OpDef(name="where", infer=_where, build=lambda a: Where(), arg_names=(), arity=(3, 3),
                slots=("cond", "a", "b"), required_slots=("cond", "a", "b"), in_dtype=None,
                out_dtype=_where_dtype, category="elementwise",
-               doc="torch.where(cond, a, b): a where cond is true, else b (in: {cond, a, b})"))
+               doc="torch.where(cond, a, b): a where cond is true, else b (in: {cond, a, b})",
+               shape_doc='cond, a and b broadcast together; the dtype of a and b'))
 
 
 def _cast(ctx):
@@ -200,7 +208,8 @@ def _cast(ctx):
 
 register(OpDef(name="cast", infer=_cast, build=lambda a: Cast(a["dtype"]), arg_names=("dtype",),
                required=("dtype",), in_dtype=None, out_dtype=lambda ctx: ctx.args["dtype"], category="elementwise",
-               doc="x.to(dtype): float32, float64, float16, bfloat16, int64, int32 or bool"))
+               doc="x.to(dtype): float32, float64, float16, bfloat16, int64, int32 or bool",
+               shape_doc='the shape of x, in `dtype`'))
 
 
 def _masked_fill(ctx):
@@ -218,4 +227,5 @@ register(OpDef(name="masked_fill", infer=_masked_fill, build=lambda a: MaskedFil
                arg_names=("value",), required=("value",), arity=(2, 2), slots=("x", "mask"),
                required_slots=("x", "mask"), in_dtype=None,
                out_dtype=lambda ctx: dict(zip(ctx.slots or ("x", "mask"), ctx.dtypes))["x"], category="elementwise",
-               doc="x.masked_fill(mask, value): value where the bool mask is true (in: {x, mask})"))
+               doc="x.masked_fill(mask, value): value where the bool mask is true (in: {x, mask})",
+               shape_doc='the shape and dtype of x (mask broadcast to it)'))

@@ -161,9 +161,13 @@ def _adaptive(nd):
 
 
 layer("AdaptiveAvgPool1d", nn.AdaptiveAvgPool1d, _adaptive(1), required=("output_size",),
-      build=lambda a: AdaptiveAvgPool(a["output_size"], 1))
+      build=lambda a: AdaptiveAvgPool(a["output_size"], 1),
+      onnx=('an output size other than 1 pools through averaging matrices built from the input size, so the file is '
+            'exact at every size'))
 layer("AdaptiveAvgPool2d", nn.AdaptiveAvgPool2d, _adaptive(2), required=("output_size",),
-      build=lambda a: AdaptiveAvgPool(a["output_size"], 2))
+      build=lambda a: AdaptiveAvgPool(a["output_size"], 2),
+      onnx=('an output size other than 1 pools through averaging matrices built from the input size, so the file is '
+            'exact at every size'))
 layer("AdaptiveMaxPool2d", nn.AdaptiveMaxPool2d, _adaptive(2), required=("output_size",))
 
 
@@ -314,4 +318,5 @@ def _rbf(ctx):
 register(OpDef("RBF", _rbf, build=lambda a: M.RBF(**a), arg_names=("out_features", "squared", "in_features"),
                required=("out_features",), inferred=("in_features",),
                macs=lambda ctx, out: _numel(out["out"]) * ctx.args["in_features"],
-               doc="LeNet-5's Euclidean RBF output units: y_i = sum_j (x_j - w_ij)^2"))
+               doc="LeNet-5's Euclidean RBF output units: y_i = sum_j (x_j - w_ij)^2",
+               shape_doc='[..., F] -> [..., out_features]'))

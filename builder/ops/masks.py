@@ -68,7 +68,8 @@ def _sequence_mask(ctx):
 register(OpDef(name="sequence_mask", infer=_sequence_mask, build=lambda a: SequenceMask(a.get("max_len")),
                arg_names=("max_len",), arity=(1, 2), slots=("lengths", "like"), required_slots=("lengths",),
                in_dtype=None, out_dtype=lambda ctx: "bool", category="sequence",
-               doc="[B] int lengths -> [B, T] bool (True = a real step); T from `max_len` or in: {lengths, like: x}"))
+               doc="[B] int lengths -> [B, T] bool (True = a real step); T from `max_len` or in: {lengths, like: x}",
+               shape_doc='lengths [B] -> [B, T] bool'))
 
 
 def _last_valid(ctx):
@@ -85,4 +86,5 @@ def _last_valid(ctx):
 register(OpDef(name="last_valid", infer=_last_valid, build=lambda a: LastValid(), arg_names=(), arity=(2, 2),
                slots=("x", "lengths"), required_slots=("x", "lengths"), in_dtype=None,
                out_dtype=lambda ctx: _named(ctx, ("x", "lengths"))["x"][1], category="sequence",
-               doc="in: {x, lengths}: x [B, T, ...] at each sequence's last valid step (lengths - 1) -> [B, ...]"))
+               doc="in: {x, lengths}: x [B, T, ...] at each sequence's last valid step (lengths - 1) -> [B, ...]",
+               shape_doc='x [B, T, ...] and lengths [B] -> [B, ...]'))

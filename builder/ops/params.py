@@ -51,7 +51,8 @@ def _param(ctx):
 register(OpDef(name="param", infer=_param, build=lambda a: Param(a["shape"]), arg_names=("shape",),
                required=("shape",), arity=(0, 0), in_dtype=None, out_dtype=lambda ctx: "float32",
                category="layer",
-               doc="a free learned tensor of `shape` (no input; zeros unless `init:`), e.g. a class token"))
+               doc="a free learned tensor of `shape` (no input; zeros unless `init:`), e.g. a class token",
+               shape_doc='`shape` (static sizes), no input'))
 
 
 def _expand(ctx):
@@ -90,4 +91,5 @@ def _expand(ctx):
 
 register(OpDef(name="expand", infer=_expand, build=lambda a: Expand(a["_sizes"]), arg_names=("shape",),
                required=("shape",), arity=(1, None), in_dtype=None, category="shape",
-               doc="x.expand(shape): size-1 dims to `shape` (-1 keeps; a dim name such as B is read from any input)"))
+               doc="x.expand(shape): size-1 dims to `shape` (-1 keeps; a dim name such as B is read from any input)",
+               shape_doc="`shape`, each -1 keeping the input's size, each name read from the inputs' dims"))

@@ -103,7 +103,8 @@ def _norm(ctx):
 
 register(OpDef(name="norm", infer=_norm, build=lambda a: Norm(a.get("p", 2), a.get("dim"), a.get("keepdim", False)),
                arg_names=("p", "dim", "keepdim"), category="reduction",
-               doc="torch.linalg.vector_norm(x, ord=p, dim, keepdim): the p-norm (default 2), inf/-inf allowed"))
+               doc="torch.linalg.vector_norm(x, ord=p, dim, keepdim): the p-norm (default 2), inf/-inf allowed",
+               shape_doc='the reduced dims removed (size 1 with keepdim); a scalar when `dim` is absent'))
 
 
 def _extreme_ports(args):
@@ -131,7 +132,8 @@ for _kind in ("max", "min"):
                    build=lambda a, k=_kind: Extreme(k, a.get("dim"), a.get("keepdim", False)),
                    arg_names=("dim", "keepdim"), ports=_extreme_ports, in_dtype=None, out_dtype=_extreme_dtype,
                    category="reduction",
-                   doc=f"torch.{_kind}: over everything, or over `dim` with ports values and indices (int64)"))
+                   doc=f"torch.{_kind}: over everything, or over `dim` with ports values and indices (int64)",
+                   shape_doc='a scalar; with `dim`, values and indices without `dim` (size 1 with keepdim)'))
 
 
 def _argmax(ctx):
@@ -145,7 +147,8 @@ def _argmax(ctx):
 
 register(OpDef(name="argmax", infer=_argmax, build=lambda a: ArgMax(a.get("dim"), a.get("keepdim", False)),
                arg_names=("dim", "keepdim"), in_dtype=None, out_dtype=lambda ctx: "int64", category="reduction",
-               doc="torch.argmax(x, dim, keepdim): index of the largest value (int64)"))
+               doc="torch.argmax(x, dim, keepdim): index of the largest value (int64)",
+               shape_doc='`dim` removed (size 1 with keepdim), or a scalar without `dim`; int64'))
 
 
 def _cumsum(ctx):
@@ -156,7 +159,8 @@ def _cumsum(ctx):
 register(OpDef(name="cumsum", infer=_cumsum, build=lambda a: CumSum(a["dim"]), arg_names=("dim",),
                required=("dim",), in_dtype=None,
                out_dtype=lambda ctx: "int64" if ctx.dtypes[0] in ("bool", "int32") else ctx.dtypes[0],
-               category="reduction", doc="torch.cumsum(x, dim): running sums along dim"))
+               category="reduction", doc="torch.cumsum(x, dim): running sums along dim",
+               shape_doc='the shape of x'))
 
 
 def _gather(ctx):
@@ -177,4 +181,5 @@ register(OpDef(name="gather", infer=_gather, build=lambda a: Gather(a["dim"]), a
                required=("dim",), arity=(2, 2), slots=("x", "index"), required_slots=("x", "index"),
                in_dtype=None, out_dtype=lambda ctx: dict(zip(ctx.slots or ("x", "index"), ctx.dtypes))["x"],
                category="reduction",
-               doc="torch.gather(x, dim, index): values of x at index along dim (in: {x, index})"))
+               doc="torch.gather(x, dim, index): values of x at index along dim (in: {x, index})",
+               shape_doc="the shape of index (the rank of x), x's dtype"))

@@ -42,10 +42,19 @@ class OpDef:
     out_dtype: Callable[[InferContext], str] | None = None
     macs: Callable[[InferContext, dict], int] | None = None
     torch_class: type | None = None
-    doc: str = ""
+    doc: str = ""                                      # one line for the docs (default: see summary())
     category: str = "layer"
     aliases: tuple = field(default_factory=tuple)
     arg_schema: dict = field(default_factory=dict)     # arg -> JSON Schema of a structured value (attention's rope)
+    shape_doc: str = ""                                # the shape rule in words (default: torch's Shape section)
+    onnx: str = ""                                     # how it goes to ONNX, when not the plain exporter's way
+
+    def summary(self) -> str:
+        """One line for the docs: `doc`, else the first line of the build callable's or torch class's docstring."""
+        for text in (self.doc, getattr(self.build, "__doc__", None), getattr(self.torch_class, "__doc__", None)):
+            if text and text.strip():
+                return " ".join(text.strip().split("\n\n")[0].split())    # the first paragraph, one line
+        return ""
 
     def port_names(self, args) -> tuple:
         return self.ports(args) if callable(self.ports) else self.ports

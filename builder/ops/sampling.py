@@ -31,10 +31,14 @@ class RandLike(nn.Module):
 
 register(OpDef(name="randn_like", infer=lambda ctx: ctx.shapes[0], build=lambda a: RandnLike(), arg_names=(),
                in_dtype="float", category="random",
-               doc="torch.randn_like(x): standard normal samples of x's shape and dtype (training and eval)"))
+               doc="torch.randn_like(x): standard normal samples of x's shape and dtype (training and eval)",
+               shape_doc='the shape and dtype of x',
+               onnx='RandomNormalLike; the export check compares its shape and dtype only'))
 register(OpDef(name="rand_like", infer=lambda ctx: ctx.shapes[0], build=lambda a: RandLike(), arg_names=(),
                in_dtype="float", category="random",
-               doc="torch.rand_like(x): uniform [0, 1) samples of x's shape and dtype (training and eval)"))
+               doc="torch.rand_like(x): uniform [0, 1) samples of x's shape and dtype (training and eval)",
+               shape_doc='the shape and dtype of x',
+               onnx='RandomUniformLike; the export check compares its shape and dtype only'))
 
 
 def sampled_outputs(module: torch.fx.GraphModule) -> set[int]:

@@ -53,7 +53,12 @@ def _recurrent(kind):
                    arg_names=args, required=("hidden_size",), inferred=("input_size",),
                    slots=("x", "h", "c") if kind == "LSTM" else ("x", "h"), required_slots=("x",),
                    ports=("output", "h", "c") if kind == "LSTM" else ("output", "h"),
-                   arity=(1, 3 if kind == "LSTM" else 2), macs=macs, category="recurrent"))
+                   arity=(1, 3 if kind == "LSTM" else 2), macs=macs, category="recurrent",
+                   doc=("torch's recurrent layer, batch first (hidden_size, num_layers, bidirectional, dropout; "
+                        'nonlinearity for RNN): ports output and the final state; initial state through in: {x, h[, '
+                        'c]}; parameters one level down (node.rnn.weight_ih_l0)'),
+                   shape_doc='x [B, T, F] -> output [B, T, H * directions]; h (and c) [layers * directions, B, H]',
+                   onnx='RNN exports as a native ONNX RNN with a dynamic length; LSTM and GRU through torch.onnx'))
 
 
 for _kind in ("RNN", "LSTM", "GRU"):
@@ -99,7 +104,10 @@ register(OpDef("MultiheadAttention", _mha, build=lambda a: M.MultiheadAttention(
                           "embed_dim", "kdim", "vdim"),
                required=("num_heads",), inferred=("embed_dim", "kdim", "vdim"),
                slots=("query", "key", "value", "key_padding_mask"), required_slots=("query",),
-               arity=(1, 4), in_dtype=None, macs=_mha_macs, category="attention"))
+               arity=(1, 4), in_dtype=None, macs=_mha_macs, category="attention",
+               doc=('nn.MultiheadAttention, batch first (num_heads, dropout, bias, causal): in: x or {query, key, '
+                    'value, key_padding_mask}; parameters one level down (node.attn.in_proj_weight)'),
+               shape_doc='query [B, T, E] (key/value [B, S, E]) -> [B, T, E]; embed_dim, kdim, vdim inferred'))
 
 
 def _attention(ctx):
@@ -163,7 +171,9 @@ register(OpDef("attention", _attention, build=lambda a: M.Attention(**public_arg
                    "anyOf": [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": r"\$\{.*\}"}],
                    "description": "key/value heads, dividing heads (grouped-query; 1: multi-query)"}},
                doc="multi-head scaled dot-product attention (no projections): causal, padding `mask`, additive "
-                   "`bias`, grouped-query `kv_heads`, rotary `rope: {theta, fraction, interleaved}`"))
+                   "`bias`, grouped-query `kv_heads`, rotary `rope: {theta, fraction, interleaved}`",
+               shape_doc="q [B, T, D], k and v [B, S, D_kv] (D divisible by `heads`, D_kv = D / heads * kv_heads), "
+                         "mask [B, S], bias broadcasting to [B, heads, T, S] -> [B, T, D]"))
 
 
 def _pe(ctx):
@@ -178,7 +188,9 @@ def _pe(ctx):
 register(OpDef("sinusoidal_pe", _pe, build=lambda a: M.SinusoidalPE(**a),
                arg_names=("max_len", "base", "scale", "dim"), inferred=("dim",), category="position",
                aliases=("PositionalEncoding",),
-               doc="adds the notes' sinusoidal position table P[i,2j]=sin(i/10000^(2j/d)), P[i,2j+1]=cos(...)"))
+               doc="adds the notes' sinusoidal position table P[i,2j]=sin(i/10000^(2j/d)), P[i,2j+1]=cos(...)",
+               shape_doc='[B, T, D] -> [B, T, D]; T at most `max_len`'))
 register(OpDef("learned_pe", _pe, build=lambda a: M.LearnedPositions(**a), arg_names=("max_len", "dim"),
                required=("max_len",), inferred=("dim",), category="position", aliases=("positions",),
-               doc="adds learned position embeddings weight[:T] (GPT-2 wpe, BERT position_embeddings)"))
+               doc="adds learned position embeddings weight[:T] (GPT-2 wpe, BERT position_embeddings)",
+               shape_doc='[B, T, D] -> [B, T, D]; T at most `max_len`'))

@@ -36,13 +36,17 @@ def _elementwise(verb, most=None):
 
 _VALUE_DOC = "; `value:` a scalar operand (x {} value), one input"
 tensor_op("add", _elementwise("add"), lambda a: M.Add(a.get("value")), arg_names=("value",), arity=(1, None),
-          out_dtype=_common_dtype, doc="sum of the inputs (broadcast)" + _VALUE_DOC.format("+"))
+          out_dtype=_common_dtype, doc="sum of the inputs (broadcast)" + _VALUE_DOC.format("+"),
+          shape_doc="the inputs broadcast together (torch's rules); a symbolic dim must match or be 1")
 tensor_op("mul", _elementwise("multiply"), lambda a: M.Mul(a.get("value")), arg_names=("value",), arity=(1, None),
-          out_dtype=_common_dtype, doc="product of the inputs (broadcast)" + _VALUE_DOC.format("*"))
+          out_dtype=_common_dtype, doc="product of the inputs (broadcast)" + _VALUE_DOC.format("*"),
+          shape_doc="the inputs broadcast together")
 tensor_op("sub", _elementwise("subtract", 2), lambda a: M.Sub(a.get("value")), arg_names=("value",), arity=(1, 2),
-          out_dtype=_common_dtype, doc="a - b (broadcast)" + _VALUE_DOC.format("-"))
+          out_dtype=_common_dtype, doc="a - b (broadcast)" + _VALUE_DOC.format("-"),
+          shape_doc="a and b broadcast together")
 tensor_op("div", _elementwise("divide", 2), lambda a: M.Div(a.get("value")), arg_names=("value",), arity=(1, 2),
-          out_dtype=lambda c: "float32", doc="a / b (broadcast, float)" + _VALUE_DOC.format("/"))
+          out_dtype=lambda c: "float32", doc="a / b (broadcast, true division: float32)" + _VALUE_DOC.format("/"),
+          shape_doc="a and b broadcast together")
 def _scale(ctx):
     factor = ctx.args["factor"]
     if isinstance(factor, bool) or not isinstance(factor, (int, float)):
@@ -51,7 +55,9 @@ def _scale(ctx):
 
 
 tensor_op("scale", _scale, lambda a: M.Scale(a["factor"]), arg_names=("factor",),
-          required=("factor",), in_dtype="float")
+          required=("factor",), in_dtype="float",
+          doc='x * `factor` (a number)',
+          shape_doc='the shape of x')
 
 
 def _matmul(ctx):
@@ -72,7 +78,9 @@ def _matmul(ctx):
     return batch + (a[-2], b[-1])
 
 
-tensor_op("matmul", _matmul, lambda a: M.MatMul(), arity=(2, 2), in_dtype="float")
+tensor_op("matmul", _matmul, lambda a: M.MatMul(), arity=(2, 2), in_dtype="float",
+          doc='torch.matmul(a, b)',
+          shape_doc='[..., n, k] @ [..., k, m] -> [..., n, m] (batch dims broadcast; 1-D operands as torch.matmul)')
 
 
 def _join(stack):
@@ -114,9 +122,14 @@ def _concat_expansion(shapes, dim):
 
 tensor_op("concat", _join(False), lambda a: M.Concat(a.get("dim", -1), a.get("_expand")), arg_names=("dim",),
           arity=(1, None),
-          aliases=("cat",), out_dtype=_common_dtype)
+          aliases=("cat",), out_dtype=_common_dtype,
+          doc=('torch.cat along `dim` (default -1); size-1 dims other than `dim` broadcast, so a [1, 1, D] class '
+               'token joins [B, N, D] tokens'),
+          shape_doc="the inputs' sizes along `dim` added; every other dim equal (or 1, broadcast)")
 tensor_op("stack", _join(True), lambda a: M.Stack(a.get("dim", 0)), arg_names=("dim",), arity=(1, None),
-          out_dtype=_common_dtype)
+          out_dtype=_common_dtype,
+          doc='torch.stack along a new `dim` (default 0)',
+          shape_doc='equal input shapes; a new dim of size (number of inputs) inserted at `dim`')
 
 
 def _reshape(ctx):
@@ -158,7 +171,10 @@ def _reshape(ctx):
 
 
 tensor_op("reshape", _reshape, lambda a: M.Reshape(a["_runtime_shape"]), arg_names=("shape",),
-          required=("shape",), aliases=("view",), category="shape")
+          required=("shape",), aliases=("view",), category="shape",
+          doc='reshape to `shape`: sizes, -1, 0 = keep, or a dim name of the input such as B',
+          shape_doc=('`shape`, with -1 the exact (symbolic) remaining size; an error when it is not whole for every '
+                     'size'))
 
 
 def _permute(ctx):
@@ -169,7 +185,9 @@ def _permute(ctx):
     return tuple(shape[d] for d in dims)
 
 
-tensor_op("permute", _permute, lambda a: M.Permute(a["dims"]), arg_names=("dims",), required=("dims",))
+tensor_op("permute", _permute, lambda a: M.Permute(a["dims"]), arg_names=("dims",), required=("dims",),
+          doc='x.permute(dims): `dims` a permutation',
+          shape_doc="the input's dims reordered by `dims`")
 
 
 def _transpose(ctx):
@@ -181,7 +199,9 @@ def _transpose(ctx):
 
 
 tensor_op("transpose", _transpose, lambda a: M.Transpose(a["dim0"], a["dim1"]), arg_names=("dim0", "dim1"),
-          required=("dim0", "dim1"))
+          required=("dim0", "dim1"),
+          doc='x.transpose(dim0, dim1)',
+          shape_doc='dims `dim0` and `dim1` swapped')
 
 
 def _split_sections(ctx):
@@ -219,7 +239,10 @@ def _split_ports(args):
 
 tensor_op("split", _split_sections, lambda a: M.Split(a["_sections"], a["_dim"]),
           arg_names=("chunks", "size", "sections", "dim", "names"), ports=_split_ports, aliases=("chunk",),
-          category="shape")
+          category="shape",
+          doc=('split along `dim` into `chunks` equal parts, parts of `size`, or `sections`; ports 0, 1, ... or '
+               '`names`'),
+          shape_doc="each port is x with its part's size along `dim`")
 
 
 def _slice(ctx):
@@ -240,7 +263,9 @@ def _slice(ctx):
 
 
 tensor_op("slice", _slice, lambda a: M.Slice(a["dim"], a.get("start"), a.get("end"), a.get("step", 1)),
-          arg_names=("dim", "start", "end", "step"), required=("dim",), category="shape")
+          arg_names=("dim", "start", "end", "step"), required=("dim",), category="shape",
+          doc='x[start:end:step] along `dim` (Python slicing of one dim)',
+          shape_doc="the size along `dim` becomes the slice's length (exact for symbolic sizes)")
 
 
 def _select(ctx):
@@ -256,7 +281,9 @@ def _select(ctx):
 
 
 tensor_op("select", _select, lambda a: M.Select(a["dim"], a["index"]), arg_names=("dim", "index"),
-          required=("dim", "index"), category="shape")
+          required=("dim", "index"), category="shape",
+          doc='x.select(dim, index): one index of `dim`, which is dropped (e.g. the last time step, index -1)',
+          shape_doc='x without `dim`')
 
 
 def _reduce(ctx):
@@ -273,7 +300,9 @@ def _reduce(ctx):
 
 for _kind in ("mean", "sum"):
     tensor_op(_kind, _reduce, lambda a, k=_kind: M.Reduce(k, a.get("dim"), a.get("keepdim", False)),
-              arg_names=("dim", "keepdim"), in_dtype="float" if _kind == "mean" else None)
+              arg_names=("dim", "keepdim"), in_dtype="float" if _kind == "mean" else None,
+              doc='mean or sum over `dim` (one or a list; all when absent), `keepdim`',
+              shape_doc='the reduced dims removed (size 1 with keepdim); a scalar [] when `dim` is absent')
 
 
 def _unsqueeze(ctx):
@@ -291,6 +320,10 @@ def _squeeze(ctx):
 
 
 tensor_op("unsqueeze", _unsqueeze, lambda a: M.Unsqueeze(a["dim"]), arg_names=("dim",), required=("dim",),
-          category="shape")
+          category="shape",
+          doc='x.unsqueeze(dim): inserts a size-1 dim',
+          shape_doc='a size-1 dim inserted at `dim`')
 tensor_op("squeeze", _squeeze, lambda a: M.Squeeze(a["dim"]), arg_names=("dim",), required=("dim",),
-          category="shape")
+          category="shape",
+          doc='x.squeeze(dim): removes the size-1 `dim`',
+          shape_doc='x without `dim` (which must have size 1)')

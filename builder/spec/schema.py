@@ -51,7 +51,7 @@ def _node_schema() -> dict:
             "if": {"properties": {"op": {"const": name}}, "required": ["op"]},
             "then": {"properties": {**common, "op": {"const": name}, **props},
                      "required": ["op", *op.required], "additionalProperties": False,
-                     "description": op.doc or (op.torch_class.__doc__ or "").strip().split("\n")[0]},
+                     "description": op.summary()},
         })
     return {
         "type": "object",
