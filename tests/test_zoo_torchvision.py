@@ -1,9 +1,9 @@
 """The zoo's torchvision models against references written after torchvision's source, with
 torchvision's own state_dict names (tests/references/), loaded through `specs/<name>.torchvision-map.yaml`
 exactly as `build convert-weights` uses them. Eval mode, float32, max |difference| <= 1e-5 at two input
-shapes. MobileNetV2 and DenseNet-121 run at full size on small images; VGG-11 (132M parameters) and
-ViT-B/16 (86M) run at reduced widths through the specs' params, and their full-size parameter counts
-equal the references' (both built on the meta device)."""
+shapes. MobileNetV2 and DenseNet-121 run at full size on small images; VGG-11 (132M parameters),
+ViT-B/16 (86M) and ConvNeXt-T (28.6M, 18 blocks) run at reduced widths/depths through the specs' params,
+and their full-size parameter counts equal the references' (both built on the meta device)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,6 +14,7 @@ import torch
 import builder
 from builder.commands.cli import main as build_main
 from builder.weights.loader import convert_state_dict
+from references.convnext import ConvNeXt, convnext_tiny
 from references.densenet import densenet121
 from references.mobilenetv2 import MobileNetV2
 from references.vgg import vgg11
@@ -104,8 +105,35 @@ def test_vit_b_16_matches_torchvision_at_reduced_width(batch):
     check(ref, ours, torch.randn(batch, 3, 32, 32))
 
 
+CONVNEXT_SMALL = {"c1": 8, "c2": 16, "c3": 32, "c4": 64, "d1": 1, "d2": 1, "d3": 2, "d4": 1, "num_classes": 10}
+
+
+@pytest.fixture(scope="module")
+def convnext():
+    ref = randomize(ConvNeXt([(8, 16, 1), (16, 32, 1), (32, 64, 2), (64, None, 1)], num_classes=10))
+    return ref, through_map("convnext_tiny", ref, **CONVNEXT_SMALL)
+
+
+@pytest.mark.parametrize("batch,size", [(2, 32), (1, 45)])
+def test_convnext_tiny_matches_torchvision_at_reduced_width(convnext, batch, size):
+    check(*convnext, torch.randn(batch, 3, size, size))
+
+
+def test_convnext_tiny_stochastic_depth_and_layer_scale_follow_torchvision():
+    """Each block's DropPath rate is torchvision's (0.1 x its index over the network / 17), read off the
+    copy index of the repeated block; a fresh layer scale starts at 1e-6 (its `init`), as torchvision's."""
+    with torch.device("meta"):
+        ref = convnext_tiny()
+    ours = builder.build(SPECS / "convnext_tiny.yaml")
+    stages = {1: 3, 3: 3, 5: 9, 7: 3}
+    got = [ours.get_submodule(f"features.{s}.{j}.stochastic_depth").p for s, n in stages.items() for j in range(n)]
+    want = [ref.features[s][j].sd_prob for s, n in stages.items() for j in range(n)]
+    assert got == pytest.approx(want) and want[-1] == pytest.approx(0.1)
+    assert torch.all(ours.get_submodule("features.5.4.layer_scale").weight == 1e-6)
+
+
 @pytest.mark.parametrize("name,make", [("vgg11", vgg11), ("vit_b_16", vit_b_16), ("mobilenet_v2", MobileNetV2),
-                                       ("densenet121", densenet121)])
+                                       ("densenet121", densenet121), ("convnext_tiny", convnext_tiny)])
 def test_full_size_counts_equal_the_references(name, make):
     with torch.device("meta"):
         ref = make()
