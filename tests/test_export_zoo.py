@@ -31,6 +31,7 @@ CASES = [  # spec, overrides, network, dims that must stay dynamic
                      "block4": 1, "num_classes": 10}, None, ["B", "H", "W"]),  # concat skips, H >= 29
     ("convnext_tiny", {"size": 32, "c1": 8, "c2": 16, "c3": 32, "c4": 64, "d1": 1, "d2": 1, "d3": 1, "d4": 1,
                        "num_classes": 10}, None, ["B", "H", "W"]),   # LayerNorm2d, layer-scale param, DropPath
+    ("efficientnet_b0", {"size": 32, "width_mult": 0.25, "num_classes": 10}, None, ["B", "H", "W"]),  # SE gates
 ]
 
 

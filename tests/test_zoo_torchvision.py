@@ -1,7 +1,7 @@
 """The zoo's torchvision models against references written after torchvision's source, with
 torchvision's own state_dict names (tests/references/), loaded through `specs/<name>.torchvision-map.yaml`
 exactly as `build convert-weights` uses them. Eval mode, float32, max |difference| <= 1e-5 at two input
-shapes. MobileNetV2 and DenseNet-121 run at full size on small images; VGG-11 (132M parameters),
+shapes. MobileNetV2, DenseNet-121 and EfficientNet-B0 run at full size on small images; VGG-11 (132M parameters),
 ViT-B/16 (86M) and ConvNeXt-T (28.6M, 18 blocks) run at reduced widths/depths through the specs' params,
 and their full-size parameter counts equal the references' (both built on the meta device)."""
 from __future__ import annotations
@@ -16,6 +16,7 @@ from builder.commands.cli import main as build_main
 from builder.weights.loader import convert_state_dict
 from references.convnext import ConvNeXt, convnext_tiny
 from references.densenet import densenet121
+from references.efficientnet import EfficientNet, efficientnet_b0
 from references.mobilenetv2 import MobileNetV2
 from references.vgg import vgg11
 from references.vision_transformer import vit_b_16
@@ -132,8 +133,42 @@ def test_convnext_tiny_stochastic_depth_and_layer_scale_follow_torchvision():
     assert torch.all(ours.get_submodule("features.5.4.layer_scale").weight == 1e-6)
 
 
+@pytest.fixture(scope="module")
+def efficientnet():
+    ref = randomize(EfficientNet())
+    return ref, through_map("efficientnet_b0", ref, size=32)
+
+
+@pytest.mark.parametrize("batch,size", [(2, 32), (1, 45)])
+def test_efficientnet_b0_full_size_matches_torchvision(efficientnet, batch, size):
+    check(*efficientnet, torch.randn(batch, 3, size, size))
+
+
+def test_efficientnet_b0_stochastic_depth_where_the_input_is_added_back():
+    """DropPath sits (with torchvision's rate 0.2 x index / 16) exactly in the blocks with a residual."""
+    from builder.ops.vision import DropPath
+    ref = EfficientNet()
+    ours = builder.build(SPECS / "efficientnet_b0.yaml", device="meta")
+    got, want = [], []
+    for s in range(1, 8):
+        for j, block in enumerate(ref.features[s]):
+            drop = ours.get_submodule(f"features.{s}.{j}.stochastic_depth")
+            got.append(drop.p if isinstance(drop, DropPath) else None)
+            want.append(block.sd_prob if block.use_res_connect else None)
+    assert got == pytest.approx(want) and sum(p is not None for p in got) == 9
+
+
+def test_efficientnet_width_mult_rounds_as_torchvision():
+    for width_mult in (0.25, 1.4):
+        with torch.device("meta"):
+            ref = EfficientNet(num_classes=10, width_mult=width_mult)
+        spec = builder.load(SPECS / "efficientnet_b0.yaml", width_mult=width_mult, num_classes=10)
+        assert spec.total_params == n_params(ref)
+
+
 @pytest.mark.parametrize("name,make", [("vgg11", vgg11), ("vit_b_16", vit_b_16), ("mobilenet_v2", MobileNetV2),
-                                       ("densenet121", densenet121), ("convnext_tiny", convnext_tiny)])
+                                       ("densenet121", densenet121), ("convnext_tiny", convnext_tiny),
+                                       ("efficientnet_b0", efficientnet_b0)])
 def test_full_size_counts_equal_the_references(name, make):
     with torch.device("meta"):
         ref = make()
