@@ -26,7 +26,7 @@ train:
 SMALL = {
     "convnext_tiny": {"c1": 8, "c2": 16, "c3": 16, "c4": 32, "d1": 1, "d2": 1, "d3": 2, "d4": 1,
                       "stochastic_depth_prob": 0.3},
-    "efficientnet_b0": {"width_mult": 0.25, "stochastic_depth_prob": 0.3},
+    "efficientnet_b0": {"width_mult": 0.25, "depth_mult": 0.1, "stochastic_depth_prob": 0.3},
     "swin_t": {"image_size": 32, "patch_size": 2, "window": 2, "embed_dim": 8, "h1": 1, "h2": 2, "h3": 2, "h4": 4,
                "d3": 2, "stochastic_depth_prob": 0.3},
 }

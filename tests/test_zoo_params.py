@@ -113,7 +113,7 @@ SMALL = {
     "vit_b_16": {"image_size": 32, "patch_size": 8, "hidden_dim": 32, "mlp_dim": 64, "num_layers": 2,
                  "num_heads": 4, "num_classes": 10},
     "convnext_tiny": {"c1": 8, "c2": 16, "c3": 32, "c4": 64, "d3": 2, "num_classes": 10, "size": 32},
-    "efficientnet_b0": {"width_mult": 0.25, "num_classes": 10, "size": 32},
+    "efficientnet_b0": {"width_mult": 0.25, "depth_mult": 0.5, "num_classes": 10, "size": 32},
     "swin_t": {"image_size": 32, "patch_size": 2, "window": 2, "embed_dim": 8, "h1": 1, "h2": 2, "h3": 2, "h4": 4,
                "d3": 2, "num_classes": 10},
     "transformer": {"d_model": 32, "nhead": 4, "dim_feedforward": 64, "num_encoder_layers": 2,

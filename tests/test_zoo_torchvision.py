@@ -160,12 +160,14 @@ def test_efficientnet_b0_stochastic_depth_where_the_input_is_added_back():
     assert got == pytest.approx(want) and sum(p is not None for p in got) == 9
 
 
-def test_efficientnet_width_mult_rounds_as_torchvision():
-    for width_mult in (0.25, 1.4):
-        with torch.device("meta"):
-            ref = EfficientNet(num_classes=10, width_mult=width_mult)
-        spec = builder.load(SPECS / "efficientnet_b0.yaml", width_mult=width_mult, num_classes=10)
-        assert spec.total_params == n_params(ref)
+@pytest.mark.parametrize("width_mult,depth_mult,published", [(1.0, 1.1, 7_794_184), (1.1, 1.2, 9_109_994),
+                                                              (1.2, 1.4, 12_233_232), (0.25, 0.1, None)])
+def test_efficientnet_width_and_depth_mult_round_as_torchvision(width_mult, depth_mult, published):
+    """B1-B3 are B0 with torchvision's multipliers: the published counts (its weights' num_params)."""
+    with torch.device("meta"):
+        ref = EfficientNet(num_classes=1000, width_mult=width_mult, depth_mult=depth_mult)
+    spec = builder.load(SPECS / "efficientnet_b0.yaml", width_mult=width_mult, depth_mult=depth_mult)
+    assert spec.total_params == n_params(ref) == (published or n_params(ref))
 
 
 # Swin-T's geometry at an eighth of its width: 112 / 2 = 56 -> 28 -> 14 -> 7 tokens a side, 7x7 windows

@@ -6,6 +6,8 @@ project 1x1 (BN, no activation)], stochastic depth (row) and the input added whe
 channels stay. State_dict keys features.2.0.block.1.0.weight, features.2.0.block.2.fc1.bias, ..."""
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -53,10 +55,11 @@ class MBConv(nn.Module):
 
 
 class EfficientNet(nn.Module):
-    def __init__(self, setting=B0, dropout=0.2, stochastic_depth_prob=0.2, num_classes=1000, width_mult=1.0):
+    def __init__(self, setting=B0, dropout=0.2, stochastic_depth_prob=0.2, num_classes=1000, width_mult=1.0,
+                 depth_mult=1.0):
         super().__init__()
-        setting = [(e, k, s, make_divisible(cin * width_mult), make_divisible(cout * width_mult), n)
-                   for e, k, s, cin, cout, n in setting]
+        setting = [(e, k, s, make_divisible(cin * width_mult), make_divisible(cout * width_mult),
+                    int(math.ceil(n * depth_mult))) for e, k, s, cin, cout, n in setting]
         layers = [conv_norm_act(3, setting[0][3], 3, 2)]
         total = sum(s[5] for s in setting)
         block_id = 0
