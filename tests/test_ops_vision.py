@@ -214,3 +214,33 @@ def test_the_vision_ops_train_and_export(tmp_path):
     assert losses[-1] < losses[0]
     result = export_onnx(model.eval(), tmp_path / "m.onnx", spec=spec)
     assert result.dynamic == ["B", "T"] and result.max_abs < 1e-4
+
+
+DYNAMIC_WINDOWS = """
+spec: 1
+name: dynamic-windows
+dims:
+  H: {multiple_of: 4, example: 8}
+  W: {multiple_of: 4, example: 12}
+inputs:
+  x: {shape: [B, H, W, 5]}
+nodes:
+  windows: {op: window_partition, window: 4}
+  fc: {op: Linear, out_features: 5}
+  back: {op: window_reverse, in: {windows: fc, like: x}, window: 4}
+"""
+
+
+def test_windows_over_a_dynamic_map_export_with_dynamic_h_w(tmp_path):
+    """Partition and reverse need only H, W to be whole windows (declared multiple_of): they stay dynamic
+    in ONNX; only shift_mask needs the map's size when it is built."""
+    from builder.core.types import record
+    spec = builder.load(DYNAMIC_WINDOWS)
+    assert record(spec.network().graph, "windows").out_shapes["out"] == ("B*H*W//16", 16, 5)
+    model = builder.build(spec).eval()
+    x = torch.randn(2, 8, 16, 5)
+    fc = model.fc
+    assert torch.allclose(model(x), fc(x), atol=1e-6)      # per-position linear: windows change nothing
+    result = export_onnx(model, tmp_path / "w.onnx", spec=spec)
+    assert result.dynamic == ["B", "H", "W"] and result.max_abs < 1e-5
+    assert len({(s["H"], s["W"]) for s in result.shapes_checked}) >= 3       # other map sizes than exported
