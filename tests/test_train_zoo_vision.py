@@ -28,7 +28,7 @@ SMALL = {
                       "stochastic_depth_prob": 0.3},
     "efficientnet_b0": {"width_mult": 0.25, "depth_mult": 0.1, "stochastic_depth_prob": 0.3},
     "swin_t": {"image_size": 32, "patch_size": 2, "window": 2, "embed_dim": 8, "h1": 1, "h2": 2, "h3": 2, "h4": 4,
-               "d3": 2, "stochastic_depth_prob": 0.3},
+               "d2": 1, "d3": 1, "d4": 1, "mlp_ratio": 2, "stochastic_depth_prob": 0.3},
 }
 
 
