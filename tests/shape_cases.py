@@ -79,7 +79,7 @@ def _conv_args(nd, transposed):
             args["padding"] = draw(st.integers(0, 2))
             args["output_padding"] = draw(st.integers(0, max(args["stride"], args["dilation"]) - 1))
         else:
-            args["padding"] = draw(st.sampled_from((0, 1, 2, 3, "same", "valid")))
+            args["padding"] = draw(st.sampled_from((0, 1, 2, 3, "same", "valid") + (("causal",) if nd == 1 else ())))
             if args["padding"] == "same":
                 args["stride"] = 1
         return args
@@ -442,6 +442,57 @@ OP_CASES.update({
     "param": _param, "expand": _expand,
 })
 OP_CASES = with_llm_variants(OP_CASES)
+
+
+# ---- issue 22's vision ops ----------------------------------------------------------------------
+
+def _roll(draw):
+    shape = _shape(draw, _rank(draw, 1, 4))
+    if draw(st.booleans()):
+        return [shape], ["float32"], {"shifts": draw(st.integers(-5, 5))}, None
+    dims = draw(st.lists(st.integers(-len(shape), len(shape) - 1), min_size=1, max_size=len(shape), unique=True))
+    return [shape], ["float32"], {"shifts": [draw(st.integers(-5, 5)) for _ in dims], "dims": dims}, None
+
+
+def _window_map(draw, static=False, lo=1):
+    """[B, H, W, C] with H, W whole numbers of windows (or symbolic: the rule must then refuse or prove it)."""
+    wh, ww = draw(st.integers(lo, 3)), draw(st.integers(lo, 3))
+    b = _dim(draw, 1, 3)
+    h = wh * draw(st.integers(1, 3)) if static or draw(st.booleans()) else "H"
+    w = ww * draw(st.integers(1, 3)) if static or draw(st.booleans()) else "W"
+    window = wh if wh == ww and draw(st.booleans()) else [wh, ww]
+    return (b, h, w, draw(st.integers(1, 4))), window, (wh, ww)
+
+
+def _window_partition(draw):
+    shape, window, _ = _window_map(draw)
+    return [shape], ["float32"], {"window": window}, None
+
+
+def _window_reverse(draw):
+    (b, h, w, c), window, (wh, ww) = _window_map(draw, static=True)
+    n = S.mul(b, (h // wh) * (w // ww))
+    return ([(n, wh * ww, draw(st.integers(1, 4))), (b, h, w, c)], ["float32"] * 2, {"window": window},
+            ["windows", "like"])
+
+
+def _shift_mask(draw):
+    shape, window, (wh, ww) = _window_map(draw, static=True, lo=2)
+    return [shape], ["float32"], {"window": window, "shift": [draw(st.integers(1, wh - 1)),
+                                                           draw(st.integers(1, ww - 1))]}, None
+
+
+OP_CASES.update({
+    "DropPath": _single(lambda draw, s: {"p": draw(st.sampled_from((0.0, 0.1, 0.5))),
+                                         "mode": draw(st.sampled_from(("row", "batch")))}),
+    "roll": _roll,
+    "LayerNorm2d": _channels_case(2, lambda draw, c: {"eps": 1e-6}, unbatched_ok=False),
+    "window_partition": _window_partition, "window_reverse": _window_reverse,
+    "relative_position_bias": lambda draw: ([], [], {"window": draw(st.one_of(
+        st.integers(1, 7), st.lists(st.integers(1, 7), min_size=2, max_size=2))), "heads": draw(st.integers(1, 8))},
+        None),
+    "shift_mask": _shift_mask,
+})
 
 
 def registry_ops() -> list[str]:

@@ -29,6 +29,12 @@ CASES = [  # spec, overrides, network, dims that must stay dynamic
     ("vgg11", {"size": 64, "width": 4, "hidden": 32, "num_classes": 10}, None, ["B", "H", "W"]),  # 7x7 adaptive pool
     ("densenet121", {"size": 64, "growth_rate": 4, "num_init_features": 8, "block1": 1, "block2": 1, "block3": 1,
                      "block4": 1, "num_classes": 10}, None, ["B", "H", "W"]),  # concat skips, H >= 29
+    ("convnext_tiny", {"size": 32, "c1": 8, "c2": 16, "c3": 32, "c4": 64, "d1": 1, "d2": 1, "d3": 1, "d4": 1,
+                       "num_classes": 10}, None, ["B", "H", "W"]),   # LayerNorm2d, layer-scale param, DropPath
+    ("efficientnet_b0", {"size": 32, "width_mult": 0.25, "depth_mult": 0.1, "num_classes": 10}, None, ["B", "H", "W"]),  # SE gates
+    # rolls, windows, relative-position bias and the shift mask (buffers); the window grid fixes H, W
+    ("swin_t", {"image_size": 32, "patch_size": 2, "window": 2, "embed_dim": 8, "h1": 1, "h2": 1, "h3": 2, "h4": 2,
+                "d1": 2, "d2": 1, "d3": 1, "d4": 1, "mlp_ratio": 2, "num_classes": 10}, None, ["B"]),
 ]
 
 

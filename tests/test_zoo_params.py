@@ -40,6 +40,9 @@ EXPECTED = {
     "mobilenet_v2": 3_504_872,
     "densenet121": 7_978_856,
     "vit_b_16": 86_567_656,
+    "convnext_tiny": 28_589_128,
+    "efficientnet_b0": 5_288_548,
+    "swin_t": 28_288_354,
     "transformer": 44_140_544,  # torch.nn.Transformer() at its defaults
     # one tower (conv 1->32, conv 32->64, 64*7*7 -> 128); the right tower shares it
     "siamese": (9 * 32 + 32) + (32 * 9 * 64 + 64) + (64 * 7 * 7 * 128 + 128),
@@ -109,6 +112,10 @@ SMALL = {
     "densenet121": {"growth_rate": 8, "num_init_features": 16, "num_classes": 10, "size": 32},
     "vit_b_16": {"image_size": 32, "patch_size": 8, "hidden_dim": 32, "mlp_dim": 64, "num_layers": 2,
                  "num_heads": 4, "num_classes": 10},
+    "convnext_tiny": {"c1": 8, "c2": 16, "c3": 32, "c4": 64, "d3": 2, "num_classes": 10, "size": 32},
+    "efficientnet_b0": {"width_mult": 0.25, "depth_mult": 0.5, "num_classes": 10, "size": 32},
+    "swin_t": {"image_size": 32, "patch_size": 2, "window": 2, "embed_dim": 8, "h1": 1, "h2": 2, "h3": 2, "h4": 4,
+               "d3": 2, "num_classes": 10},
     "transformer": {"d_model": 32, "nhead": 4, "dim_feedforward": 64, "num_encoder_layers": 2,
                     "num_decoder_layers": 2},
     "siamese": {"size": 8, "width": 4, "embedding": 16},

@@ -1,9 +1,10 @@
 """The zoo's torchvision models against references written after torchvision's source, with
 torchvision's own state_dict names (tests/references/), loaded through `specs/<name>.torchvision-map.yaml`
 exactly as `build convert-weights` uses them. Eval mode, float32, max |difference| <= 1e-5 at two input
-shapes. MobileNetV2 and DenseNet-121 run at full size on small images; VGG-11 (132M parameters) and
-ViT-B/16 (86M) run at reduced widths through the specs' params, and their full-size parameter counts
-equal the references' (both built on the meta device)."""
+shapes. MobileNetV2, DenseNet-121 and EfficientNet-B0 run at full size on small images; VGG-11 (132M parameters),
+ViT-B/16 (86M), ConvNeXt-T (28.6M, 18 blocks) and Swin-T (28.3M; its window geometry kept) run at reduced
+widths/depths through the specs' params,
+and their full-size parameter counts equal the references' (both built on the meta device)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,8 +15,11 @@ import torch
 import builder
 from builder.commands.cli import main as build_main
 from builder.weights.loader import convert_state_dict
+from references.convnext import ConvNeXt, convnext_tiny
 from references.densenet import densenet121
+from references.efficientnet import EfficientNet, efficientnet_b0
 from references.mobilenetv2 import MobileNetV2
+from references.swin_transformer import ShiftedWindowAttention, SwinTransformer, swin_t
 from references.vgg import vgg11
 from references.vision_transformer import vit_b_16
 
@@ -104,8 +108,128 @@ def test_vit_b_16_matches_torchvision_at_reduced_width(batch):
     check(ref, ours, torch.randn(batch, 3, 32, 32))
 
 
+CONVNEXT_SMALL = {"c1": 8, "c2": 16, "c3": 32, "c4": 64, "d1": 1, "d2": 1, "d3": 2, "d4": 1, "num_classes": 10}
+
+
+@pytest.fixture(scope="module")
+def convnext():
+    ref = randomize(ConvNeXt([(8, 16, 1), (16, 32, 1), (32, 64, 2), (64, None, 1)], num_classes=10))
+    return ref, through_map("convnext_tiny", ref, **CONVNEXT_SMALL)
+
+
+@pytest.mark.parametrize("batch,size", [(2, 32), (1, 45)])
+def test_convnext_tiny_matches_torchvision_at_reduced_width(convnext, batch, size):
+    check(*convnext, torch.randn(batch, 3, size, size))
+
+
+def test_convnext_tiny_stochastic_depth_and_layer_scale_follow_torchvision():
+    """Each block's DropPath rate is torchvision's (0.1 x its index over the network / 17), read off the
+    copy index of the repeated block; a fresh layer scale starts at 1e-6 (its `init`), as torchvision's."""
+    with torch.device("meta"):
+        ref = convnext_tiny()
+    ours = builder.build(SPECS / "convnext_tiny.yaml")
+    stages = {1: 3, 3: 3, 5: 9, 7: 3}
+    got = [ours.get_submodule(f"features.{s}.{j}.stochastic_depth").p for s, n in stages.items() for j in range(n)]
+    want = [ref.features[s][j].sd_prob for s, n in stages.items() for j in range(n)]
+    assert got == pytest.approx(want) and want[-1] == pytest.approx(0.1)
+    assert torch.all(ours.get_submodule("features.5.4.layer_scale").weight == 1e-6)
+
+
+@pytest.fixture(scope="module")
+def efficientnet():
+    ref = randomize(EfficientNet())
+    return ref, through_map("efficientnet_b0", ref, size=32)
+
+
+@pytest.mark.parametrize("batch,size", [(2, 32), (1, 45)])
+def test_efficientnet_b0_full_size_matches_torchvision(efficientnet, batch, size):
+    check(*efficientnet, torch.randn(batch, 3, size, size))
+
+
+def test_efficientnet_b0_stochastic_depth_where_the_input_is_added_back():
+    """DropPath sits (with torchvision's rate 0.2 x index / 16) exactly in the blocks with a residual."""
+    from builder.ops.vision import DropPath
+    ref = EfficientNet()
+    ours = builder.build(SPECS / "efficientnet_b0.yaml", device="meta")
+    got, want = [], []
+    for s in range(1, 8):
+        for j, block in enumerate(ref.features[s]):
+            drop = ours.get_submodule(f"features.{s}.{j}.stochastic_depth")
+            got.append(drop.p if isinstance(drop, DropPath) else None)
+            want.append(block.sd_prob if block.use_res_connect else None)
+    assert got == pytest.approx(want) and sum(p is not None for p in got) == 9
+
+
+@pytest.mark.parametrize("width_mult,depth_mult,published", [(1.0, 1.1, 7_794_184), (1.1, 1.2, 9_109_994),
+                                                              (1.2, 1.4, 12_233_232), (0.25, 0.1, None)])
+def test_efficientnet_width_and_depth_mult_round_as_torchvision(width_mult, depth_mult, published):
+    """B1-B3 are B0 with torchvision's multipliers: the published counts (its weights' num_params)."""
+    with torch.device("meta"):
+        ref = EfficientNet(num_classes=1000, width_mult=width_mult, depth_mult=depth_mult)
+    spec = builder.load(SPECS / "efficientnet_b0.yaml", width_mult=width_mult, depth_mult=depth_mult)
+    assert spec.total_params == n_params(ref) == (published or n_params(ref))
+
+
+# Swin-T's geometry at an eighth of its width: 112 / 2 = 56 -> 28 -> 14 -> 7 tokens a side, 7x7 windows
+# shifted by 3 in every second block except in the last stage (one window covers the map)
+SWIN_SMALL = {"image_size": 112, "patch_size": 2, "embed_dim": 8, "h1": 1, "h2": 2, "h3": 2, "h4": 4, "d3": 2,
+              "num_classes": 10}
+
+
+@pytest.fixture(scope="module")
+def swin():
+    ref = randomize(SwinTransformer(patch_size=2, embed_dim=8, depths=(2, 2, 2, 2), num_heads=(1, 2, 2, 4),
+                                    num_classes=10))
+    return ref, through_map("swin_t", ref, **SWIN_SMALL)
+
+
+def attention_outputs(ref, ours, x):
+    """Each block's window-attention output in both models (what the first stochastic depth receives)."""
+    want, got = [], []
+    hooks = []
+    for s in (1, 3, 5, 7):
+        for j, block in enumerate(ref.features[s]):
+            hooks.append(block.attn.register_forward_hook(lambda m, i, o: want.append(o)))
+            hooks.append(ours.get_submodule(f"features.{s}.{j}.stochastic_depth").register_forward_hook(
+                lambda m, i, o: got.append(i[0])))
+    with torch.no_grad():
+        ref(x), ours(x)
+    for h in hooks:
+        h.remove()
+    return want, got
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_swin_t_matches_torchvision_at_reduced_width(swin, batch):
+    ref, ours = swin
+    x = torch.randn(batch, 3, 112, 112)
+    check(ref, ours, x)
+    # block by block too: a wrong shift or mask moves a block's attention output by ~1e-2, the logits by less
+    want, got = attention_outputs(ref, ours, x)
+    assert len(want) == len(got) == 8
+    assert max((w - g).abs().max().item() for w, g in zip(want, got)) <= TOL
+    shifted = [ours.get_submodule(f"features.{s}.1.attn.unshifted").shifts for s in (1, 3, 5)]
+    assert shifted == [(3, 3)] * 3 and not hasattr(ours.get_submodule("features.7.1.attn.unshifted"), "shifts")
+
+
+def test_swin_t_from_scratch_builds_torchvision_s_index_and_drop_rates():
+    """Nothing loaded: the relative-position index is there (a buffer, not a parameter, not saved) and
+    equal to torchvision's; each block's stochastic depth is 0.2 x its index over the network / 11."""
+    with torch.device("meta"):
+        ref = swin_t()
+    ours = builder.build(SPECS / "swin_t.yaml", **{k: v for k, v in SWIN_SMALL.items() if k != "d3"})
+    bias = ours.get_submodule("features.5.3.attn.relative_position_bias")
+    assert torch.equal(bias.index, ShiftedWindowAttention(4, [7, 7], [0, 0], 1).relative_position_index)
+    assert not any("index" in k or "mask" in k for k in ours.state_dict())
+    assert ours.get_submodule("features.1.1.attn.mask").mask.shape == (64, 1, 49, 49)
+    stages = {1: 2, 3: 2, 5: 6, 7: 2}
+    got = [ours.get_submodule(f"features.{s}.{j}.stochastic_depth").p for s, n in stages.items() for j in range(n)]
+    assert got == pytest.approx([ref.features[s][j].sd_prob for s, n in stages.items() for j in range(n)])
+
+
 @pytest.mark.parametrize("name,make", [("vgg11", vgg11), ("vit_b_16", vit_b_16), ("mobilenet_v2", MobileNetV2),
-                                       ("densenet121", densenet121)])
+                                       ("densenet121", densenet121), ("convnext_tiny", convnext_tiny),
+                                       ("efficientnet_b0", efficientnet_b0), ("swin_t", swin_t)])
 def test_full_size_counts_equal_the_references(name, make):
     with torch.device("meta"):
         ref = make()

@@ -95,7 +95,11 @@ def _conv(nd, transposed=False):
         p = ctx.args.get("padding", 0)
         d = _tuple(ctx.args.get("dilation", 1), nd)
         spatial = shape[-nd:]
-        if p == "same":
+        if p == "causal":  # left padding of dilation * (kernel - 1): step t sees only steps <= t
+            if nd != 1 or transposed:
+                raise ShapeError("padding: causal is for Conv1d (left padding of a sequence)")
+            out = (S.window_out(S.add(spatial[0], d[0] * (k[0] - 1)), k[0], s[0], 0, d[0]),)
+        elif p == "same":
             out = spatial
         elif p == "valid":
             out = tuple(S.window_out(n, k[i], s[i], 0, d[i]) for i, n in enumerate(spatial))
@@ -119,7 +123,8 @@ def _conv_macs(nd):
 
 
 layer("Conv1d", nn.Conv1d, _conv(1), inferred=("in_channels",), required=("out_channels", "kernel_size"),
-      macs=_conv_macs(1))
+      macs=_conv_macs(1), build=lambda a: M.CausalConv1d(**{**_public(a), "padding": 0})
+      if a.get("padding") == "causal" else nn.Conv1d(**_public(a)))
 layer("Conv2d", nn.Conv2d, _conv(2), inferred=("in_channels",), required=("out_channels", "kernel_size"),
       macs=_conv_macs(2))
 layer("ConvTranspose1d", nn.ConvTranspose1d, _conv(1, True), inferred=("in_channels",),

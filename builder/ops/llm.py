@@ -86,7 +86,8 @@ register(OpDef("rope", _rope, build=lambda a: RotaryEmbedding(**_public(a)),
                arg_names=("heads", "theta", "fraction", "interleaved", "head_dim"), inferred=("head_dim",),
                category="position", macs=lambda ctx, out: 3 * _numel(out),
                doc="rotary position embedding per head of x [B, T, heads*d] or [B, T, heads, d]: theta, "
-                   "fraction rotated, half-split (default) or interleaved pairs"))
+                   "fraction rotated, half-split (default) or interleaved pairs",
+               shape_doc='the shape of x: [B, T, heads * head_dim] or [B, T, heads, head_dim]'))
 
 
 # ---- gated units and GELU variants --------------------------------------------------------------
@@ -126,7 +127,8 @@ def _swiglu(ctx):
 register(OpDef("swiglu", _swiglu, build=lambda a: SwiGLU(), arg_names=(), arity=(1, 2), slots=("gate", "up"),
                required_slots=("gate", "up"), category="activation", macs=lambda ctx, out: 2 * _numel(out),
                doc="silu(gate) * up (LLaMA's MLP): in: {gate, up}, or one input whose last dim's halves are "
-                   "gate and up"))
+                   "gate and up",
+               shape_doc='gate and up [..., D] -> [..., D]; one input [..., 2D] -> [..., D]'))
 
 
 class QuickGELU(nn.Module):
@@ -138,7 +140,8 @@ class QuickGELU(nn.Module):
 
 register(OpDef("QuickGELU", lambda ctx: ctx.shapes[0], build=lambda a: QuickGELU(), arg_names=(),
                category="activation", macs=lambda ctx, out: 2 * _numel(out),
-               doc="x * sigmoid(1.702 x), CLIP's GELU (GELU's `approximate: tanh` is the other variant)"))
+               doc="x * sigmoid(1.702 x), CLIP's GELU (GELU's `approximate: tanh` is the other variant)",
+               shape_doc='the shape of x'))
 
 
 # ---- constants: index and bias tables -----------------------------------------------------------
@@ -195,7 +198,8 @@ register(OpDef("arange", _arange, build=lambda a: Arange(a["_end"], a.get("start
                arg_names=("end", "start", "step", "dtype"), required=("end",), arity=(0, 1), in_dtype=None,
                out_dtype=lambda ctx: ctx.args.get("dtype", "int64"), category="position",
                doc="start, start+step, ... < end (int64, or dtype: float32): a buffer, or with in: x and "
-                   "`end: T` read from x's dim T at run time"))
+                   "`end: T` read from x's dim T at run time",
+               shape_doc='no input -> [n] (n = ceil((end - start) / step)); with `in: x` and `end: T`, [T] read from x'))
 
 
 def alibi_slopes(heads: int) -> torch.Tensor:
@@ -236,4 +240,5 @@ def _alibi(ctx):
 register(OpDef("alibi", _alibi, build=lambda a: Alibi(a["heads"]), arg_names=("heads",), required=("heads",),
                in_dtype=None, out_dtype=lambda ctx: "float32", category="position",
                doc="ALiBi bias [heads, T, T] (slopes a buffer from `heads`, T read from dim 1 of the input): "
-                   "an attention's `bias` input"))
+                   "an attention's `bias` input",
+               shape_doc='x [B, T, ...] -> [heads, T, T]'))

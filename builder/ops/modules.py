@@ -69,6 +69,15 @@ class Scale(nn.Module):
         return f"factor={self.factor}"
 
 
+class CausalConv1d(nn.Conv1d):
+    """nn.Conv1d padded on the left only (dilation * (kernel - 1) zeros), so output step t reads input
+    steps <= t (WaveNet, TCNs); same parameters and state_dict names as nn.Conv1d."""
+
+    def forward(self, x):
+        left = self.dilation[0] * (self.kernel_size[0] - 1)
+        return super().forward(F.pad(x, (left, 0)))
+
+
 class Concat(nn.Module):
     """torch.cat; `expand` (per input: None or sizes, ("dim", j, d) = dim d of input j) broadcasts size-1 dims."""
 
