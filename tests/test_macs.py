@@ -169,7 +169,7 @@ def test_zoo_macs_match_flop_counter_node_by_node(name):
             if op in DELIBERATE:
                 assert ref.get(key, 0) == 0 and macs > 0, (name, key, op)
                 continue
-            assert macs == ref.get(key, 0), f"{name}/{net}: {key} ({op}): we count {macs}, FlopCounterMode {ref.get(key, 0)}"
+            assert macs == ref.get(key, 0), f"{name}/{net}: {key} ({op}): {macs} MACs, FlopCounterMode {ref.get(key)}"
         deliberate = sum(m for k, m in by_module.items() if k in graph and graph.nodes[k]["record"].op in DELIBERATE)
         assert sum(ours.values()) - deliberate == fc.get_total_flops() / 2, (name, net)
 
