@@ -135,21 +135,19 @@ def _torch_onnx_export(module, sig, dyn, opset, graph=None):
     (torch's caution about broadcasting) go to torch.onnx's own capture, and verification at the
     smallest sizes decides. Recurrent networks go to torch.onnx whole: it traces them with its own
     while_loop kernels."""
-    args = signature.example_inputs(sig, sig.sizes)
     shapes = tuple(signature.dynamic_shapes(sig, dyn)[i.name] for i in sig.inputs)
     recurrent = graph is None or any(r.op in RECURRENT_OPS for r in records(graph))
     first_error = None
     with _quiet(), rnn.rnn_export_patches():
         if not recurrent:
-            try:
-                program = torch.export.export(module, args, dynamic_shapes=shapes, strict=False)
-                return _translate(program, args, sig, None, opset)
-            except UserError:
-                raise
-            except Exception as e:
-                first_error = str(e)
-                if dims.fixes_a_dim(first_error):
-                    raise ExportError(dims.specialisation_message(first_error, sig, graph)) from None
+            program, first_error, tried = _export_program(module, sig, shapes, dyn)
+            if program is not None:
+                return _translate(program, signature.example_inputs(sig, sig.sizes), sig, None, opset)
+            if dims.fixes_a_dim(first_error):
+                at = "; ".join(", ".join(f"{k}={v}" for k, v in t.items()) for t in tried)
+                raise ExportError(dims.specialisation_message(first_error, sig, graph)
+                                  + f" (tried example sizes {at})") from None
+        args = signature.example_inputs(sig, sig.sizes)
         try:
             return _translate(module, args, sig, shapes, opset)
         except UserError:
@@ -157,6 +155,34 @@ def _torch_onnx_export(module, sig, dyn, opset, graph=None):
         except Exception as e:  # torch.onnx / torch.export raise many types; report one line
             why = dims.specialisation_message(first_error or str(e), sig, graph)
             raise ExportError(why or f"torch.onnx.export failed: {_summary(e)}") from None
+
+
+def _export_program(module, sig, shapes, dyn):
+    """(torch.export's program or None, its error, the sizes tried). A guard that pins a dim may hold only
+    at the example (a size inside the network that is 1 there): the export is tried again at other example
+    sizes of the dynamic dims (signature.default_sizes' attempts) before the pinned dim is reported. The
+    sizes of the last try become `sig.sizes`, unless every try pinned a dim (then the error is the first)."""
+    keep = {**sig.given, **{s: sig.sizes[s] for s in sig.symbols if s not in dyn}}  # fixed dims stay put
+    first_pin, tried = None, []
+    for attempt in range(len(signature.SPREADS)):
+        sizes = signature.default_sizes(sig, keep, attempt) if attempt else dict(sig.sizes)
+        if sizes in tried:
+            continue
+        tried.append(sizes)
+        try:
+            program = torch.export.export(module, signature.example_inputs(sig, sizes), dynamic_shapes=shapes,
+                                          strict=False)
+        except UserError:
+            raise
+        except Exception as e:
+            if not dims.fixes_a_dim(str(e)):  # not pinned here (torch.onnx's capture goes on at these sizes)
+                sig.sizes = sizes
+                return None, str(e), tried
+            first_pin = first_pin or str(e)
+            continue
+        sig.sizes = sizes
+        return program, None, tried
+    return None, first_pin, tried
 
 
 def _translate(model, args, sig, shapes, opset):

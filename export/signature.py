@@ -51,6 +51,7 @@ class Signature:
     outputs: list[str]
     sizes: dict = field(default_factory=dict)  # symbol -> example size used for export
     dims: dict = field(default_factory=dict)   # symbol -> dims.DimRange (what the network allows)
+    given: dict = field(default_factory=dict)  # symbol -> example size the caller chose (kept on retries)
 
     @property
     def symbols(self) -> list[str]:
@@ -88,7 +89,8 @@ def signature_of(module, graph=None, sizes: dict | None = None) -> Signature:
                                tuple(value_range) if value_range else None, _pad_value(graph, ts.name)))
     sig = Signature(inputs, outputs)
     sig.dims = dims.ranges_of(graph, sig.symbols)
-    sig.sizes = default_sizes(sig, sizes or {})
+    sig.given = dict(sizes or {})
+    sig.sizes = default_sizes(sig, sig.given)
     return sig
 
 
@@ -120,16 +122,23 @@ def _pad_value(graph, name: str) -> int | None:
     return None
 
 
-def default_sizes(sig: Signature, given: dict) -> dict:
+SPREADS = (2, 3, 5)  # example size >= spread * minimum + 1: one try, then the retries of an export
+
+
+def default_sizes(sig: Signature, given: dict, attempt: int = 0) -> dict:
     """Example sizes for each symbol: the given one, else the declared `example:`, else batch 2, spatial
-    32, others 8, inside the range the network allows; distinct values for distinct undeclared symbols so
-    that torch.export cannot merge two dims that only happen to be equal."""
+    32, others 8, raised well above the smallest size the network takes (2 * min + 1, so that no size
+    inside the network is 0 or 1 at the example, which torch.export would pin), inside the range the
+    network allows; distinct values for distinct symbols and none equal to a static dim, so that
+    torch.export cannot merge two dims that only happen to be equal. `attempt` 1, 2 give other sizes
+    (3 * min + 1 and larger, 5 * min + 1 and larger; batch 3, 5) for an export to retry with."""
     unknown = [k for k in given if k not in sig.symbols]
     if unknown:
         raise UserError(f"size given for {', '.join(map(str, unknown))}: not a symbolic dim of the inputs "
                         f"(they have: {', '.join(sig.symbols) or 'none'})")
     sizes, used = {}, set()
     batch = sig.batch_symbol()
+    spread = SPREADS[attempt]
     for sym in sig.symbols:
         r = sig.dims.get(sym) or dims.DimRange(sym)
         if sym in given:
@@ -137,12 +146,33 @@ def default_sizes(sig: Signature, given: dict) -> dict:
         elif r.example is not None:
             size = r.example
         else:
-            size = r.fit(2 if sym == batch else 32 if sym in IMAGE_NAMES else 8)
-            while size in used or size in _static_dims(sig):
-                size = r.fit(size + r.multiple_of) if r.fit(size + r.multiple_of) > size else size + 1
+            if sym == batch:
+                want = (2, 3, 5)[attempt]
+            else:
+                want = (32 if sym in IMAGE_NAMES else 8) * (1 + attempt) + attempt
+                want = max(want, spread * r.low + 1) if r.low > 1 else want
+            size = _free_size(r, want, used | _static_dims(sig))
         sizes[sym] = size
         used.add(size)
     return sizes
+
+
+def _free_size(r, want: int, taken: set) -> int:
+    """The allowed size nearest above `want` that is not taken, else the nearest below it; `r.fit(want)`
+    when the range allows no other (the range wins over distinctness)."""
+    first = r.fit(want)
+    size = first
+    while size in taken:
+        up = r.fit(size + r.multiple_of)
+        if up <= size:
+            break
+        size = up
+    if size not in taken:
+        return size
+    size = first
+    while size in taken and size - r.multiple_of >= max(r.low, 1):
+        size -= r.multiple_of
+    return size if size not in taken else first
 
 
 def _static_dims(sig: Signature) -> set:

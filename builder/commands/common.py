@@ -13,12 +13,24 @@ def add_spec_args(p):
 
 
 def load_spec(args, path=None):
-    """The spec of `args.spec` (or `path`) with its `--set`s; with `--run DIR`, the sizes that run took
-    from its data (`auto`, ${data.*}; builder/data/sizes.py) too."""
+    """The spec of `args.spec` (or `path`) as every command that takes `--run DIR` reads it: the params that
+    run was trained with (its resolved.yaml, sizes taken from the data included) are the defaults and
+    `--set` overrides them, so the network has the shapes of the run's weights."""
     from builder import load
-    from builder.data.sizes import run_sizes
-    overrides = {**run_sizes(getattr(args, "run", None)), **dict(parse_override(item) for item in args.overrides)}
-    return load(path or args.spec, overrides=overrides, safe=getattr(args, "safe", False))
+    from builder.core.errors import SpecError, UserError
+    from builder.training.runlog import run_params
+    run_dir = getattr(args, "run", None)
+    sets = dict(parse_override(item) for item in args.overrides)
+    trained = run_params(run_dir)
+    try:
+        return load(path or args.spec, overrides={**trained, **sets}, safe=getattr(args, "safe", False))
+    except SpecError as e:
+        gone = [k for k in trained if k not in sets and f"--set {k}: the spec has no param" in str(e)]
+        if gone:
+            raise UserError(f"--run {run_dir}: the run was trained with param '{gone[0]}', which "
+                            f"{path or args.spec} no longer has (the spec changed since; the run's own copy is "
+                            f"{run_dir}/spec.yaml)") from None
+        raise
 
 
 def add_weight_args(p, *, random: bool = True, required: bool = False, when: str = "") -> None:

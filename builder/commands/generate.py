@@ -8,7 +8,7 @@ import warnings
 from pathlib import Path
 
 from builder.core.errors import UserError
-from builder.commands.common import add_weight_args
+from builder.commands.common import add_weight_args, load_spec
 
 
 def register(sub):
@@ -49,18 +49,11 @@ def _decoder(args):
         raise UserError(f"{args.model}: expected a spec .yaml or a folder of `build export --generate`")
     if not (args.run or args.weights):
         raise UserError("generating with a spec needs trained weights: --run DIR or --weights FILE")
-    import builder
 
     from builder.generation import kv_cache
     from builder.generation.loop import decoder_for
-    from builder.spec.reader import parse_override
     from builder.weights.sources import trained_network
-    params = {}
-    if args.run and (Path(args.run) / "resolved.yaml").is_file():  # the sizes the run was trained with
-        from builder.training.runlog import read_resolved
-        params = dict(read_resolved(args.run).get("params") or {})
-    params.update(parse_override(x) for x in args.overrides)
-    spec = builder.load(args.model, overrides=params)
+    spec = load_spec(args, args.model)
     module, checkpoint = trained_network(spec, args.network, run=args.run, weights=args.weights)
     module.eval()
     tok = tokenizer.find(args.tokenizer, args.run, checkpoint)

@@ -64,11 +64,11 @@ def load_data(cfg: dict) -> Data:
     reader, args = check_data(cfg)
     if name in sources.BUILTIN:
         args.setdefault("seed", cfg.get("seed", 0))
-    if name == "text" and args.get("tokenizer"):  # trained on the training part only
-        if "files" in cfg:
-            raise UserError("train.data.tokenizer needs one text split by `split:`; with `files:` every split "
-                            "would train its own tokenizer")
-        args.setdefault("train_fraction", float(cfg.get("split", [0.8])[0]))
+    if name == "text" and args.get("tokenizer") and "files" in cfg:
+        raise UserError("train.data.tokenizer needs one text split by `split:`; with `files:` every split "
+                        "would train its own tokenizer")
+    if name == "text" and "files" not in cfg:  # cut by position before windowing (windows overlap)
+        args["split"] = cfg.get("split", [0.8, 0.1, 0.1])
 
     if "files" in cfg:
         raws, info = _read_per_split(name, reader, args, cfg["files"])
@@ -76,7 +76,9 @@ def load_data(cfg: dict) -> Data:
         fields, n_inputs, info = reader(**args)
         check_fields(fields, n_inputs, f"train.data ({name})")
         fractions = cfg.get("split", [0.8, 0.1, 0.1])
-        rows = split_rows(len(fields[0]), fractions, cfg.get("seed", 0), cfg.get("split_shuffle", True))
+        rows = info.pop("split_rows", None)  # a source of overlapping windows splits itself by position
+        if rows is None:
+            rows = split_rows(len(fields[0]), fractions, cfg.get("seed", 0), cfg.get("split_shuffle", True))
         raws = [(fields, n_inputs, r) for r in rows] + [None] * (3 - len(rows))
 
     stream = cfg.get("stream", "auto")

@@ -61,20 +61,4 @@ def load_sized(path, overrides: dict, safe: bool = False):
     return load(path, overrides={**overrides, **data_sizes(section)}, safe=safe)
 
 
-def run_sizes(run_dir) -> dict:
-    """The `data.*` sizes a run was trained with (its resolved.yaml params), {} for none or no run."""
-    from pathlib import Path
-
-    import yaml
-
-    path = Path(run_dir or "") / "resolved.yaml"
-    if not run_dir or not path.is_file():
-        return {}
-    try:
-        params = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("params") or {}
-    except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError):
-        return {}
-    return {k: v for k, v in params.items() if isinstance(k, str) and k.startswith("data.")}
-
-
-__all__ = ["data_sizes", "load_sized", "needs_data", "run_sizes"]
+__all__ = ["data_sizes", "load_sized", "needs_data"]

@@ -64,12 +64,15 @@ def digits(seed=0):
     return [images, d.target.astype(np.int64)], 1, {"num_classes": 10}
 
 
-def text(seed=0, path=None, seq_len=32, stride=None, encoding="utf-8", tokenizer=None, train_fraction=1.0):
+def text(seed=0, path=None, seq_len=32, stride=None, encoding="utf-8", tokenizer=None, split=None):
     """Token windows of a UTF-8 text: input ids[i:i+T], target ids[i+1:i+T+1] (the next token).
 
-    Tokens are characters (ids in sorted character order, `info["vocab"]`), or with `tokenizer: {type: bpe,
-    vocab_size: N}` byte-level BPE tokens of a tokenizer trained on the first `train_fraction` of the text
-    (the trainer passes the training split's fraction; `info["tokenizer"]` is its JSON)."""
+    With `split` fractions (the trainer passes `train.data.split`), the text is first cut by position into
+    contiguous train, val, test ranges (in that order) and each range is windowed on its own, so no window of
+    one split shares a token with a window of another even when `stride` < `seq_len`; `info["split_rows"]`
+    says which windows belong to which split. Tokens are characters (ids in sorted character order of the
+    whole text, `info["vocab"]`), or with `tokenizer: {type: bpe, vocab_size: N}` byte-level BPE tokens of a
+    tokenizer trained on the training range only (`info["tokenizer"]` is its JSON)."""
     from builder.core.errors import UserError
 
     path = Path(path) if path else DEFAULT_CORPUS
@@ -77,24 +80,44 @@ def text(seed=0, path=None, seq_len=32, stride=None, encoding="utf-8", tokenizer
         chars = path.read_text(encoding=encoding)
     except (OSError, UnicodeDecodeError) as e:
         raise UserError(f"text data: cannot read {path}: {e}") from None
+    pieces = text_ranges(chars, split)
     if tokenizer:
         from builder.data.tokenizer import train_bpe
-        bpe = train_bpe(chars[: max(1, int(len(chars) * float(train_fraction)))], tokenizer)
-        ids = np.asarray(bpe.encode(chars), dtype=np.int64)
+        bpe = train_bpe(pieces[0] or chars[:1], tokenizer)
+        encoded = [np.asarray(bpe.encode(p), dtype=np.int64) for p in pieces]
         info = {"tokenizer": bpe.state()["tokenizer"], "vocab_size": bpe.size}
     else:
         vocab = sorted(set(chars))
         lookup = {c: i for i, c in enumerate(vocab)}
-        ids = np.fromiter((lookup[c] for c in chars), dtype=np.int64, count=len(chars))
+        encoded = [np.fromiter((lookup[c] for c in p), dtype=np.int64, count=len(p)) for p in pieces]
         info = {"vocab": vocab, "vocab_size": len(vocab)}
     stride = int(stride or seq_len)
-    starts = np.arange(0, len(ids) - seq_len - 1, stride)
-    if len(starts) == 0:
-        raise UserError(f"text data: {path} has {len(ids)} tokens, fewer than seq_len + 1 = {seq_len + 1}")
-    window = np.arange(seq_len)
-    x = ids[starts[:, None] + window]
-    y = ids[starts[:, None] + window + 1]
-    return [x, y], 1, {**info, "path": str(path)}
+    xs, ys, rows, first = [], [], [], 0
+    names = ("train", "val", "test")
+    for k, ids in enumerate(encoded):
+        starts = np.arange(0, len(ids) - seq_len, stride)  # a window reads seq_len + 1 tokens (x, then y)
+        if len(starts) == 0 and (k == 0 or len(pieces[k])):
+            where = f"the {names[k]} part of {path}" if split is not None else str(path)
+            raise UserError(f"text data: {where} has {len(ids)} tokens, fewer than seq_len + 1 = {seq_len + 1}"
+                            + (" (give it a larger split fraction or a shorter seq_len)" if split is not None else ""))
+        window = np.arange(seq_len)
+        xs.append(ids[starts[:, None] + window])
+        ys.append(ids[starts[:, None] + window + 1])
+        rows.append(np.arange(first, first + len(starts)))
+        first += len(starts)
+    info = {**info, "path": str(path)}
+    if split is not None:
+        info["split_rows"] = rows
+    return [np.concatenate(xs), np.concatenate(ys)], 1, info
+
+
+def text_ranges(chars: str, split) -> list[str]:
+    """The text cut by position into contiguous train, val, test parts, sized as `split_rows` sizes rows
+    (train takes what rounding leaves when the fractions sum to 1); the whole text without `split`."""
+    if split is None:
+        return [chars]
+    from builder.data.dataset import split_rows
+    return [chars[r[0]:r[0] + len(r)] if len(r) else "" for r in split_rows(len(chars), split, 0, shuffle=False)]
 
 
 BUILTIN = {"toy_linear": toy_linear, "xor": xor, "sine": sine, "tril": tril, "digits": digits, "text": text}

@@ -112,10 +112,16 @@ def add_block(ex, entry, scope, local, path, targets, slots, loc, file, stack):
                 ex.err(f"repeat must be an integer between 1 and {MAX_REPEAT}, got {repeat!r}",
                        entry.loc_of("repeat"), node=path, file=file)
             return
+    if repeat is not None and len(out_pairs) > len(block_inputs):
+        ex.err(f"block '{name}' is repeated but has {len(out_pairs)} outputs and {len(block_inputs)} input(s): "
+               "a copy's outputs feed the next copy's first inputs by position, so a repeated block needs at least "
+               "as many inputs as outputs", entry.loc_of("repeat"), node=path, file=file,
+               hint=f"block '{name}' is defined at {bfile}:{bdef.loc[0]}" if bdef.loc else None)
+        return
     copies = repeat or 1
     if repeat:
         ex.block_meta[path] = {"block": name, "repeat": repeat, "index": None, "parent": scope.prefix[:-1]}
-    export = None
+    export, exports = None, []
     for k in range(copies):
         copy_path = f"{path}.{k}" if repeat else path
         caller_env = dict(scope.env)
@@ -132,8 +138,8 @@ def add_block(ex, entry, scope, local, path, targets, slots, loc, file, stack):
         values["i"] = k if repeat else 0
         for i, b_in in enumerate(block_inputs):
             target = inst_inputs[i]
-            if k > 0 and i == 0:
-                target = ExportRef(export, None, loc, file)
+            if k > 0 and i < len(out_pairs):  # the previous copy's output at the same position
+                target = ExportRef(export, None, loc, file, index=i)
             inner.table[b_in] = ("input", target)
         ex.block_meta[copy_path] = {"block": name, "repeat": None, "index": k if repeat else None,
                                       "parent": path if repeat else scope.prefix[:-1]}
@@ -151,5 +157,8 @@ def add_block(ex, entry, scope, local, path, targets, slots, loc, file, stack):
                 continue
             outs.append((str(port), ex.parse_ref(ref, inner, oloc, bfile)))
         export = BlockExport(copy_path, outs)
+        exports.append(export)
+    if repeat:
+        export = BlockExport(export.path, export.outputs, exports)
     scope.table[local] = ("block", export)
 

@@ -26,18 +26,21 @@ class NodeRef:
 
 @dataclass
 class ExportRef:
-    """An output of a block instance (its first when `port` is None)."""
+    """An output of a block instance: the one named `port`, else the one at position `index`, else its first."""
     export: "BlockExport"
     port: str | None
     loc: tuple | None
     file: str
+    index: int | None = None
 
 
 @dataclass
 class BlockExport:
-    """The outputs of one block instance, as references into its scope."""
+    """The outputs of one block instance, as references into its scope; a repeated block's export is its
+    last copy's, with every copy's export in `copies` (so `in: stack.0.sk` names copy 0's output `sk`)."""
     path: str
     outputs: list  # [(port name, target)]
+    copies: list | None = None
 
 
 @dataclass

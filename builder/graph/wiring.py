@@ -31,10 +31,20 @@ def resolve(target, drafts: dict, depth=0):
     if isinstance(target, ExportRef):
         exp = target.export
         if target.port is None:
-            return resolve(exp.outputs[0][1], drafts, depth + 1)
+            i = target.index or 0
+            if i >= len(exp.outputs):
+                raise RefError(f"block '{exp.path}' has no output number {i + 1}", target.loc, target.file)
+            return resolve(exp.outputs[i][1], drafts, depth + 1)
         for port, t in exp.outputs:
             if port == target.port:
                 return resolve(t, drafts, depth + 1)
+        copy = copy_export(exp, target.port)
+        if copy is not None:
+            k, rest = copy
+            if k >= len(exp.copies):
+                raise RefError(f"block '{exp.path}' has {len(exp.copies)} copies (0 to {len(exp.copies) - 1}), "
+                               f"not a copy {k}", target.loc, target.file)
+            return resolve(ExportRef(exp.copies[k], rest, target.loc, target.file), drafts, depth + 1)
         raise RefError(f"block '{exp.path}' has no output '{target.port}'", target.loc, target.file,
                        hint=did_you_mean(target.port, [p for p, _ in exp.outputs]))
     if target is None:
@@ -69,6 +79,14 @@ def resolve(target, drafts: dict, depth=0):
         raise RefError(f"'{name}' ({rec.op if rec else '?'}) has no output port '{port}'", target.loc,
                        target.file, hint=did_you_mean(port, ports) or f"its ports are: {', '.join(ports)}")
     return path, port
+
+
+def copy_export(exp, port: str):
+    """`0.sk` or `0` on a repeated block -> (copy index, that copy's port or None for its first output)."""
+    head, _, rest = port.partition(".")
+    if exp.copies is None or not head.isdigit():
+        return None
+    return int(head), rest or None
 
 
 def report_dangling(drafts: dict, targets: dict, out_targets, err):

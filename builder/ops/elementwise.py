@@ -97,18 +97,12 @@ def _same_kind(ctx, what):
 
 
 def _elementwise(name, arg_names=(), required=(), in_dtype="float", infer=None, build=None, **kw):
+    """An element-wise function: no multiply-accumulates (MACs count products: like add, mul and the
+    activations, these count 0, as torch's FlopCounterMode does)."""
     def default_build(a):
         return TorchFunction(name, **{k: a[k] for k in arg_names if a.get(k) is not None})
     register(OpDef(name=name, infer=infer or (lambda ctx: ctx.shapes[0]), build=build or default_build,
-                   arg_names=arg_names, required=required, in_dtype=in_dtype, category="elementwise",
-                   macs=lambda ctx, out: _numel(out), **kw))
-
-
-def _numel(out: dict) -> int:
-    n = 1
-    for d in S.concrete(next(iter(out.values()))):
-        n *= d
-    return n
+                   arg_names=arg_names, required=required, in_dtype=in_dtype, category="elementwise", **kw))
 
 
 for _name, _doc in (("exp", "e**x"), ("log", "natural logarithm"), ("sqrt", "square root"),

@@ -129,10 +129,10 @@ layer("Conv2d", nn.Conv2d, _conv(2), inferred=("in_channels",), required=("out_c
       macs=_conv_macs(2))
 layer("ConvTranspose1d", nn.ConvTranspose1d, _conv(1, True), inferred=("in_channels",),
       required=("out_channels", "kernel_size"), macs=lambda ctx, out: _numel(ctx.shapes[0]) *
-      _prod(_tuple(ctx.args["kernel_size"], 1)) * ctx.args["out_channels"])
+      _prod(_tuple(ctx.args["kernel_size"], 1)) * ctx.args["out_channels"] // ctx.args.get("groups", 1))
 layer("ConvTranspose2d", nn.ConvTranspose2d, _conv(2, True), inferred=("in_channels",),
       required=("out_channels", "kernel_size"), macs=lambda ctx, out: _numel(ctx.shapes[0]) *
-      _prod(_tuple(ctx.args["kernel_size"], 2)) * ctx.args["out_channels"])
+      _prod(_tuple(ctx.args["kernel_size"], 2)) * ctx.args["out_channels"] // ctx.args.get("groups", 1))
 
 
 def _pool(nd):

@@ -43,10 +43,18 @@ def _recurrent(kind):
         return out
 
     def macs(ctx, out):
+        """Per step, direction and layer: the gates' input and hidden products (and an LSTM's projection);
+        a layer after the first reads the previous layer's output, both directions of it."""
         gates = {"RNN": 1, "GRU": 3, "LSTM": 4}[kind]
         b, t, f = S.concrete(ctx.shapes[0])
         h = ctx.args["hidden_size"]
-        return b * t * gates * h * (f + h) * ctx.args.get("num_layers", 1)
+        r = ctx.args.get("proj_size") or h  # the hidden state's size (an LSTM's projection)
+        dirs = 2 if ctx.args.get("bidirectional", False) else 1
+        total = 0
+        for layer in range(ctx.args.get("num_layers", 1)):
+            width = f if layer == 0 else r * dirs
+            total += dirs * (gates * h * (width + r) + (h * r if r != h else 0))
+        return b * t * total
 
     args = _RNN_ARGS if kind == "RNN" else tuple(a for a in _RNN_ARGS if a != "nonlinearity")
     register(OpDef(kind, infer, build=lambda a: M.Recurrent(kind, order=a.get("_order"), **public_args(a)),
@@ -95,8 +103,15 @@ def _mha(ctx):
 
 
 def _mha_macs(ctx, out):
-    b, t, d = S.concrete(ctx.shapes[0])
-    return b * (4 * t * d * d + 2 * t * t * d)
+    """Projections of query (t x d), key (s x kdim), value (s x vdim) and output, and the two products of
+    attention (scores t x s, weighted values), over the key length with any added bias or zero key."""
+    slots = list(ctx.args.get("slots") or ["query"])
+    named = dict(zip(slots, (S.concrete(s) for s in ctx.shapes)))
+    b, t, d = named["query"]
+    _, s, kdim = named.get("key", named["query"])
+    vdim = named.get("value", named.get("key", named["query"]))[2]
+    keys = s + int(bool(ctx.args.get("add_bias_kv"))) + int(bool(ctx.args.get("add_zero_attn")))
+    return b * (2 * t * d * d + s * (kdim + vdim) * d + 2 * t * keys * d)
 
 
 register(OpDef("MultiheadAttention", _mha, build=lambda a: M.MultiheadAttention(**a),
@@ -156,12 +171,6 @@ def _attention(ctx):
     return (q[0], q[1], out_dim)
 
 
-def _attention_macs(ctx, out):
-    named = dict(zip(ctx.slots or ["q", "k", "v"], ctx.shapes))
-    q = S.concrete(named["q"])
-    return 2 * q[0] * q[1] * S.concrete(named.get("k", named["q"]))[1] * q[2]
-
-
 register(OpDef("attention", _attention, build=lambda a: M.Attention(**public_args(a), paired=a.get("_paired", False)),
                arg_names=("heads", "causal", "dropout", "scale", "kv_heads", "rope", "head_dim"),
                slots=("q", "k", "v", "mask", "bias"), inferred=("head_dim",),
@@ -174,6 +183,18 @@ register(OpDef("attention", _attention, build=lambda a: M.Attention(**public_arg
                    "`bias`, grouped-query `kv_heads`, rotary `rope: {theta, fraction, interleaved}`",
                shape_doc="q [B, T, D], k and v [B, S, D_kv] (D divisible by `heads`, D_kv = D / heads * kv_heads), "
                          "mask [B, S], bias broadcasting to [B, heads, T, S] -> [B, T, D]"))
+
+
+def _attention_macs(ctx, out) -> int:
+    """Scores (t x s, over d) and weighted values (t x dv, over s; dv the output's features, every query
+    head's share of the grouped values): causal masks are applied to the full product, so they do not
+    change the count."""
+    slots = list(ctx.args.get("slots") or ["q", "k", "v"])
+    named = dict(zip(slots, (S.concrete(s) for s in ctx.shapes)))
+    b, t, d = named["q"]
+    s = named.get("k", named["q"])[1]
+    dv = S.concrete(next(iter(out.values())))[-1]
+    return b * t * s * (d + dv)
 
 
 def _pe(ctx):

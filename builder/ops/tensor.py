@@ -78,7 +78,15 @@ def _matmul(ctx):
     return batch + (a[-2], b[-1])
 
 
-tensor_op("matmul", _matmul, lambda a: M.MatMul(), arity=(2, 2), in_dtype="float",
+def _matmul_macs(ctx, out):
+    """One multiply-accumulate per output element and step of the inner dim (a batched matmul too)."""
+    n = S.concrete(ctx.shapes[0])[-1]
+    for d in S.concrete(next(iter(out.values()))):
+        n *= d
+    return n
+
+
+tensor_op("matmul", _matmul, lambda a: M.MatMul(), arity=(2, 2), in_dtype="float", macs=_matmul_macs,
           doc='torch.matmul(a, b)',
           shape_doc='[..., n, k] @ [..., k, m] -> [..., n, m] (batch dims broadcast; 1-D operands as torch.matmul)')
 

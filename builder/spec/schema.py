@@ -30,7 +30,9 @@ _LOSS = {"anyOf": [{"type": "string"}, {"type": "object"}, {"type": "array", "it
 def _node_schema() -> dict:
     common = {
         "in": {**_REF, "description": "input node(s): a name, a list, `node.port`, or {slot: name}"},
-        "repeat": {"anyOf": [{"type": "integer", "minimum": 1}, _EXPR], "description": "chain N copies of a block"},
+        "repeat": {"anyOf": [{"type": "integer", "minimum": 1}, _EXPR],
+                   "description": "chain N copies of a block: each copy's outputs feed the next copy's first "
+                                  "inputs by position; `stack.K.port` names copy K's output"},
         "share": {"type": "string", "description": "reuse the module of another node (spec path); on a block "
                   "instance, every module of another instance (its path)"},
         "tie": {"type": "object", "additionalProperties": {"type": "string"},

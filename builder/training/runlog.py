@@ -253,6 +253,21 @@ def read_resolved(run_dir) -> dict:
     return resolved
 
 
+def run_params(run_dir) -> dict:
+    """The params a run was trained with (its resolved.yaml: the spec's values, the run's `--set`s and the
+    sizes it took from the data), {} without a run folder or without that record."""
+    path = Path(run_dir or "") / "resolved.yaml"
+    if not run_dir or not path.is_file():
+        return {}
+    try:
+        params = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("params") or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError):
+        raise UserError(f"--run {run_dir}: cannot read the params in resolved.yaml") from None
+    if not isinstance(params, dict):
+        raise UserError(f"--run {run_dir}: resolved.yaml's params are not a mapping")
+    return {k: v for k, v in params.items() if isinstance(k, str)}
+
+
 class Console:
     """What the user sees: a tqdm bar per epoch (unless quiet) and, with log_json, one JSON line per epoch."""
 
