@@ -39,6 +39,7 @@ class Expander:
         self.diagnostics, self.evaluate = diagnostics, evaluate
         self.drafts: dict[str, NodeDraft] = {}   # op nodes, by spec path, in spec order
         self.targets: dict[str, list] = {}       # spec path -> its lazy `in:` references
+        self.skipped: dict[str, tuple] = {}      # spec path of a `when: false` node -> (its `in:` refs, loc, file)
         self.input_drafts: list[NodeDraft] = []  # the network's inputs
         self.block_meta: dict[str, dict] = {}
         self.sites: dict[str, tuple] = {}  # block instance path -> (file, loc) where the spec uses it
@@ -264,7 +265,8 @@ class Expander:
                                  file=file)
                     continue
                 if not cond:  # a skipped node passes its (first) input through
-                    scope.table[local] = ("skip", targets[0] if targets else None, loc)
+                    scope.table[local] = ("skip", targets[0] if targets else None, loc, path)
+                    self.skipped[path] = (targets, loc, file)  # its `in:` is still checked, and blamed on it
                     prev = NameRef(scope, local, None, loc, file)
                     continue
             has_op, has_block = "op" in entry, "block" in entry
