@@ -119,8 +119,9 @@ class Expander:
             shape = self.ev(spec["shape"], self.params, spec.loc_of("shape"), name, file)
             if isinstance(shape, list) and "auto" in shape:  # the width the training data gives
                 if "data.num_features" not in self.params:
-                    self.err(f"input '{name}': `auto` comes from the training data: `build train` fills it in "
-                             "(to check without data: --set data.num_features=N)", spec.loc_of("shape"), node=name)
+                    self.err(f"input '{name}': `auto` comes from the training data: `build train` and `build check` "
+                             "read it from train.data (without train.data: --set data.num_features=N)",
+                             spec.loc_of("shape"), node=name)
                     continue
                 shape = [self.params["data.num_features"] if d == "auto" else d for d in shape]
             if not isinstance(shape, list) or not shape:
