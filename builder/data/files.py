@@ -142,6 +142,12 @@ def _read_table(p, delimiter):
             if header is None:
                 raise UserError(f"csv data: {p} is empty")
             header = [h.strip() for h in header]
+            seen = {}
+            for i, name in enumerate(header):
+                if name in seen:  # by name, the second would silently stand for both
+                    raise UserError(f"{p}:{reader.line_num}: column name {name!r} appears twice (columns "
+                                    f"{seen[name] + 1} and {i + 1}): rename one")
+                seen[name] = i
             lines, body = [], []
             for row in reader:
                 if not row or all(not c.strip() for c in row):

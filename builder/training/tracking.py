@@ -57,7 +57,7 @@ def flat_params(spec) -> dict:
         if isinstance(value, dict) and value:
             for k, v in value.items():
                 walk(f"{prefix}.{k}" if prefix else str(k), v)
-        else:
+        elif prefix:  # a spec without params has nothing to log at the top (MLflow refuses an empty key)
             out[prefix] = str(value)[:500]
 
     walk("", dict(spec.params))
