@@ -9,6 +9,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import tomllib
 import urllib.error
@@ -60,7 +61,9 @@ def test_pinned_mlflow_and_skinny_are_one_version():
 
 
 def test_mlflow_server_lists_a_run_that_build_train_wrote(tmp_path, monkeypatch):
-    server = shutil.which("mlflow") or str(Path(os.sys.executable).parent / "mlflow")
+    beside = Path(sys.executable).parent / "mlflow"  # this interpreter's own mlflow, before any on PATH
+    server = str(beside) if beside.is_file() else shutil.which("mlflow")
+    assert server, "the test extra installs mlflow (its `mlflow server`)"
     if version("mlflow") != version("mlflow-skinny"):  # the test extra pins both: a mismatch is the bug
         pytest.fail(f"mlflow {version('mlflow')} vs mlflow-skinny {version('mlflow-skinny')}")
     monkeypatch.chdir(tmp_path)
