@@ -97,18 +97,33 @@ def _from_npz(path, inputs) -> dict:
 
 
 def _read_csv(path, inp: ModelInput) -> np.ndarray:
-    rows = []
-    with open(path, newline="", encoding="utf-8") as f:
-        for lineno, row in enumerate(csv.reader(f), start=1):
-            if not row or all(not c.strip() for c in row):
-                continue
-            try:
-                rows.append([float(c) for c in row])
-            except ValueError:
-                if lineno == 1 and not rows:  # a header
+    """A table of numbers, one sample per row. The first row is skipped as a header only when it holds
+    names (no number, no missing-value marker), so a first sample with a BOM (utf-8-sig) or an `NA` cell
+    is read or refused, never dropped."""
+    from builder.data.files import MISSING
+
+    rows, header_seen = [], False
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            for lineno, row in enumerate(csv.reader(f), start=1):
+                if not row or all(not c.strip() for c in row):
                     continue
-                bad = next(c for c in row if not _is_number(c))
-                raise UserError(f"{path}:{lineno}: '{bad}' is not a number") from None
+                try:
+                    rows.append([float(c) for c in row])
+                except ValueError:
+                    if not rows and not header_seen and not any(
+                            _is_number(c) or c.strip().lower() in MISSING for c in row):
+                        header_seen = True  # a header: names only
+                        continue
+                    bad = next(c for c in row if not _is_number(c))
+                    if bad.strip().lower() in MISSING:
+                        raise UserError(f"{path}:{lineno}: missing value {bad!r}: every row gets a prediction, "
+                                        "so fill it (or drop the row)") from None
+                    raise UserError(f"{path}:{lineno}: '{bad}' is not a number") from None
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except csv.Error as e:
+        raise UserError(f"{path}: {e}") from None
     if not rows:
         raise UserError(f"{path}: no rows of numbers")
     widths = {len(r) for r in rows}

@@ -13,6 +13,12 @@ builder.data.tokenizer      a language model's tokenizers JSON (byte-level BPE)
 builder.generation.loop     JSON manifest of a `--generate` export (token input, cache tensors, context)
 builder.input_preparation  what the training data pipeline did to the inputs before the network saw them
                        (standardize, normalize, resize), when anything: it is not part of the exported graph
+builder.input_columns  JSON {input name: [{column, kind, at, width, categories | fill}]}: where each CSV
+                       column lands in a sample's feature row after one-hot (builder.data.files
+                       .column_positions); a plain onnxruntime user builds the row from it
+builder.output_kinds   JSON {output name: kind}: logits (softmax over the class dim gives probabilities),
+                       sigmoid_logits, probabilities, log_probabilities, values (data units when
+                       builder.data says outputs_in_data_units), or unknown (no train section to say)
 builder.data           JSON: the training data's layout (a CSV's feature columns, kinds, category
                        vocabularies, fill values, target, class names) and `outputs_in_data_units`, true when
                        the target's de-standardisation is the graph's last op; `build predict` reads CSVs by it
@@ -66,6 +72,53 @@ def data_record(checkpoint: dict | None, module=None) -> dict | None:
     return {"layout": layout or None, "outputs_in_data_units": bool(inside)}
 
 
+# what an output holds, from the op that makes it, else from the loss it was trained with
+_KIND_OF_OP = {"Softmax": "probabilities", "Sigmoid": "probabilities", "LogSoftmax": "log_probabilities"}
+_KIND_OF_LOSS = {"cross_entropy": "logits", "token_cross_entropy": "logits", "bce_with_logits": "sigmoid_logits",
+                 "nll": "log_probabilities", "bce": "probabilities", "mse": "values", "l1": "values",
+                 "huber": "values"}
+
+
+def _loss_name(cfg):
+    return cfg.get("type") if isinstance(cfg, dict) else cfg if isinstance(cfg, str) else None
+
+
+def output_kinds(spec, graph, outputs) -> dict[str, str]:
+    """{output name: kind} (see builder.output_kinds above): a plain onnxruntime user must know whether to
+    apply a softmax. The op that makes the output decides first; else the loss that trained it (one loss
+    trains the first output; loss terms name theirs); else 'unknown'."""
+    from builder.core.types import record
+
+    training = getattr(spec, "training", None)
+    by_loss = {}
+    if training is not None and getattr(training, "mode", "supervised") != "gan":
+        loss = training.loss
+        if isinstance(loss, (list, tuple)):
+            for term in loss:
+                if isinstance(term, dict) and isinstance(term.get("output"), str):
+                    by_loss.setdefault(term["output"], _KIND_OF_LOSS.get(_loss_name(term), "unknown"))
+        elif outputs:
+            by_loss[outputs[0]] = _KIND_OF_LOSS.get(_loss_name(loss), "unknown")
+    made_by = {}
+    if graph is not None:
+        for name, node, _ in graph.graph.get("outputs") or ():
+            try:
+                made_by[name] = record(graph, node).op
+            except (KeyError, AttributeError):
+                pass
+    return {name: _KIND_OF_OP.get(made_by.get(name)) or by_loss.get(name, "unknown") for name in outputs}
+
+
+def input_columns(sig, data: dict | None) -> dict | None:
+    """builder.input_columns: a CSV-trained model's single input, column by column (or None)."""
+    from builder.data.files import column_positions
+
+    layout = (data or {}).get("layout")
+    if not layout or not layout.get("features") or len(sig.inputs) != 1:
+        return None
+    return {sig.inputs[0].name: column_positions(layout)}
+
+
 def input_preparation(spec, inside: bool = False) -> str:
     """The train.data steps that change inputs before the network (empty when none). With `inside`, the
     trained statistics were put at the start of the exported graph (builder.data.preparation), which then
@@ -95,7 +148,8 @@ def vocabulary_metadata(tokenizer) -> dict[str, str]:
 
 def build_metadata(sig, *, spec=None, network: str | None = None, labels=None, dynamic=(),
                    ranges: dict | None = None, prepared_inside: bool = False,
-                   fixed: dict | None = None, tokenizer=None, data: dict | None = None) -> dict[str, str]:
+                   fixed: dict | None = None, tokenizer=None, data: dict | None = None,
+                   graph=None) -> dict[str, str]:
     meta = {
         "spec": getattr(spec, "name", "") or "",
         "network": network or "",
@@ -106,7 +160,11 @@ def build_metadata(sig, *, spec=None, network: str | None = None, labels=None, d
                               for i in sig.inputs]),
         "outputs": json.dumps(list(sig.outputs)),
         "dynamic": json.dumps(list(dynamic)),
+        "output_kinds": json.dumps(output_kinds(spec, graph, list(sig.outputs))),
     }
+    columns = input_columns(sig, data)
+    if columns:
+        meta["input_columns"] = json.dumps(columns)
     if labels:
         meta["class_labels"] = json.dumps(list(labels))
     meta.update(vocabulary_metadata(tokenizer))
@@ -133,7 +191,7 @@ def read_metadata(props: dict) -> dict:
         try:
             out[name] = json.loads(value) if name in ("inputs", "outputs", "class_labels", "dynamic",
                                                       "dim_ranges", "fixed_dims", "vocab", "generation",
-                                                      "data") else value
+                                                      "data", "input_columns", "output_kinds") else value
         except json.JSONDecodeError:
             out[name] = value
     return out

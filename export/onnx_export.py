@@ -92,7 +92,7 @@ def export_onnx(module: torch.nn.Module, out, *, spec=None, network: str | None 
         model.metadata_props.update(metadata.build_metadata(
             sig, spec=spec, network=network or getattr(graph, "graph", {}).get("network"), labels=labels,
             dynamic=dyn, ranges=ranges, prepared_inside="input_preparation" in module._modules, fixed=fixed,
-            tokenizer=tokenizer, data=data))
+            tokenizer=tokenizer, data=data, graph=graph))
         with atomic_output(out) as tmp:  # out: checked writable above
             external = _save(model, tmp)
             verify.check_structure(tmp)

@@ -279,13 +279,18 @@ def test_sizes_come_from_the_data(own, tmp_path, capsys):
     spec = tmp_path / "auto.yaml"
     spec.write_text(WINE.replace("[B, 13]", "[B, auto]").replace("out_features: 3", "out_features: ${data.num_classes}")
                     .replace("DIR", str(own.folder)))
-    assert main(["check", str(spec)]) == 2
+    assert main(["check", str(spec)]) == 0  # sizes read from train.data, as build train reads them
+    assert capsys.readouterr().out == f"OK wine: 3 nodes, {13 * 16 + 16 + 16 * 3 + 3:,} parameters " \
+        f"({13 * 16 + 16 + 16 * 3 + 3:,} trainable)\n"
+    no_data = tmp_path / "no_data.yaml"
+    no_data.write_text(spec.read_text().split("train:")[0])
+    assert main(["check", str(no_data)]) == 2
     assert capsys.readouterr().err.splitlines() == [
-        f"{spec}:3:14: error: x: input 'x': `auto` comes from the training data: `build train` fills it in (to check "
-        "without data: --set data.num_features=N)",
-        f"{spec}:7:21: error: out: ${{data.num_classes}} comes from the training data: `build train` fills it in (to "
-        "check without data: --set data.num_classes=N)"]
-    assert main(["check", str(spec), "--set", "data.num_features=13", "--set", "data.num_classes=3"]) == 0
+        f"{no_data}:3:14: error: x: input 'x': `auto` comes from the training data: `build train` and `build check` "
+        "read it from train.data (without train.data: --set data.num_features=N)",
+        f"{no_data}:7:21: error: out: ${{data.num_classes}} comes from the training data: `build train` and `build "
+        "check` read it from train.data (without train.data: --set data.num_classes=N)"]
+    assert main(["check", str(no_data), "--set", "data.num_features=13", "--set", "data.num_classes=3"]) == 0
     assert main(["train", str(spec), "--run-dir", str(tmp_path / "run"), "--epochs", "1", "--quiet"]) == 0
     resolved = (tmp_path / "run" / "resolved.yaml").read_text()
     assert "data.num_features: 13\n  data.num_classes: 3\n" in resolved

@@ -1,8 +1,9 @@
-"""`build check SPEC`: an OK line with totals, or every error found (exit 2)."""
+"""`build check SPEC`: an OK line with totals, or every error found (exit 2). A spec that leaves sizes to
+the data (`auto`, ${data.*}) is checked with the sizes its train.data gives, read as `build train` reads them."""
 from builder.core.errors import SpecError
 from builder.spec.train_section import TrainDiagnostic
 from builder.core.types import records
-from builder.commands.common import add_spec_args, load_spec
+from builder.commands.common import add_spec_args
 
 
 def register(sub):
@@ -13,7 +14,7 @@ def register(sub):
 
 def run(args):
     try:
-        spec = load_spec(args)
+        spec = _load(args)
     except SpecError as e:  # train: mistakes found when loading: add those of the other keys' options
         raise SpecError(e.diagnostics + more_train_errors(e.diagnostics)) from None
     if spec.training is not None:  # the section's shape was checked when loading; now its names and options
@@ -26,6 +27,14 @@ def run(args):
     print(f"OK {spec.name}: {nodes} nodes{nets}, {spec.total_params:,} parameters "
           f"({spec.trainable_params:,} trainable)")
     return 0
+
+
+def _load(args):
+    from builder.data.sizes import load_sized
+    from builder.spec.reader import parse_override
+
+    sets = dict(parse_override(item) for item in args.overrides)
+    return load_sized(args.spec, sets, safe=args.safe)
 
 
 def more_train_errors(diagnostics) -> list:

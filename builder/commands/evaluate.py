@@ -51,6 +51,7 @@ def run(args):
     if len(truth) != len(first):
         raise UserError(f"--data {data}: {len(first)} samples but {len(truth)} labels")
     if evaluation.is_classifier(first, truth):
+        evaluation.check_class_ids(truth, first.shape[1], f"--data {data}")
         labels = [predict.class_name(runner.labels, i) for i in range(first.shape[1])]
         metrics, matrix = evaluation.classification_metrics(first, truth, labels)
     else:

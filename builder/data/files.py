@@ -114,6 +114,25 @@ def read_csv(path, target=None, categorical=(), drop=(), delimiter=",", missing=
     return [x, y], 1, info
 
 
+def column_positions(layout: dict) -> list[dict]:
+    """Where each CSV column lands in a sample's feature row, in read_csv's encoding order: a number column
+    one slot (`at`), a category column `width` one-hot slots in the order of `categories` (`fill`: the
+    training mean a missing number takes under `missing: mean`). For anyone feeding the model without
+    this package (ONNX metadata `builder.input_columns`)."""
+    out, at = [], 0
+    fill = layout.get("fill") or {}
+    for name in layout.get("features") or ():
+        if (layout.get("kinds") or {}).get(name) == "category":
+            cats = list((layout.get("categories") or {}).get(name) or ())
+            out.append({"column": name, "kind": "category", "at": at, "width": len(cats), "categories": cats})
+            at += len(cats)
+        else:
+            out.append({"column": name, "kind": "number", "at": at, "width": 1,
+                        **({"fill": fill[name]} if name in fill else {})})
+            at += 1
+    return out
+
+
 def _read_table(p, delimiter):
     """Header, the file line of each data row, and the rows; a ragged row is an error naming its line."""
     try:
@@ -123,6 +142,12 @@ def _read_table(p, delimiter):
             if header is None:
                 raise UserError(f"csv data: {p} is empty")
             header = [h.strip() for h in header]
+            seen = {}
+            for i, name in enumerate(header):
+                if name in seen:  # by name, the second would silently stand for both
+                    raise UserError(f"{p}:{reader.line_num}: column name {name!r} appears twice (columns "
+                                    f"{seen[name] + 1} and {i + 1}): rename one")
+                seen[name] = i
             lines, body = [], []
             for row in reader:
                 if not row or all(not c.strip() for c in row):

@@ -51,6 +51,8 @@ def load_sized(path, overrides: dict, safe: bool = False):
     doc = to_plain(load_yaml(text, str(path))) or {}
     section = (doc.get("train") or {}).get("data") if isinstance(doc.get("train"), dict) else None
     section = {"source": section} if isinstance(section, str) else section
+    if section is None:  # no data to read: the spec's errors say which values need it
+        return load(path, overrides=overrides, safe=safe)
     if not isinstance(section, dict) or "${" in repr(section):
         raise UserError(f"{path}: the spec takes sizes from the data (${{data.*}} or `auto`), so its train.data "
                         "must name the data in plain values (no ${...})")

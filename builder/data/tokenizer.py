@@ -137,19 +137,48 @@ def from_file(path):
 
 def in_folder(folder):
     """The tokenizer saved in a run or export folder (tokenizer.json before vocab.json), or None."""
-    folder = Path(folder)
-    for name in (TOKENIZER_FILE, VOCAB_FILE):
-        if (folder / name).is_file():
-            return from_file(folder / name)
-    return None
+    path = _folder_file(folder)
+    return from_file(path) if path is not None else None
 
 
 def find(file=None, run=None, checkpoint: dict | None = None):
-    """The tokenizer of a model: `--tokenizer FILE`, else the run folder's, else the checkpoint's (or None)."""
-    if file:
-        return from_file(file)
-    found = in_folder(run) if run else None
-    return found if found is not None else from_state(checkpoint)
+    """The tokenizer of a model: `--tokenizer FILE`, else the run folder's, else the checkpoint's (or None).
+    A file whose vocabulary differs from the one the checkpoint was trained with is an error: its ids
+    would name other tokens than the weights learned."""
+    path = Path(file) if file else _folder_file(run) if run else None
+    if path is None:
+        return from_state(checkpoint)
+    found = from_file(path)
+    trained = from_state(checkpoint)
+    if trained is not None:
+        differs = vocabulary_difference(found, trained)
+        if differs:
+            raise UserError(f"{path}: its vocabulary differs from the one the checkpoint was trained with "
+                            f"({differs}); remove the file or give the run's own"
+                            + (" (drop --tokenizer: the checkpoint carries it)" if file else ""))
+    return found
+
+
+def _folder_file(folder):
+    for name in (TOKENIZER_FILE, VOCAB_FILE):
+        if (Path(folder) / name).is_file():
+            return Path(folder) / name
+    return None
+
+
+def vocabulary_difference(a, b) -> str:
+    """'' when two tokenizers give every id the same token, else what differs (for a message)."""
+    if a.kind != b.kind:
+        return f"a {a.kind} tokenizer, the checkpoint's is {b.kind}"
+    if a.size != b.size:
+        return f"{a.size} tokens, the checkpoint's has {b.size}"
+    va = a.vocab if a.kind == "char" else sorted(a.tok.get_vocab().items(), key=lambda kv: kv[1])
+    vb = b.vocab if b.kind == "char" else sorted(b.tok.get_vocab().items(), key=lambda kv: kv[1])
+    for i, (x, y) in enumerate(zip(va, vb)):
+        if x != y:
+            x, y = (x, y) if a.kind == "char" else (x[0], y[0])
+            return f"id {i} is {x!r} in the file, {y!r} in the checkpoint"
+    return ""
 
 
 def token_labels(tok) -> list[str]:

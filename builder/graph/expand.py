@@ -39,6 +39,7 @@ class Expander:
         self.diagnostics, self.evaluate = diagnostics, evaluate
         self.drafts: dict[str, NodeDraft] = {}   # op nodes, by spec path, in spec order
         self.targets: dict[str, list] = {}       # spec path -> its lazy `in:` references
+        self.skipped: dict[str, tuple] = {}      # spec path of a `when: false` node -> (its `in:` refs, loc, file)
         self.input_drafts: list[NodeDraft] = []  # the network's inputs
         self.block_meta: dict[str, dict] = {}
         self.sites: dict[str, tuple] = {}  # block instance path -> (file, loc) where the spec uses it
@@ -118,8 +119,9 @@ class Expander:
             shape = self.ev(spec["shape"], self.params, spec.loc_of("shape"), name, file)
             if isinstance(shape, list) and "auto" in shape:  # the width the training data gives
                 if "data.num_features" not in self.params:
-                    self.err(f"input '{name}': `auto` comes from the training data: `build train` fills it in "
-                             "(to check without data: --set data.num_features=N)", spec.loc_of("shape"), node=name)
+                    self.err(f"input '{name}': `auto` comes from the training data: `build train` and `build check` "
+                             "read it from train.data (without train.data: --set data.num_features=N)",
+                             spec.loc_of("shape"), node=name)
                     continue
                 shape = [self.params["data.num_features"] if d == "auto" else d for d in shape]
             if not isinstance(shape, list) or not shape:
@@ -264,7 +266,8 @@ class Expander:
                                  file=file)
                     continue
                 if not cond:  # a skipped node passes its (first) input through
-                    scope.table[local] = ("skip", targets[0] if targets else None, loc)
+                    scope.table[local] = ("skip", targets[0] if targets else None, loc, path)
+                    self.skipped[path] = (targets, loc, file)  # its `in:` is still checked, and blamed on it
                     prev = NameRef(scope, local, None, loc, file)
                     continue
             has_op, has_block = "op" in entry, "block" in entry

@@ -34,9 +34,9 @@ def build_network(body, loc, *, file: str, spec_name: str, net_name: str, params
     tensor_specs, out_targets = expanded
     apply_block_shares(ex)
     if diagnostics:
-        report_dangling(ex.drafts, ex.targets, out_targets, ex.err)
+        report_dangling(ex.drafts, ex.targets, out_targets, ex.err, ex.skipped)
         return None
-    g = wire(ex.input_drafts, ex.drafts, ex.targets, ex.err)
+    g = wire(ex.input_drafts, ex.drafts, ex.targets, ex.err, ex.skipped)
     if g is None:
         return None
     infer_shapes(g, diagnostics, note=lambda draft: site_note(ex, draft), cache=cache, dims=dims)

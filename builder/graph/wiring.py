@@ -20,10 +20,12 @@ class RefError(Exception):
         super().__init__(message)
         self.loc, self.file, self.hint = loc, file, hint
         self.undeclared = undeclared  # names something never written in its scope (not a follow-on error)
+        self.skipped = None  # the `when: false` node whose `in:` failed (reported on that node, once)
+        self.cycle = None  # the skipped nodes that pass each other's output on, for a cycle among them
 
 
-def resolve(target, drafts: dict, depth=0):
-    """A lazy reference -> (node, port); raises RefError."""
+def resolve(target, drafts: dict, depth=0, passing=()):
+    """A lazy reference -> (node, port); raises RefError. passing: the skipped nodes walked through."""
     if depth > 10_000:
         raise RefError("reference chain too long (a node refers to itself through block inputs?)", None, None)
     if isinstance(target, NodeRef):
@@ -34,17 +36,17 @@ def resolve(target, drafts: dict, depth=0):
             i = target.index or 0
             if i >= len(exp.outputs):
                 raise RefError(f"block '{exp.path}' has no output number {i + 1}", target.loc, target.file)
-            return resolve(exp.outputs[i][1], drafts, depth + 1)
+            return resolve(exp.outputs[i][1], drafts, depth + 1, passing)
         for port, t in exp.outputs:
             if port == target.port:
-                return resolve(t, drafts, depth + 1)
+                return resolve(t, drafts, depth + 1, passing)
         copy = copy_export(exp, target.port)
         if copy is not None:
             k, rest = copy
             if k >= len(exp.copies):
                 raise RefError(f"block '{exp.path}' has {len(exp.copies)} copies (0 to {len(exp.copies) - 1}), "
                                f"not a copy {k}", target.loc, target.file)
-            return resolve(ExportRef(exp.copies[k], rest, target.loc, target.file), drafts, depth + 1)
+            return resolve(ExportRef(exp.copies[k], rest, target.loc, target.file), drafts, depth + 1, passing)
         raise RefError(f"block '{exp.path}' has no output '{target.port}'", target.loc, target.file,
                        hint=did_you_mean(target.port, [p for p, _ in exp.outputs]))
     if target is None:
@@ -59,11 +61,21 @@ def resolve(target, drafts: dict, depth=0):
     if kind == "input":
         if port is not None:
             raise RefError(f"'{name}' is an input and has no port '{port}'", target.loc, target.file)
-        return resolve(entry[1], drafts, depth + 1)
+        return resolve(entry[1], drafts, depth + 1, passing)
     if kind == "skip":
-        return resolve(entry[1], drafts, depth + 1)
+        if entry[3] in passing:
+            loop = passing[passing.index(entry[3]):] + (entry[3],)
+            e = RefError(f"cycle through skipped nodes: {' -> '.join(loop)} (`when: false` passes its first "
+                         f"input on)", target.loc, target.file)
+            e.cycle = frozenset(loop)
+            raise e
+        try:
+            return resolve(entry[1], drafts, depth + 1, passing + (entry[3],))
+        except RefError as e:
+            e.skipped = e.skipped or entry[3]
+            raise
     if kind == "block":
-        return resolve(ExportRef(entry[1], port, target.loc, target.file), drafts, depth + 1)
+        return resolve(ExportRef(entry[1], port, target.loc, target.file), drafts, depth + 1, passing)
     path = entry[1]
     rec = drafts.get(path)
     op = ops_pkg.get(rec.op) if rec else None
@@ -89,33 +101,57 @@ def copy_export(exp, port: str):
     return int(head), rest or None
 
 
-def report_dangling(drafts: dict, targets: dict, out_targets, err):
+def check_skipped(skipped: dict, drafts: dict, err, only_undeclared=False) -> bool:
+    """A `when: false` node is not built, but its `in:` must still name real nodes: reported on that node
+    (not on the node that reads it). False when one could not be resolved."""
+    ok, said = True, set()
+    for path, (targets, loc, file) in skipped.items():
+        for t in targets:
+            try:
+                resolve(t, drafts)
+            except RefError as e:
+                key = e.cycle or (path, str(e), e.loc)
+                if e.skipped not in (None, path) or key in said:
+                    continue  # through another skipped node: reported on that node's own `in:`
+                ok = False
+                said.add(key)
+                if e.undeclared or not only_undeclared:
+                    err(str(e), e.loc or loc, node=path, hint=e.hint, file=e.file or file)
+            except Exception:
+                pass
+    return ok
+
+
+def report_dangling(drafts: dict, targets: dict, out_targets, err, skipped=None):
     """After errors in expansion, still report references to names never written (more errors per run);
     references into nodes that failed are follow-on errors and stay quiet."""
     pending = [(t, drafts[path]) for path, ts in targets.items() for t in ts]
     pending += [(t, None) for _, t in out_targets]
+    check_skipped(skipped or {}, drafts, err, only_undeclared=True)
     for t, rec in pending:
         try:
             resolve(t, drafts)
         except RefError as e:
-            if e.undeclared:
+            if e.undeclared and e.skipped is None:
                 err(str(e), e.loc or (rec.loc if rec else None), node=rec.path if rec else None,
                     hint=e.hint, file=e.file or (rec.file if rec else None))
         except Exception:
             pass
 
 
-def wire(input_drafts: list, drafts: dict, targets: dict, err) -> nx.MultiDiGraph | None:
+def wire(input_drafts: list, drafts: dict, targets: dict, err, skipped=None) -> nx.MultiDiGraph | None:
     """The graph of the network (inputs first, then op nodes with their resolved sources), or None after
-    reporting unresolvable references or a cycle through `err`."""
-    failed = False
+    reporting unresolvable references or a cycle through `err`. skipped: the `when: false` nodes (their
+    `in:` is checked and blamed on them)."""
+    failed = not check_skipped(skipped or {}, drafts, err)
     for path, rec in drafts.items():
         resolved = []
         for t in targets[path]:
             try:
                 resolved.append(resolve(t, drafts))
             except RefError as e:
-                err(str(e), e.loc or rec.loc, node=path, hint=e.hint, file=e.file or rec.file)
+                if e.skipped is None:  # through a skipped node: check_skipped reported it on that node
+                    err(str(e), e.loc or rec.loc, node=path, hint=e.hint, file=e.file or rec.file)
                 failed = True
         drafts[path] = replace(rec, sources=tuple(resolved))
     if failed:

@@ -106,7 +106,7 @@ class Pool:
         self.error = None
         self.distributions = distributions(cfg)
         done, _ = counts(study)
-        self.bar = None if quiet else _bar(target, done)
+        self.bar = None if quiet else Progress(target, done, cfg.metric)
 
     def run(self):
         threads = [threading.Thread(target=self.feed, args=(slot,), daemon=True) for slot in range(self.jobs)]
@@ -198,13 +198,11 @@ class Pool:
         if self.bar is None:
             return
         done, _ = counts(self.study)
-        self.bar.n = min(done, self.target)
         try:
             best = self.study.best_trial
-            self.bar.set_postfix_str(f"best {self.cfg.metric} {best.value:.4g} (trial {best.number})", refresh=False)
-        except ValueError:
-            pass
-        self.bar.refresh()
+            self.bar.update(done, (best.value, best.number))
+        except ValueError:  # no trial finished well yet
+            self.bar.update(done, None)
 
 
 class Worker:
@@ -266,6 +264,33 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def _bar(total, initial):
-    from tqdm import tqdm
-    return tqdm(total=total, initial=initial, unit="trial", desc="sweep", file=sys.stderr, dynamic_ncols=True)
+class Progress:
+    """Trials done and the best so far: a tqdm bar on a terminal; off one (a file, a pipe) one plain line
+    each time a trial ends, as `build train` prints epoch lines (no carriage-return bar in a log)."""
+
+    def __init__(self, total, initial, metric, stream=None):
+        self.stream = stream or sys.stderr
+        self.total, self.metric, self.shown = total, metric, initial
+        self.bar = None
+        if self.stream.isatty():
+            from tqdm import tqdm
+            self.bar = tqdm(total=total, initial=initial, unit="trial", desc="sweep", file=self.stream,
+                            dynamic_ncols=True)
+
+    def update(self, done, best):
+        """done: trials finished; best: (value, trial number) or None."""
+        done = min(done, self.total)
+        text = f"best {self.metric} {best[0]:.4g} (trial {best[1]})" if best else ""
+        if self.bar is not None:
+            self.bar.n = done
+            if text:
+                self.bar.set_postfix_str(text, refresh=False)
+            self.bar.refresh()
+        elif done != self.shown:
+            self.shown = done
+            print(f"sweep: {done}/{self.total} trials done" + (f"; {text}" if text else ""), file=self.stream,
+                  flush=True)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()

@@ -97,39 +97,62 @@ def write_best(spec_path, values: dict, best, cfg, path: Path):
 
 
 def write_plots(study, cfg, folder: Path) -> list:
-    """Optuna's matplotlib plots as PNG files; returns the names written (a plot that needs more trials,
-    e.g. importances before two complete ones, is left out)."""
-    import matplotlib
-    matplotlib.use("Agg")
+    """The plots as PNG files; returns the names written."""
     import matplotlib.pyplot as plt
 
-    vis = optuna().visualization.matplotlib
-    complete = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
-    if not complete:
-        return []
-    plots = [("history.png", vis.plot_optimization_history)]
-    if len(complete) >= 2:
-        plots.append(("importances.png", vis.plot_param_importances))
-    plots.append(("parallel.png", vis.plot_parallel_coordinate) if len(cfg.space) > 1
-                 else ("slice.png", vis.plot_slice))
     drawn = []
-    for name, plot in plots:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            try:
-                axes = plot(study, target_name=cfg.metric)
-            except (ValueError, RuntimeError, ZeroDivisionError):
-                continue  # too few distinct values for this plot yet
-        ax = axes.flat[0] if hasattr(axes, "flat") else axes
-        fig = ax.figure
-        fig.set_size_inches(7, 4.5)
-        fig.tight_layout()
+    for name, fig in figures(study, cfg):
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=90)
         plt.close(fig)
         atomic_write_bytes(folder / name, buf.getvalue())
         drawn.append(name)
     return drawn
+
+
+def figures(study, cfg) -> list:
+    """[(file name, matplotlib Figure)]; a plot that needs more trials (importances before two complete
+    ones) is left out. Parallel coordinates are drawn by builder.sweep.plots (legible at a few trials);
+    the importances say how many trials they rest on."""
+    import matplotlib
+    matplotlib.use("Agg")
+
+    from builder.sweep.plots import importance_title, parallel_figure
+
+    vis = optuna().visualization.matplotlib
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state.name == "COMPLETE"]
+    if not complete:
+        return []
+    plots = [("history.png", vis.plot_optimization_history)]
+    if len(complete) >= 2:
+        plots.append(("importances.png", vis.plot_param_importances))
+    plots.append(("parallel.png", None) if len(cfg.space) > 1 else ("slice.png", vis.plot_slice))
+    out = []
+    for name, plot in plots:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                fig = parallel_figure(trials, cfg) if plot is None else _figure(plot(study, target_name=cfg.metric))
+            except (ValueError, RuntimeError, ZeroDivisionError):
+                continue  # too few distinct values for this plot yet
+        if name == "importances.png":
+            ax = fig.axes[0]
+            for loc in ("left", "right"):  # Optuna's own title sits left
+                ax.set_title("", loc=loc)
+            ax.set_title(importance_title(len(complete)), fontsize=11)
+            fig.tight_layout()
+        out.append((name, fig))
+    return out
+
+
+def _figure(axes):
+    """The figure of an Optuna matplotlib plot, sized like ours."""
+    ax = axes.flat[0] if hasattr(axes, "flat") else axes
+    fig = ax.figure
+    fig.set_size_inches(7, 4.5)
+    fig.tight_layout()
+    return fig
 
 
 def print_summary(trials, cfg, best, folder, drawn, out):

@@ -112,8 +112,8 @@ def evaluate(expr: str, names: dict):
             key = f"data.{n.attr}"
             if key in names:
                 return names[key]
-            error = ExprError(f"${{{key}}} comes from the training data: `build train` fills it in "
-                              f"(to check without data: --set {key}=N)")
+            error = ExprError(f"${{{key}}} comes from the training data: `build train` and `build check` read "
+                              f"it from train.data (without train.data: --set {key}=N)")
             error.undefined = key
             raise error
         if isinstance(n, ast.BinOp) and type(n.op) in _BIN:

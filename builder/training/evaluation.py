@@ -25,8 +25,25 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return x / x.sum(axis=1, keepdims=True)
 
 
+def check_class_ids(truth: np.ndarray, n_classes: int, source: str) -> None:
+    """True class ids must be ids of the model's classes: one outside [0, C) would count against the
+    accuracy yet fall outside the confusion matrix (two numbers that disagree without a word)."""
+    from builder.core.errors import UserError
+
+    truth = np.asarray(truth).reshape(-1)
+    bad = (truth < 0) | (truth >= n_classes)
+    if bad.any():
+        first = int(np.argmax(bad))
+        values = sorted({int(v) for v in truth[bad]})
+        raise UserError(f"{source}: {int(bad.sum())} label(s) outside the model's {n_classes} classes "
+                        f"(ids 0..{n_classes - 1}): {', '.join(map(str, values[:8]))}"
+                        f"{' ...' if len(values) > 8 else ''}, the first in sample {first}; drop those samples "
+                        "or map them to the training classes")
+
+
 def classification_metrics(logits: np.ndarray, truth: np.ndarray, labels: list[str]):
-    """(metrics, confusion matrix) of class scores (N, C) against true ids (N,)."""
+    """(metrics, confusion matrix) of class scores (N, C) against true ids (N,), each in [0, C)
+    (check_class_ids)."""
     from sklearn import metrics as skm
 
     truth = truth.reshape(-1)

@@ -5,7 +5,9 @@ The default store is a local SQLite file, `mlflow.db` in the working directory, 
 in `mlartifacts/`; any tracking URI MLflow takes works (`http://host:5000`, `sqlite:///path.db`).
 MLflow is imported only here, and only when asked: `build check` and `build train` without it never pay
 its second of start-up. The client API (not mlflow's global "active run") is used, so trial processes
-and threads cannot mix up their runs.
+and threads cannot mix up their runs. The UI is `mlflow server --backend-store-uri sqlite:///mlflow.db` from
+the full `mlflow` package pinned to mlflow-skinny's version (pyproject): one store schema for both
+(tests/test_mlflow_server.py).
 """
 from __future__ import annotations
 
@@ -26,7 +28,8 @@ def _client(uri):
         import mlflow
         from mlflow.tracking import MlflowClient
     except ImportError:
-        raise UserError("--mlflow needs MLflow (pip install mlflow-skinny, or mlflow for its UI)") from None
+        raise UserError("--mlflow needs MLflow (pip install mlflow-skinny; for its UI, mlflow of the same "
+                        "version: a different one refuses the store's schema)") from None
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     mlflow.set_tracking_uri(uri)
@@ -57,7 +60,7 @@ def flat_params(spec) -> dict:
         if isinstance(value, dict) and value:
             for k, v in value.items():
                 walk(f"{prefix}.{k}" if prefix else str(k), v)
-        else:
+        elif prefix:  # a spec without params has nothing to log at the top (MLflow refuses an empty key)
             out[prefix] = str(value)[:500]
 
     walk("", dict(spec.params))
