@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import signal
 import socket
 import sys
 import tempfile
 from pathlib import Path
 
 from builder.core.errors import UserError
+
+WORKER_START_S = 120  # a worker process imports torch and loads the model before it answers uvicorn
 
 
 def register(sub):
@@ -101,9 +104,16 @@ def run(args):
         print(f"serving '{cfg.name}' ({path}) on http://{host}:{args.port} with {args.workers} worker(s): "
               f"/v2/models/{cfg.name}/infer (KServe v2), /predict (plain JSON); Ctrl-C stops", file=sys.stderr)
         options = dict(host=host, port=args.port, log_level="warning", access_log=False)
+        # uvicorn re-raises the SIGTERM it stopped on; as SystemExit here the exported --run file is removed
+        signal.signal(signal.SIGTERM, _stop)
         if args.workers == 1:
             uvicorn.run(app, **options)
         else:
             os.environ[CONFIG_ENV] = config_json(cfg)
-            uvicorn.run("export.serve.app:make_app", factory=True, workers=args.workers, **options)
+            uvicorn.run("export.serve.app:make_app", factory=True, workers=args.workers,
+                        timeout_worker_healthcheck=WORKER_START_S, **options)
     return 0
+
+
+def _stop(signum, frame):
+    raise SystemExit(0)
