@@ -74,9 +74,11 @@ class Batcher:
 
     async def _execute(self, loop, group, rows):
         feeds = [feed for feed, _ in group]
-        joined = feeds[0] if len(feeds) == 1 else {k: np.concatenate([f[k] for f in feeds]) for k in feeds[0]}
         try:
+            joined = feeds[0] if len(feeds) == 1 else {k: np.concatenate([f[k] for f in feeds]) for k in feeds[0]}
             outputs = await loop.run_in_executor(self.executor, self.run, joined)
+            if len(group) > 1 and any(len(o) != rows for o in outputs):
+                raise ValueError("an output does not follow the batch dim")
         except Exception as e:
             if len(group) == 1:
                 _settle(group[0][1], error=e)
