@@ -86,6 +86,7 @@ def quantisation_rows(models, folder: Path, seconds: float) -> list[str]:
     lines = ["| model | fp32 MB | " + " | ".join(f"{m} MB (x fp32)" for m in MODES) + " | fp32 ms | "
              + " | ".join(f"{m} ms (x fp32)" for m in MODES) + " |",
              "| --- | ---: |" + " ---: |" * (2 * len(MODES) + 1)]
+    print("\n".join(lines), flush=True)
     for label, spec_name, overrides, sizes in models:
         module, spec, fp32 = export_fp32(spec_name, overrides, sizes, folder)
         calibration = {k: np.concatenate([example_feed(module, spec, sizes, 16, seed)[k] for seed in range(4)])
