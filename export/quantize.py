@@ -58,7 +58,8 @@ def quantize_file(src, out, mode: str, calibration: dict[str, np.ndarray] | None
         try:
             if mode == "fp16":
                 from onnxconverter_common.float16 import convert_float_to_float16
-                onnx.save(convert_float_to_float16(onnx.load(str(src)), keep_io_types=True), str(work))
+                model = _separate_outputs(onnx.load(str(src)))
+                onnx.save(convert_float_to_float16(model, keep_io_types=True), str(work))
             else:
                 _int8(Path(src), work, mode, calibration, Path(tmp))
         except UserError:
@@ -77,13 +78,35 @@ def quantize_file(src, out, mode: str, calibration: dict[str, np.ndarray] | None
     return out
 
 
+def _separate_outputs(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A graph output that other nodes also read (BERT's last_hidden_state feeds its pooler) gets its own
+    Identity: onnxconverter-common casts such an output back to float32 in place, and its readers would
+    then take float32 where float16 is declared."""
+    graph = model.graph
+    outputs = {o.name for o in graph.output}
+    read = {name for node in graph.node for name in node.input}
+    shared = outputs & read
+    if not shared:
+        return model
+    for node in graph.node:
+        node.output[:] = [f"{n}__inner" if n in shared else n for n in node.output]
+        node.input[:] = [f"{n}__inner" if n in shared else n for n in node.input]
+    for name in sorted(shared):
+        graph.node.append(onnx.helper.make_node("Identity", [f"{name}__inner"], [name], name=f"{name}/output"))
+    del graph.value_info[:]  # intermediate types are inferred again by the converter
+    return model
+
+
 def _int8(src: Path, work: Path, mode: str, calibration, tmp: Path) -> None:
     from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic,
                                           quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     prepared = tmp / "pre.onnx"
-    quant_pre_process(str(src), str(prepared))  # shape inference and graph fusions the quantiser relies on
+    try:  # shape inference and graph fusions the quantiser relies on
+        quant_pre_process(str(src), str(prepared))
+    except Exception:  # its symbolic shape inference gives up on some graphs (BERT's masks): ONNX's own then
+        quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)
     if mode == "dynamic":
         quantize_dynamic(str(prepared), str(work), weight_type=QuantType.QInt8, per_channel=True)
         return

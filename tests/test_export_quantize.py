@@ -168,3 +168,25 @@ def test_triton_config_without_a_dynamic_batch(tmp_path):
     graph = onnx.helper.make_graph([onnx.helper.make_node("Identity", ["ids"], ["y"])], "g", [ids], [y])
     text = triton.config_text(onnx.helper.make_model(graph), "ids", max_batch=8)
     assert 'name: "ids" data_type: TYPE_INT64 dims: [ -1 ]' in text and "max_batch_size: 8" in text
+
+
+def test_fp16_of_a_graph_whose_output_feeds_other_nodes(tmp_path):
+    """BERT's last_hidden_state is an output and the pooler's input: the float16 file still loads and agrees."""
+    import onnxruntime as ort
+
+    from export import quantize
+    h = onnx.helper
+    w = onnx.numpy_helper.from_array(np.random.default_rng(0).standard_normal((4, 4)).astype(np.float32), "w")
+    graph = h.make_graph(
+        [h.make_node("MatMul", ["x", "w"], ["hidden"]), h.make_node("Tanh", ["hidden"], ["pooled"])], "g",
+        [h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["B", 4])],
+        [h.make_tensor_value_info("hidden", onnx.TensorProto.FLOAT, ["B", 4]),
+         h.make_tensor_value_info("pooled", onnx.TensorProto.FLOAT, ["B", 4])], [w])
+    onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", 18)]), str(tmp_path / "two.onnx"))
+    out = quantize.quantize_file(tmp_path / "two.onnx", tmp_path / "two16.onnx", "fp16")
+    x = np.random.default_rng(1).standard_normal((3, 4)).astype(np.float32)
+    want = ort.InferenceSession(str(tmp_path / "two.onnx")).run(None, {"x": x})
+    got = ort.InferenceSession(str(out)).run(None, {"x": x})
+    assert [g.dtype for g in got] == [np.float32, np.float32]
+    for a, b in zip(want, got):
+        np.testing.assert_allclose(b, a, atol=1e-2 * np.abs(a).max())
