@@ -2,8 +2,8 @@
 onnxconverter-common, checked against torch at a tolerance that fits the precision.
 
     dynamic  int8 weights (per channel), activations quantised at run time; needs no data
-    static   int8 weights (per channel) and activations (QDQ), activation ranges calibrated on a sample
-             of the training split (MinMax)
+    static   int8 weights (per channel) and uint8 activations (QDQ), activation ranges calibrated on a
+             sample of the training split (MinMax)
     fp16     float16 weights and arithmetic; inputs and outputs stay float32 (keep_io_types), so callers
              feed and read the same arrays as the fp32 file
 
@@ -122,8 +122,10 @@ def _int8(src: Path, work: Path, mode: str, calibration, tmp: Path) -> None:
         def get_next(self):
             return next(self.batches, None)
 
+    # uint8 activations with int8 weights (U8S8): onnxruntime's x86 CPU kernels fuse it; int8 activations
+    # (S8S8) fell back to dequantised float ops there, 10x slower than fp32 on BERT-4 (benchmarks/serve_load.py)
     quantize_static(str(prepared), str(work), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
 
 
 def check_against_torch(session, module, feed: dict[str, np.ndarray], mode: str, source: str,
@@ -204,9 +206,10 @@ class QuantizeReport:
 
 
 def quantize_export(module, fp32_path, out, mode: str, *, spec=None, checkpoint=None, max_drop: float = 1.0,
-                    calibration_rows: int = 128, verify_rows: int = 256) -> QuantizeReport:
+                    calibration_rows: int = 128, verify_rows: int = 256, graph=None) -> QuantizeReport:
     """The `mode` file of the verified fp32 file at `fp32_path`, written to `out` only when it stays within
-    the mode's tolerance of torch and its metric on the test split drops by at most `max_drop` points."""
+    the mode's tolerance of torch and its metric on the test split drops by at most `max_drop` points.
+    `graph` (the network's) gives random example inputs their value ranges when the spec has no data."""
     from . import predict, runtime, signature, split_data
 
     sample = None
@@ -220,7 +223,7 @@ def quantize_export(module, fp32_path, out, mode: str, *, spec=None, checkpoint=
             feed = {k: v[:verify_rows] for k, v in sample.test.items()}
             source = f"{len(next(iter(feed.values())))} rows of the {sample.test_split} split"
         else:
-            sig = signature.signature_of(module, None, None)
+            sig = signature.signature_of(module, graph, None)
             feed = {i.name: t.numpy() for i, t in zip(sig.inputs, signature.example_inputs(sig, sig.sizes, seed=7))}
             source = "random example inputs"
         check = check_against_torch(session, module, feed, mode, source)

@@ -214,3 +214,15 @@ def _tensor(array, datatype="FP32", name="x"):
     tensor = httpclient.InferInput(name, list(array.shape), datatype)
     tensor.set_data_from_numpy(array)
     return tensor
+
+
+def test_serve_run_exports_the_runs_network_with_its_layout(server, tmp_path):
+    """`build serve --run DIR` serves what `build export --run` writes: same answers, same CSV layout."""
+    from builder.commands.serve import export_run
+    from export.predict import OnnxRunner
+
+    path = export_run(server["folder"] / "run", tmp_path)
+    ours, theirs = OnnxRunner(path, "cpu"), OnnxRunner(server["model"], "cpu")
+    assert ours.layout == theirs.layout and ours.layout["categories"]["color"] == sorted(COLORS)
+    x = np.random.default_rng(5).uniform(0, 10, (3, 5)).astype(np.float32)
+    np.testing.assert_allclose(ours.run({"x": x})[0], theirs.run({"x": x})[0], rtol=1e-6, atol=1e-6)

@@ -78,10 +78,10 @@ def run(args):
         from export import quantize
         with tempfile.TemporaryDirectory() as tmp:
             fp32 = export_onnx(module, Path(tmp) / "fp32.onnx", **options)
-            print(describe(fp32).replace(str(fp32.path), "the float32 file", 1), file=sys.stderr)
+            print(describe(fp32).replace(f"wrote {fp32.path}", "the float32 export", 1), file=sys.stderr)
             report = quantize.quantize_export(module, fp32.path, args.output, args.quantize, spec=spec,
                                               checkpoint=checkpoint, max_drop=args.max_drop,
-                                              calibration_rows=args.calibration_rows)
+                                              calibration_rows=args.calibration_rows, graph=net.graph)
         print(quantize.describe(report))
     if args.triton:
         from export import triton

@@ -19,6 +19,7 @@ def register(sub):
     p = sub.add_parser("serve", help="serve an exported model over HTTP (KServe v2 / Triton protocol, and /predict)")
     p.add_argument("model", metavar="MODEL.onnx", nargs="?", help="an exported ONNX file (or give --run DIR)")
     p.add_argument("--run", metavar="DIR", help="a training run folder: its spec and weights, exported on start")
+    p.add_argument("--network", metavar="NAME", help="with --run: which network of a multi-network spec")
     p.add_argument("--name", help="the model's name in URLs (default: the spec's name, else the file's)")
     p.add_argument("--host", default="127.0.0.1", help="loopback address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
@@ -55,7 +56,7 @@ def check_port(host: str, port: int) -> None:
             raise UserError(f"--port {port}: cannot listen on {host}:{port} ({e.strerror or e})") from None
 
 
-def export_run(run_dir, folder: Path) -> Path:
+def export_run(run_dir, folder: Path, network: str | None = None) -> Path:
     """The run's network (its spec and best weights, preparation inside) exported to `folder`."""
     from export import metadata
     from export.onnx_export import export_onnx
@@ -69,9 +70,10 @@ def export_run(run_dir, folder: Path) -> Path:
 
     resolved = read_resolved(run_dir)
     spec = load(_spec_source(run_dir, resolved), overrides={**run_sizes(run_dir), **(resolved.get("params") or {})})
-    module, checkpoint = trained_network(spec, None, run=run_dir)
+    net = spec.network(network)
+    module, checkpoint = trained_network(spec, net.name, run=run_dir)
     out = folder / f"{spec.name}.onnx"
-    export_onnx(module, out, spec=spec, labels=metadata.class_labels(spec, checkpoint),
+    export_onnx(module, out, spec=spec, network=net.name, labels=metadata.class_labels(spec, checkpoint),
                 tokenizer=tokenizer.find(None, run_dir, checkpoint), data=metadata.data_record(checkpoint, module))
     return out
 
@@ -84,12 +86,14 @@ def run(args):
 
     if bool(args.model) == bool(args.run):
         raise UserError("give an exported MODEL.onnx or --run DIR (one of them)")
+    if args.network and not args.run:
+        raise UserError("--network goes with --run DIR (an .onnx file holds one network)")
     host = check_loopback(args.host)
     if args.workers < 1 or args.max_batch < 1 or not args.max_delay_ms >= 0:
         raise UserError("--workers and --max-batch must be at least 1, --max-delay-ms 0 or more")
     check_port(host, args.port)
     with tempfile.TemporaryDirectory(prefix="build-serve-") as tmp:
-        path = Path(args.model) if args.model else export_run(args.run, Path(tmp))
+        path = Path(args.model) if args.model else export_run(args.run, Path(tmp), args.network)
         if not path.is_file():
             raise UserError(f"{path}: no such ONNX file")
         name = args.name
