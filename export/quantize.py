@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -51,9 +52,9 @@ def quantize_file(src, out, mode: str, calibration: dict[str, np.ndarray] | None
     """Write the `mode` version of the ONNX file `src` to `out` (atomically), metadata carried over."""
     if mode not in MODES:
         raise UserError(f"--quantize {mode}: expected one of {', '.join(MODES)}")
-    out = check_writable(out)
+    out, src = check_writable(out), Path(src).resolve()
     props = {p.key: p.value for p in onnx.load(str(src), load_external_data=False).metadata_props}
-    with tempfile.TemporaryDirectory() as tmp, atomic_output(out) as target, _quiet():
+    with tempfile.TemporaryDirectory() as tmp, atomic_output(out.resolve()) as target, _quiet(), _working_in(tmp):
         work = Path(tmp) / "model.onnx"
         try:
             if mode == "fp16":
@@ -170,6 +171,18 @@ def size_of(path) -> int:
     path = Path(path)
     extra = path.with_name(path.name + ".data")
     return path.stat().st_size + (extra.stat().st_size if extra.exists() else 0)
+
+
+@contextlib.contextmanager
+def _working_in(folder):
+    """The quantisers' shape inference saves large models' weights beside the current folder (uuid-named
+    .data files, left behind when it gives up): let that be a temporary folder, not the user's."""
+    before = os.getcwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(before)
 
 
 @contextlib.contextmanager
