@@ -158,7 +158,12 @@ def test_protocol_mistakes_and_unknown_models_are_4xx(server):
                         (json.dumps({"inputs": [{"name": "x", "shape": [1, 5], "datatype": "FP32",
                                                  "data": [1, 2]}]}).encode(), "2 values for shape [1, 5]"),
                         (json.dumps({"inputs": [{"name": "x", "shape": [1, 5], "datatype": "STRING",
-                                                 "data": [1]}]}).encode(), "datatype 'STRING'")):
+                                                 "data": [1]}]}).encode(), "datatype 'STRING'"),
+                        (json.dumps({"inputs": [{"name": "x", "shape": [1, 5], "datatype": "FP32",
+                                                 "data": [1] * 5, "parameters": 7}]}).encode(), "'parameters'"),
+                        (json.dumps({"inputs": [{"name": "x", "shape": [1, 5], "datatype": "FP32",
+                                                 "data": [1] * 5}], "outputs": [{"name": "nope"}]}).encode(),
+                         "no output 'nope'")):
         code, answer = raw_post(port, "/v2/models/fruit/infer", body)
         assert code == 400 and words in answer["error"], (code, answer)
     assert client.is_server_ready() and server["proc"].poll() is None

@@ -53,6 +53,16 @@ def load_json(text: bytes) -> dict:
     return value
 
 
+def parameters(entry: dict) -> dict:
+    """An entry's `parameters` object; anything else there is a protocol error."""
+    value = entry.get("parameters")
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ProtocolError(f"'parameters' must be an object, got {type(value).__name__}")
+    return value
+
+
 def decode_inputs(request: dict, binary: bytes) -> dict[str, np.ndarray]:
     """{name: array} of a v2 inference request's `inputs`."""
     inputs = request.get("inputs")
@@ -72,7 +82,7 @@ def decode_inputs(request: dict, binary: bytes) -> dict[str, np.ndarray]:
         if count > MAX_ELEMENTS:
             raise ProtocolError(f"input '{name}': {count:,} elements, more than the {MAX_ELEMENTS:,} allowed")
         dtype = np.dtype(DATATYPES[datatype]).newbyteorder("<")
-        size = (tensor.get("parameters") or {}).get("binary_data_size")
+        size = parameters(tensor).get("binary_data_size")
         if size is not None:
             if not isinstance(size, int) or size != count * dtype.itemsize or offset + size > len(binary):
                 raise ProtocolError(f"input '{name}': binary_data_size {size!r} does not match shape {shape} of "
@@ -99,7 +109,7 @@ def decode_inputs(request: dict, binary: bytes) -> dict[str, np.ndarray]:
 
 def requested_outputs(request: dict, names: list[str]) -> tuple[list[str], dict[str, bool]]:
     """(the output names to return, whether each goes back as binary data)."""
-    every_binary = bool((request.get("parameters") or {}).get("binary_data_output", False))
+    every_binary = bool(parameters(request).get("binary_data_output", False))
     wanted = request.get("outputs")
     if wanted is None:
         return list(names), {n: every_binary for n in names}
@@ -111,7 +121,7 @@ def requested_outputs(request: dict, names: list[str]) -> tuple[list[str], dict[
         if name not in names:
             raise ProtocolError(f"outputs[{k}]: the model has no output {name!r} (it has: {', '.join(names)})")
         chosen.append(name)
-        binary[name] = bool((out.get("parameters") or {}).get("binary_data", every_binary))
+        binary[name] = bool(parameters(out).get("binary_data", every_binary))
     return chosen, binary
 
 
