@@ -28,6 +28,9 @@ def register(sub):
                    help="most rows run together from concurrent requests (default 32)")
     p.add_argument("--max-delay-ms", type=float, default=2.0, metavar="MS",
                    help="how long a request waits for others to batch with (default 2)")
+    p.add_argument("--provider", default="cpu", choices=["cpu", "cuda", "auto"],
+                   help="onnxruntime execution provider (default cpu; auto: CUDA when onnxruntime-gpu and a GPU "
+                   "are present)")
     p.add_argument("--threads", type=int, metavar="N", help="onnxruntime threads per process (default: its own)")
     p.set_defaults(func=run)
 
@@ -103,7 +106,8 @@ def run(args):
             except Exception as e:  # protobuf's DecodeError and friends
                 raise UserError(f"{path}: not an ONNX model ({type(e).__name__})") from None
             name = props.get("builder.spec") or path.stem
-        cfg = ServeConfig(str(path.resolve()), triton.model_name(name), args.max_batch, args.max_delay_ms, args.threads)
+        cfg = ServeConfig(str(path.resolve()), triton.model_name(name), args.max_batch, args.max_delay_ms, args.threads,
+                          provider=args.provider)
         app = make_app(cfg)  # loads the model here: a bad file is a one-line error before listening
         print(f"serving '{cfg.name}' ({path}) on http://{host}:{args.port} with {args.workers} worker(s): "
               f"/v2/models/{cfg.name}/infer (KServe v2), /predict (plain JSON); Ctrl-C stops", file=sys.stderr)

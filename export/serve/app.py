@@ -46,6 +46,7 @@ class ServeConfig:
     max_delay_ms: float = 2.0
     threads: int | None = None
     max_body: int = 64 * 2**20
+    provider: str = "cpu"
 
 
 class HTTPError(Exception):
@@ -60,7 +61,7 @@ class ServedModel:
     def __init__(self, cfg: ServeConfig):
         self.cfg = cfg
         self.name = cfg.name
-        self.runner = predict.OnnxRunner(cfg.model, provider="cpu", threads=cfg.threads)
+        self.runner = predict.OnnxRunner(cfg.model, provider=cfg.provider, threads=cfg.threads)
         tensors = self.runner.inputs + self.runner.outputs
         self.batched = all(t.shape and not isinstance(t.shape[0], int) for t in tensors)
         self.batcher = Batcher(self.runner.run, cfg.max_batch, cfg.max_delay_ms / 1000, self.batched)

@@ -95,7 +95,8 @@ def decode_inputs(request: dict, binary: bytes) -> dict[str, np.ndarray]:
             try:
                 array = np.asarray(tensor["data"], dtype=dtype)
             except (ValueError, TypeError, OverflowError) as e:
-                raise ProtocolError(f"input '{name}': data is not {datatype} ({str(e).splitlines()[0][:100]})") from None
+                why = str(e).splitlines()[0][:100] if str(e) else type(e).__name__
+                raise ProtocolError(f"input '{name}': data is not {datatype} ({why})") from None
             if array.size != count:
                 raise ProtocolError(f"input '{name}': {array.size} values for shape {shape} ({count} needed)")
             array = array.reshape(shape)
@@ -125,7 +126,8 @@ def requested_outputs(request: dict, names: list[str]) -> tuple[list[str], dict[
     return chosen, binary
 
 
-def encode_response(model: str, request_id, arrays: dict[str, np.ndarray], binary: dict[str, bool]) -> tuple[bytes, dict]:
+def encode_response(model: str, request_id, arrays: dict[str, np.ndarray],
+                    binary: dict[str, bool]) -> tuple[bytes, dict]:
     """(body, extra headers) of a v2 inference response."""
     outputs, blobs = [], []
     for name, array in arrays.items():
