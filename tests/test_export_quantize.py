@@ -216,3 +216,18 @@ def test_a_small_bert_quantises_and_leaves_the_working_folder_clean(tmp_path, mo
         for a, b in zip(want, got):
             assert np.abs(a - b).max() <= tolerance * np.abs(a).max()
     assert list(work.iterdir()) == []
+
+
+def test_the_metric_in_points():
+    """Accuracy in percent for class scores (per position for a language model), else R2 x 100."""
+    from export.split_data import metric
+    scores = np.array([[2.0, 1.0], [0.0, 3.0], [5.0, 1.0], [1.0, 0.0]], np.float32)
+    assert metric(scores, np.array([0, 1, 1, 0])) == ("accuracy", 75.0)
+    assert metric(scores, np.array([[0], [1], [1], [0]])) == ("accuracy", 75.0)  # ids stored as a column
+    logits = np.zeros((2, 3, 4), np.float32)
+    logits[..., 2] = 1.0
+    assert metric(logits, np.array([[2, 2, 0], [2, 1, 2]])) == ("accuracy", pytest.approx(400 / 6))
+    truth = np.array([[1.0], [2.0], [3.0], [4.0]])
+    assert metric(truth.astype(np.float32), truth) == ("r2x100", 100.0)
+    name, value = metric(np.full((4, 1), 2.5, np.float32), truth)
+    assert name == "r2x100" and value == pytest.approx(0.0)
