@@ -55,6 +55,23 @@ def read_table(path, layout: dict, inputs: list[ModelInput]):
     return {inputs[0].name: fields[0]}, (fields[1] if len(fields) > 1 else None)
 
 
+def read_rows(rows, layout: dict, inputs: list[ModelInput], source: str = "request"):
+    """({input: features}, labels or None) of rows given as {column: value} objects (`build serve`'s JSON),
+    encoded by the training file's layout exactly like a CSV of the same cells (builder.data.files)."""
+    from builder.data.files import read_csv
+
+    if len(inputs) != 1:
+        raise UserError(f"{source}: rows of columns feed one input, the model takes {len(inputs)}")
+    if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) for r in rows):
+        raise UserError(f"{source}: 'rows' must be a non-empty list of objects {{column: value}}")
+    header = list(dict.fromkeys(str(k) for r in rows for k in r))
+    body = [["" if r.get(h) is None else str(r.get(h)) for h in header] for r in rows]
+    missing = "mean" if layout.get("missing") == "mean" else "error"
+    fields, _, _ = read_csv(f"{source} row", layout=layout, missing=missing,
+                            rows=(header, list(range(1, len(rows) + 1)), body))
+    return {inputs[0].name: fields[0]}, (fields[1] if len(fields) > 1 else None)
+
+
 def read_labelled_npz(path, inputs: list[ModelInput]):
     """({input: array}, labels or None) of an .npz holding the inputs by name and the labels as `y`."""
     arrays = _from_npz(path, inputs) if len(inputs) > 1 else None

@@ -43,6 +43,8 @@ class OnnxRunner:
                                   tuple(ranges[i.name]) if ranges.get(i.name) else None)
                        for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
+        self.outputs = [ModelInput(o.name, tuple(d if isinstance(d, int) else (d or None) for d in o.shape),
+                                   _ORT_TYPES.get(o.type, "float32")) for o in self.session.get_outputs()]
         self.labels = self.meta.get("class_labels")
         if not self.labels:  # a language model: its tokens, decoded
             from builder.data.tokenizer import from_metadata, token_labels

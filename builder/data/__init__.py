@@ -131,7 +131,7 @@ def check_fields(fields, n_inputs, where, chunk=1 << 16) -> None:
 
 
 def _check_args(name, reader, args):
-    known = set(inspect.signature(reader).parameters) - {"seed", "layout"}
+    known = set(inspect.signature(reader).parameters) - {"seed", "layout", "rows"}  # rows: build serve's tables, not a key
     for key in args:
         if key not in known:
             hint = did_you_mean(key, known | COMMON_KEYS)

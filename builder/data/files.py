@@ -31,20 +31,22 @@ MISSING_POLICIES = ("error", "drop", "mean")
 OTHER_DELIMITERS = {";": "';'", "\t": "'\\t' (tab)", "|": "'|'"}
 
 
-def read_csv(path, target=None, categorical=(), drop=(), delimiter=",", missing="error", layout=None):
+def read_csv(path, target=None, categorical=(), drop=(), delimiter=",", missing="error", layout=None, rows=None):
     """Target column(s) by name, all other columns as features; text columns one-hot encoded.
 
     A column is categorical when declared (`categorical: [a, b]`) or when none of its values is a number;
     a numeric column with one text cell is an error naming that cell, never silently one-hot. Missing cells
     (empty, NA, n/a, nan, null, none, ?) are an error, or with `missing: drop` drop the row, or with
     `missing: mean` take the training mean of the column. `layout` (the training file's, from `info`)
-    fixes kinds, categories, class ids and fill values, so every split and `build predict` encode alike."""
-    p = _path(path, "csv")
+    fixes kinds, categories, class ids and fill values, so every split and `build predict` encode alike.
+    `rows` (header, file line of each row, rows of cells) are read instead of the file: a table that came
+    another way (`build serve`'s JSON rows), `path` then only names it in messages."""
+    p = Path(path) if rows is not None else _path(path, "csv")
     if missing not in MISSING_POLICIES:
         raise UserError(f"csv data: missing must be one of {', '.join(MISSING_POLICIES)}, not {missing!r}")
     if not isinstance(delimiter, str) or len(delimiter) != 1:
         raise UserError(f"csv data: delimiter must be one character, not {delimiter!r}")
-    header, lines, body = _read_table(p, delimiter)
+    header, lines, body = rows if rows is not None else _read_table(p, delimiter)
     layout = dict(layout or {})
     if "target" in layout and target is None:
         target = [t for t in layout["target"] if t in header] or None
