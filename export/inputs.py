@@ -97,6 +97,15 @@ def _from_npz(path, inputs) -> dict:
 
 
 def _read_csv(path, inp: ModelInput) -> np.ndarray:
+    try:
+        return _read_csv_rows(path, inp)
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8") from None
+    except csv.Error as e:  # a field over the csv module's limit (131,072 characters), a NUL byte, ...
+        raise UserError(f"{path}: not a readable CSV file ({e})") from None
+
+
+def _read_csv_rows(path, inp: ModelInput) -> np.ndarray:
     rows = []
     with open(path, newline="", encoding="utf-8") as f:
         for lineno, row in enumerate(csv.reader(f), start=1):
