@@ -68,7 +68,7 @@ class BpeTokenizer:
         try:
             return cls(Tokenizer.from_str(text))
         except Exception as e:  # the Rust side raises Exception with a serde message
-            raise UserError(f"not a tokenizers JSON file ({str(e).splitlines()[0][:200]})") from None
+            raise UserError(f"{name}: not a tokenizers JSON file ({str(e).splitlines()[0][:200]})") from None
 
     @property
     def size(self) -> int:
