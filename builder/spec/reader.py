@@ -22,6 +22,7 @@ from builder.graph.pipeline import build_network
 from builder.graph.infer import ParamShapeCache
 from builder.spec.train_section import TrainConfig, read_train
 from builder.core.types import BlockDef, Network, records
+from builder.text.readers import read_at_most
 from builder.text.yaml_loader import MAX_FILE_BYTES, LocDict, LocList, load_scalar, load_yaml
 from builder.text.yaml_loader import to_plain as _plain
 
@@ -399,8 +400,7 @@ class _TooLarge(Exception):
 def read_spec_text(path: Path) -> str:
     """The text of a spec file, reading at most MAX_FILE_BYTES + 1 bytes: a huge file is refused in
     bounded time and memory, before it is decoded."""
-    with open(path, "rb") as f:
-        data = f.read(MAX_FILE_BYTES + 1)
+    data = read_at_most(path, MAX_FILE_BYTES)
     if len(data) > MAX_FILE_BYTES:
         raise _TooLarge(f"file is larger than {MAX_FILE_BYTES // 1000} kB")
     return data.decode("utf-8")

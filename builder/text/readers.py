@@ -30,13 +30,26 @@ def read_bounded(path, what: str = "", max_bytes: int = MAX_FILE_BYTES) -> bytes
     path = Path(path)
     label = f"{what} {path}".strip()
     try:
-        with open(path, "rb") as f:
-            data = f.read(max_bytes + 1)
+        data = read_at_most(path, max_bytes)
     except OSError as e:
         raise UserError(f"{label}: cannot read it: {e.strerror or e}") from None
     if len(data) > max_bytes:
         raise UserError(f"{label}: file is larger than {_size(max_bytes)}; refusing to read it")
     return data
+
+
+def read_at_most(path, max_bytes: int) -> bytes:
+    """At most `max_bytes` + 1 bytes of `path`, read in chunks: memory follows the file, not the limit
+    (one read of the limit would allocate it whole for a 1 KB file). OSError as raised by open/read."""
+    chunks, total = [], 0
+    with open(path, "rb") as f:
+        while total <= max_bytes:
+            chunk = f.read(min(1 << 20, max_bytes + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+    return b"".join(chunks)
 
 
 def read_text_file(path, what: str = "", max_bytes: int = MAX_FILE_BYTES) -> str:

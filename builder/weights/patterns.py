@@ -15,7 +15,7 @@ from builder.core.errors import UserError
 PLACEHOLDER = re.compile(r"\{(\w+)(\*?)\}")
 MAX_PLACEHOLDERS = 16
 MAX_PATTERN = 1000
-MAX_STEPS = 100_000  # per match: a pattern so ambiguous for a key is refused rather than searched for seconds
+MAX_STEPS = 20_000  # per match: a pattern so ambiguous for a key is refused rather than searched for seconds
 
 
 class Pattern:
