@@ -89,6 +89,12 @@ def test_a_spec_name_that_is_not_one_file_name_is_refused_at_its_line(tmp_path, 
     assert len(str(e.value).splitlines()) == 1 and ":2:1: error: name " in str(e.value)
 
 
+def test_the_schema_has_the_same_name_rule():
+    from builder.spec.reader import NAME_RULE
+    from builder.spec.schema import spec_schema
+    assert spec_schema()["properties"]["name"]["pattern"] == NAME_RULE.pattern
+
+
 def test_ordinary_names_still_load(tmp_path):
     from builder import load
     for name in ("tiny-gpt", "gan_tril", "v1.2", "model+aug"):
@@ -118,7 +124,8 @@ def test_overwrite_writes_into_such_a_folder_and_an_empty_one_needs_nothing(tmp_
     assert (mine / "notes.txt").read_text() == "x"  # --overwrite deletes only a run's own files
     empty = tmp_path / "empty"
     empty.mkdir()
-    (empty / ".lock").write_text("")  # a lock (or a killed write's temporary) alone counts as empty
+    (empty / ".lock").write_text("")  # a lock and a killed write's temporary alone count as empty
+    (empty / ".best.pt.abc123.tmp").mkdir()
     assert foreign_files(empty, "resolved.yaml") == []
     RunFolder(empty).release()
 
@@ -146,7 +153,8 @@ def test_a_sweep_dir_that_holds_no_sweep_is_refused(tmp_path, capsys):
 def test_text_cells_that_start_a_formula_are_neutralised():
     from builder.core.csv_cells import cell
     assert cell("=cmd|' /C calc'!A0") == "'=cmd|' /C calc'!A0"
-    assert [cell(v) for v in ("+1+1", "-2+3", "@SUM(A1)", "\tx", "cat")] == ["'+1+1", "'-2+3", "'@SUM(A1)", "'\tx", "cat"]
+    assert [cell(v) for v in ("+1+1", "-2+3", "@SUM(A1)", "\tx", "\rx", "cat")] == \
+        ["'+1+1", "'-2+3", "'@SUM(A1)", "'\tx", "'\rx", "cat"]
     assert [cell(v) for v in ("-0.5", "-inf", 3, -1.5)] == ["-0.5", "-inf", 3, -1.5]  # numbers stay numbers
 
 
@@ -419,21 +427,26 @@ def test_building_more_than_the_machine_has_is_refused_before_allocating():
 
 
 def test_the_memory_check_runs_before_compile_allocates(tmp_path):
+    """Layers of 20000 x 20000 (each under the per-node limit), as many as twice the free memory."""
     from builder import load
     from builder.compile import BYTES_PER_PARAM, compile_network
     from builder.core.limits import allow_params, available_memory
-    width = int((available_memory() * 2 / BYTES_PER_PARAM) ** 0.5) + 1  # one Linear over the free memory
-    path = tmp_path / "wide.yaml"
-    path.write_text(f"spec: 1\nname: wide\ninputs:\n  x: {{shape: [B, {width}]}}\nnodes:\n"
-                    f"  fc: {{op: Linear, out_features: {width}, bias: false}}\n")
+    layers = int(available_memory() * 2 / BYTES_PER_PARAM / 4e8) + 1
+    path = tmp_path / "deep.yaml"
+    path.write_text(BIG.replace("10000", "20000").replace("repeat: 100", f"repeat: {layers}"))
     with allow_params(10**15):
-        try:
-            spec = load(path)
-        except SpecError as e:  # the per-node limit of shape inference may stop it first
-            assert "absurd size" in str(e)
-            return
+        spec = load(path)
         with pytest.raises(UserError, match="GB of memory"):
             compile_network(spec)
+
+
+def test_every_command_takes_max_params():
+    from builder.commands.cli import make_parser
+    parser = make_parser()
+    commands = next(a for a in parser._actions if a.dest == "command").choices
+    assert len(commands) >= 10
+    for name, sub in commands.items():
+        assert any("--max-params" in a.option_strings for a in sub._actions), name
 
 
 # -- 10. CSV category vocabularies ------------------------------------------------------------------------------
