@@ -58,13 +58,14 @@ class BpeTokenizer:
         self.tok = tok
 
     @classmethod
-    def from_json(cls, text: str, name: str = "tokenizer") -> "BpeTokenizer":
+    def from_json(cls, text: str, name: str = "tokenizer", checked: bool = False) -> "BpeTokenizer":
         from tokenizers import Tokenizer
 
         from builder.text.readers import MAX_TOKENIZER_BYTES, parse_json_text
         if not isinstance(text, str):
             raise UserError(f"{name}: expected a tokenizers JSON text, got {type(text).__name__}")
-        parse_json_text(text, name, MAX_TOKENIZER_BYTES)  # the limits (size, depth) before the Rust parser
+        if not checked:  # the limits (size, depth) before the Rust parser
+            parse_json_text(text, name, MAX_TOKENIZER_BYTES)
         try:
             return cls(Tokenizer.from_str(text))
         except Exception as e:  # the Rust side raises Exception with a serde message
@@ -142,7 +143,7 @@ def from_file(path):
     data = parse_json_text(text, f"tokenizer {path}", MAX_TOKENIZER_BYTES)
     if isinstance(data, list):
         return CharTokenizer(char_vocab(data, f"tokenizer {path}"))
-    return BpeTokenizer.from_json(text, f"tokenizer {path}")
+    return BpeTokenizer.from_json(text, f"tokenizer {path}", checked=True)
 
 
 def in_folder(folder):
