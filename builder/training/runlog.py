@@ -178,9 +178,10 @@ class RunFolder:
     def write_spec(self, spec_text, resolved: dict) -> None:
         if not self.enabled:
             return
+        # resolved.yaml first: it marks the folder as a run of ours (refuse_foreign) from the first file on
+        atomic_write_text(self.path / "resolved.yaml", yaml.safe_dump(resolved, sort_keys=False))
         if spec_text is not None:
             atomic_write_text(self.path / "spec.yaml", spec_text)
-        atomic_write_text(self.path / "resolved.yaml", yaml.safe_dump(resolved, sort_keys=False))
 
     def write_metrics(self, history: list[dict]) -> None:
         """Add the newest row to metrics.csv; the whole file is written when it is first opened (after a
