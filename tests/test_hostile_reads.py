@@ -513,3 +513,11 @@ def test_latin1_csv_and_a_200_kb_field_are_one_line(tmp_path):
             read_csv(path, target="y")
         with pytest.raises(UserError, match=why):
             read_arrays(path, [inp])
+
+
+def test_the_expression_placeholder_character_in_a_file_is_one_line():
+    """`${...}` is swapped for U+2983 + index while YAML parses; a literal U+2983 beside an expression
+    indexed past the expressions (an IndexError traceback) before it was refused."""
+    from builder.text.yaml_loader import load_yaml
+    with pytest.raises(SpecError, match=r"f:2:5: error: the character U\+2983 is reserved"):
+        load_yaml("a: ${x}\nb: x\u2983a", "f")

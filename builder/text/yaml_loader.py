@@ -221,6 +221,11 @@ def load_yaml(text: str, name: str = "<spec>", max_bytes: int = MAX_FILE_BYTES,
     bigger kind of file (a run's resolved.yaml) raises them."""
     if len(text) > max_bytes or len(text.encode("utf-8", "replace")) > max_bytes:
         raise SpecError(Diagnostic(f"file is larger than {max_bytes // 1000} kB", name, 1, 1))
+    if _OPEN in text:  # the placeholder mark of _protect_expressions: a literal one would restore wrongly
+        at = text.index(_OPEN)
+        line = text.count("\n", 0, at)
+        raise SpecError(Diagnostic("the character U+2983 is reserved (it marks ${...} while parsing)", name,
+                                   line + 1, at - (text.rfind("\n", 0, at) + 1) + 1))
     text, originals = _protect_expressions(text, name)
     loader = _Loader(text)
     loader.name = name
