@@ -12,10 +12,14 @@ import torch
 import torch.fx as fx
 from torch import nn
 
+from builder.core.limits import check_memory
 from builder import ops as ops_pkg
 from builder.graph.meta import meta_device
 from builder.spec.reader import Spec, gc_paused
 from builder.core.types import BuildInfo, records
+
+
+BYTES_PER_PARAM = 8  # float32 weights and the copy an initializer or export makes
 
 
 def _set_submodule(root: nn.Module, path: str, module: nn.Module):
@@ -53,6 +57,9 @@ def compile_all(spec: Spec, device=None) -> dict:
 def _compile(spec: Spec, network, device) -> fx.GraphModule:
     net = spec.network(network)
     g = net.graph
+    if str(device) != "meta":  # what the weights will take, before they are allocated
+        check_memory(sum(r.param_count for r in records(g)) * BYTES_PER_PARAM, f"building network "
+                     f"'{net.name}' of {spec.name}")
     root = nn.Module()
     with (meta_device() if str(device) == "meta" else torch.device(device or "cpu")):
         for rec in records(g):

@@ -139,10 +139,10 @@ class OnnxDecoder:
         folder = Path(folder)
         if not is_generation_folder(folder):
             raise UserError(f"{folder}: not an export of `build export --generate` (no {MANIFEST} and {DECODE})")
-        try:
-            self.manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as e:
-            raise UserError(f"{folder / MANIFEST}: unreadable ({e})") from None
+        from builder.text.readers import read_json_file
+        self.manifest = read_json_file(folder / MANIFEST, "generation manifest")
+        if not isinstance(self.manifest, dict) or not isinstance(self.manifest.get("token_input"), str):
+            raise UserError(f"{folder / MANIFEST}: not a generation manifest (no token_input)")
         self.prefill = runtime.session(folder / PREFILL, provider, threads)
         self.decode = runtime.session(folder / DECODE, provider, threads)
         self.token_input = self.manifest["token_input"]

@@ -138,9 +138,9 @@ def _read_csv(path, inp: ModelInput) -> np.ndarray:
                                         "so fill it (or drop the row)") from None
                     raise UserError(f"{path}:{lineno}: '{bad}' is not a number") from None
     except UnicodeDecodeError as e:
-        raise UserError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
-    except csv.Error as e:
-        raise UserError(f"{path}: {e}") from None
+        raise UserError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8") from None
+    except csv.Error as e:  # a field over the csv module's limit (131,072 characters), a NUL byte, ...
+        raise UserError(f"{path}: not a readable CSV file ({e})") from None
     if not rows:
         raise UserError(f"{path}: no rows of numbers")
     widths = {len(r) for r in rows}

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import json
 
+from builder.core.errors import UserError
+
 PREFIX = "builder."
 
 
@@ -181,17 +183,69 @@ def build_metadata(sig, *, spec=None, network: str | None = None, labels=None, d
     return {PREFIX + k: v for k, v in meta.items()}
 
 
-def read_metadata(props: dict) -> dict:
-    """`builder.*` metadata of a loaded model, JSON values decoded."""
+JSON_KEYS = ("inputs", "outputs", "class_labels", "dynamic", "dim_ranges", "fixed_dims", "vocab", "generation",
+             "data", "input_columns", "output_kinds")
+MAX_VALUE_BYTES = 64_000_000  # a BPE tokenizer's JSON is the largest value a model carries
+
+
+def read_metadata(props: dict, source: str = "model") -> dict:
+    """`builder.*` metadata of a loaded model, JSON values decoded under the limits of every file we read
+    (builder.text.readers) and checked for the types the readers of each key expect: a crafted file is a
+    one-line UserError naming `source` and the key, never a traceback further on."""
+    from builder.text.readers import parse_json_text
+
     out = {}
     for key, value in props.items():
-        if not key.startswith(PREFIX):
+        if not isinstance(key, str) or not key.startswith(PREFIX):
             continue
         name = key[len(PREFIX):]
-        try:
-            out[name] = json.loads(value) if name in ("inputs", "outputs", "class_labels", "dynamic",
-                                                      "dim_ranges", "fixed_dims", "vocab", "generation",
-                                                      "data", "input_columns", "output_kinds") else value
-        except json.JSONDecodeError:
+        where = f"{source}: metadata {key}"
+        if not isinstance(value, str) or len(value) > MAX_VALUE_BYTES:
+            raise UserError(f"{where}: not a text value of at most {MAX_VALUE_BYTES // 1_000_000} MB")
+        if name not in JSON_KEYS:
             out[name] = value
+            continue
+        data = parse_json_text(value, where, MAX_VALUE_BYTES)
+        _check(name, data, where)
+        out[name] = data
     return out
+
+
+def _strings(value) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check(name: str, data, where: str) -> None:
+    """The shape of each JSON value, as build_metadata writes it."""
+    ok = True
+    if name == "inputs":
+        ok = isinstance(data, list) and all(
+            isinstance(i, dict) and isinstance(i.get("name"), str) and isinstance(i.get("shape", []), list)
+            and (i.get("value_range") is None or (isinstance(i["value_range"], list) and len(i["value_range"]) == 2
+                                                  and all(_number(v) for v in i["value_range"])))
+            for i in data)
+    elif name in ("outputs", "class_labels", "dynamic", "vocab"):
+        ok = _strings(data)
+    elif name == "dim_ranges":
+        ok = isinstance(data, dict) and all(isinstance(v, list) and len(v) == 2 and _number(v[0])
+                                            and (v[1] is None or _number(v[1])) for v in data.values())
+    elif name in ("fixed_dims", "generation"):
+        ok = isinstance(data, dict)
+    elif name == "output_kinds":
+        ok = isinstance(data, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in data.items())
+    elif name == "input_columns":
+        ok = isinstance(data, dict) and all(
+            isinstance(cols, list) and all(isinstance(c, dict) and isinstance(c.get("column"), str)
+                                           and isinstance(c.get("at"), int) and isinstance(c.get("width"), int)
+                                           for c in cols) for cols in data.values())
+    elif name == "data":
+        ok = isinstance(data, dict) and (data.get("layout") is None or isinstance(data["layout"], dict))
+        if ok and data.get("layout") is not None:
+            from builder.data.files import check_layout
+            check_layout(data["layout"], where)
+    if not ok:
+        raise UserError(f"{where}: not the {name} record this tool writes")

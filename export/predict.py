@@ -6,13 +6,13 @@
 """
 from __future__ import annotations
 
-import csv
 import io
 from pathlib import Path
 
 import numpy as np
 import onnx
 import torch
+from builder.core import csv_cells
 from builder.core.errors import UserError
 from builder.core.io_utils import atomic_output, check_writable
 from builder.core.types import build_info
@@ -34,7 +34,7 @@ class OnnxRunner:
             props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
         except Exception as e:  # protobuf's DecodeError and friends
             raise UserError(f"{path}: not an ONNX model ({type(e).__name__})") from None
-        self.meta = metadata.read_metadata(props)
+        self.meta = metadata.read_metadata(props, str(path))
         self.session = runtime.session(path, provider, threads)
         self.device = runtime.provider_of(self.session)
         ranges = {i["name"]: i.get("value_range") for i in self.meta.get("inputs", []) if isinstance(i, dict)}
@@ -184,7 +184,7 @@ def write_outputs(outputs: dict[str, np.ndarray], path, labels=None) -> Path:
 
 def _table(first: np.ndarray, labels) -> str:
     buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
+    writer = csv_cells.writer(buf, lineterminator="\n")
     if is_classifier(first):
         names = [class_name(labels, i) for i in range(first.shape[1])]
         _, probs = top_k(first, first.shape[1])

@@ -126,8 +126,10 @@ def test_full_disk_while_writing_run_files_is_one_line(tmp_path, monkeypatch, ca
     monkeypatch.setattr(os, "fsync", enospc)  # spec.yaml, resolved.yaml, metrics.csv, test.json
     run_dir = tmp_path / "run"
     assert main(["train", "specs/xor_mlp.yaml", "--run-dir", str(run_dir), "--quiet", "--epochs", "1"]) == 2
-    assert capsys.readouterr().err.strip() == f"{run_dir / 'spec.yaml'}: write failed: No space left on device"
-    assert leftovers(run_dir) == [] and not (run_dir / "spec.yaml").exists() and not (run_dir / ".lock").exists()
+    # resolved.yaml is the first file of a run (it marks the folder as a run of ours, issue 21)
+    assert capsys.readouterr().err.strip() == f"{run_dir / 'resolved.yaml'}: write failed: No space left on device"
+    assert leftovers(run_dir) == [] and not (run_dir / "resolved.yaml").exists() and not (run_dir / ".lock").exists()
+    assert not (run_dir / "spec.yaml").exists()
 
 
 LIMITED = """

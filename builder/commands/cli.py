@@ -27,6 +27,9 @@ def make_parser() -> argparse.ArgumentParser:
                 continue  # a command whose module is not present in this checkout
             raise
         module.register(sub)
+    for command in sub.choices.values():  # every command: the total size a spec may have
+        command.add_argument("--max-params", type=int, metavar="N", default=None,
+                             help="refuse a spec of more than N parameters in all (default 2,000,000,000)")
     return parser
 
 
@@ -38,7 +41,9 @@ def main(argv=None) -> int:
         load_entry_points()
         for module in args.plugin:
             load_plugin(module)
-        code = args.func(args)
+        from builder.core.limits import allow_params
+        with allow_params(args.max_params):
+            code = args.func(args)
     except UserError as e:
         print(str(e), file=sys.stderr)
         return 2

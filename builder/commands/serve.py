@@ -66,13 +66,12 @@ def export_run(run_dir, folder: Path, network: str | None = None) -> Path:
 
     from builder import load
     from builder.data import tokenizer
-    from builder.data.sizes import run_sizes
     from builder.training.entry import _spec_source
-    from builder.training.runlog import read_resolved
+    from builder.training.runlog import read_resolved, run_params
     from builder.weights.sources import trained_network
 
     resolved = read_resolved(run_dir)
-    spec = load(_spec_source(run_dir, resolved), overrides={**run_sizes(run_dir), **(resolved.get("params") or {})})
+    spec = load(_spec_source(run_dir, resolved), overrides=run_params(run_dir))
     net = spec.network(network)
     module, checkpoint = trained_network(spec, net.name, run=run_dir)
     out = folder / f"{spec.name}.onnx"

@@ -18,6 +18,8 @@ def register(sub):
                    help="track the sweep and each trial (nested) in MLflow (default sqlite:///mlflow.db)")
     p.add_argument("--tensorboard", action="store_true", help="also write TensorBoard event files per trial")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into a --sweep-dir that is not empty and holds no sweep (else refused)")
     p.set_defaults(func=run)
 
 
@@ -31,7 +33,8 @@ def run(args):
     sets = dict(parse_override(item) for item in args.overrides)
     try:
         sweep(args.spec, trials=args.trials, jobs=args.jobs, sweep_dir=args.sweep_dir, storage=args.storage,
-              sets=sets, safe=args.safe, mlflow=args.mlflow, tensorboard=args.tensorboard, quiet=args.quiet)
+              sets=sets, safe=args.safe, mlflow=args.mlflow, tensorboard=args.tensorboard, quiet=args.quiet,
+              overwrite=args.overwrite)
     except KeyboardInterrupt:
         import sys
         print("sweep interrupted: its finished trials are in the study; run the same command to go on",

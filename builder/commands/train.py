@@ -17,7 +17,8 @@ def add_arguments(p):
     p.add_argument("--safe", action="store_true", help="confine `use:` imports to the spec's folder")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last.pt")
     p.add_argument("--overwrite", action="store_true",
-                   help="start over in a run folder that already holds a run (its run files are deleted)")
+                   help="start over in a run folder that already holds a run (its run files are deleted), or "
+                        "write into a non-empty folder that holds no run (else refused)")
     p.add_argument("--run-dir", metavar="DIR", help="run folder (default runs/<spec name>)")
     p.add_argument("--epochs", type=int, help="train for this many epochs in total (overrides train.epochs)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")

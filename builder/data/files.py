@@ -95,7 +95,9 @@ def read_csv(path, target=None, categorical=(), drop=(), delimiter=",", missing=
             encoded.append(numbers.reshape(-1, 1))
         else:
             cats = columns.setdefault(name, sorted({v for v, k in zip(values, keep) if k}))
-            encoded.append(np.eye(len(cats), dtype=np.float32)[_codes(p, name, values, rows, keep, cats)])
+            if "categories" not in layout:  # training data: is this a category, or free text / ids?
+                _check_vocabulary(p, name, len(cats), int(keep.sum()))
+            encoded.append(_one_hot(_codes(p, name, values, rows, keep, cats), len(cats)))
     x = np.concatenate(encoded, axis=1)[keep] if encoded else np.zeros((int(keep.sum()), 0), np.float32)
     info = {"feature_columns": features, "columns": columns}
     layout = {"delimiter": delimiter, "missing": missing, "features": features, "kinds": kinds,
@@ -133,6 +135,53 @@ def column_positions(layout: dict) -> list[dict]:
                         **({"fill": fill[name]} if name in fill else {})})
             at += 1
     return out
+
+
+MAX_CATEGORIES = 1000  # a category column with more distinct values than this ...
+MAX_CATEGORY_SHARE = 0.5  # ... that are more than half of its rows is free text or ids, not categories
+MAX_ONE_HOT_BYTES = 2_000_000_000
+
+
+def _check_vocabulary(p, name, size: int, rows: int) -> None:
+    """Refuse a category column whose vocabulary is absurd for its row count (one-hot would be rows x rows)."""
+    if size > MAX_CATEGORIES and size > MAX_CATEGORY_SHARE * rows:
+        raise UserError(f"csv data: {p}: column '{name}' has {size:,} distinct values in {rows:,} rows: too many "
+                        f"for a category (one-hot columns); it looks like free text or an id. Drop it "
+                        f"(drop: [{name}]) or read it as text (text: [{name}])")
+
+
+def _one_hot(codes: np.ndarray, size: int) -> np.ndarray:
+    """rows x size float32 with a 1 at each row's code, built by indexing (np.eye(size) would be size^2)."""
+    if len(codes) * size * 4 > MAX_ONE_HOT_BYTES:
+        raise UserError(f"csv data: one-hot encoding {len(codes):,} rows x {size:,} categories needs "
+                        f"{len(codes) * size * 4 / 1e9:.1f} GB; drop the column or read it as text")
+    out = np.zeros((len(codes), size), np.float32)
+    out[np.arange(len(codes)), codes] = 1.0
+    return out
+
+
+def check_layout(layout, where: str) -> dict:
+    """A CSV layout read from a file (ONNX metadata, a checkpoint): the types read_csv relies on, else a
+    one-line UserError."""
+    def strings(v):
+        return isinstance(v, list) and all(isinstance(s, str) for s in v)
+
+    def mapping(v, check):
+        return isinstance(v, dict) and all(isinstance(k, str) and check(x) for k, x in v.items())
+
+    checks = {"delimiter": lambda v: isinstance(v, str) and len(v) == 1,
+              "missing": lambda v: v in MISSING_POLICIES, "features": strings, "target": strings,
+              "classes": lambda v: v is None or strings(v),
+              "kinds": lambda v: mapping(v, lambda k: k in ("number", "category")),
+              "categories": lambda v: mapping(v, strings),
+              "fill": lambda v: mapping(v, lambda x: isinstance(x, (int, float)) and not isinstance(x, bool)),
+              "num_features": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0}
+    if not isinstance(layout, dict):
+        raise UserError(f"{where}: the CSV layout is not a mapping")
+    for key, check in checks.items():
+        if key in layout and not check(layout[key]):
+            raise UserError(f"{where}: the CSV layout's {key} is not what this tool writes")
+    return layout
 
 
 def _read_table(p, delimiter):

@@ -12,7 +12,8 @@ import re
 
 from builder.core.errors import UserError
 
-USES_DATA = re.compile(r"\$\{[^}]*\bdata\.num_(classes|features)\b|\[[^\]]*\bauto\b")
+# Each scan stops at the next brace (bracket), so the search is linear even in text of 100,000 `${`.
+USES_DATA = re.compile(r"\$\{[^{}]*\bdata\.num_(classes|features)\b|\[[^\[\]]*\bauto\b")
 
 
 def needs_data(text: str) -> bool:
@@ -43,12 +44,13 @@ def load_sized(path, overrides: dict, safe: bool = False):
     from pathlib import Path
 
     from builder.spec.reader import load
-    from builder.text.yaml_loader import load_yaml, to_plain
+    from builder.text.readers import parse_yaml_text, read_text_file
 
-    text = Path(path).read_text(encoding="utf-8") if Path(path).is_file() else ""
+    # bounded like every spec read: a 300 MB file is refused after reading 2 MB + 1 byte
+    text = read_text_file(path, "spec") if Path(path).is_file() else ""
     if not needs_data(text) or any(k.startswith("data.") for k in overrides):
         return load(path, overrides=overrides, safe=safe)
-    doc = to_plain(load_yaml(text, str(path))) or {}
+    doc = parse_yaml_text(text, str(path)) or {}
     section = (doc.get("train") or {}).get("data") if isinstance(doc.get("train"), dict) else None
     section = {"source": section} if isinstance(section, str) else section
     if section is None:  # no data to read: the spec's errors say which values need it

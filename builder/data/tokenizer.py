@@ -58,12 +58,18 @@ class BpeTokenizer:
         self.tok = tok
 
     @classmethod
-    def from_json(cls, text: str) -> "BpeTokenizer":
+    def from_json(cls, text: str, name: str = "tokenizer", checked: bool = False) -> "BpeTokenizer":
         from tokenizers import Tokenizer
+
+        from builder.text.readers import MAX_TOKENIZER_BYTES, parse_json_text
+        if not isinstance(text, str):
+            raise UserError(f"{name}: expected a tokenizers JSON text, got {type(text).__name__}")
+        if not checked:  # the limits (size, depth) before the Rust parser
+            parse_json_text(text, name, MAX_TOKENIZER_BYTES)
         try:
             return cls(Tokenizer.from_str(text))
         except Exception as e:  # the Rust side raises Exception with a serde message
-            raise UserError(f"not a tokenizers JSON file ({str(e).splitlines()[0][:200]})") from None
+            raise UserError(f"{name}: not a tokenizers JSON file ({str(e).splitlines()[0][:200]})") from None
 
     @property
     def size(self) -> int:
@@ -113,26 +119,31 @@ def from_state(state: dict | None):
     """The tokenizer a checkpoint (or data info) carries, or None."""
     state = state or {}
     if state.get("tokenizer"):
-        return BpeTokenizer.from_json(state["tokenizer"])
+        return BpeTokenizer.from_json(state["tokenizer"], "the checkpoint's tokenizer")
     if state.get("vocab"):
-        return CharTokenizer(state["vocab"])
+        return CharTokenizer(char_vocab(state["vocab"], "the checkpoint's vocab"))
     return None
+
+
+def char_vocab(value, name: str) -> list:
+    """A character vocabulary as read from a file: a list of distinct strings, else a one-line error."""
+    if not isinstance(value, list) or not all(isinstance(c, str) for c in value):
+        raise UserError(f"{name}: a character vocabulary must be a JSON list of strings")
+    if len(set(value)) != len(value):
+        raise UserError(f"{name}: the vocabulary lists a character twice")
+    return value
 
 
 def from_file(path):
     """`vocab.json` (a JSON list of characters) or a tokenizers `tokenizer.json`."""
+    from builder.text.readers import MAX_TOKENIZER_BYTES, parse_json_text, read_text_file
+
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise UserError(f"--tokenizer {path}: cannot read it ({e})") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise UserError(f"--tokenizer {path}: not JSON ({e})") from None
-    if isinstance(data, list) and all(isinstance(c, str) for c in data):
-        return CharTokenizer(data)
-    return BpeTokenizer.from_json(text)
+    text = read_text_file(path, "tokenizer", MAX_TOKENIZER_BYTES)  # bounded, like every file we read
+    data = parse_json_text(text, f"tokenizer {path}", MAX_TOKENIZER_BYTES)
+    if isinstance(data, list):
+        return CharTokenizer(char_vocab(data, f"tokenizer {path}"))
+    return BpeTokenizer.from_json(text, f"tokenizer {path}", checked=True)
 
 
 def in_folder(folder):
@@ -189,5 +200,5 @@ def token_labels(tok) -> list[str]:
 def from_metadata(meta: dict):
     """The tokenizer an exported file's `builder.*` metadata carries, or None."""
     if meta.get("tokenizer"):
-        return BpeTokenizer.from_json(meta["tokenizer"])
-    return CharTokenizer(meta["vocab"]) if meta.get("vocab") else None
+        return BpeTokenizer.from_json(meta["tokenizer"], "metadata builder.tokenizer")
+    return CharTokenizer(char_vocab(meta["vocab"], "metadata builder.vocab")) if meta.get("vocab") else None

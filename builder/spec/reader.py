@@ -9,17 +9,20 @@ import contextlib
 import gc
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 
 from builder.spec.dims_section import check_used, read_dims
+from builder.core.limits import max_params
 from builder.core.errors import Collector, Diagnostic, SpecError, UserError, did_you_mean
 from builder.text.expr import DATA_SIZES, ExprError, substitute
 from builder.graph.pipeline import build_network
 from builder.graph.infer import ParamShapeCache
 from builder.spec.train_section import TrainConfig, read_train
 from builder.core.types import BlockDef, Network, records
+from builder.text.readers import read_at_most
 from builder.text.yaml_loader import MAX_FILE_BYTES, LocDict, LocList, load_scalar, load_yaml
 from builder.text.yaml_loader import to_plain as _plain
 
@@ -28,6 +31,18 @@ TOP_KEYS = ("spec", "name", "description", "params", "inputs", "blocks", "nodes"
             "use", "train", "export", "labels", "dims", "sweep")
 NETWORK_KEYS = ("inputs", "nodes", "outputs", "description")
 OVERRIDABLE_SECTIONS = ("train", "export")  # `--set train.optimizer.lr=0.01`
+MAX_SET_DEPTH = 16  # dots in a `--set` key: `train.a.a.a...` of 3000 levels would nest the section as deep
+MAX_USE_FILES = 200  # distinct files one spec may `use:` (each is read once)
+MAX_USE_BYTES = 10 * MAX_FILE_BYTES  # their total size
+NAME_RULE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,99}$")  # one safe path component (runs/<name>)
+
+
+def check_name(name: str) -> str | None:
+    """Why `name` cannot name a spec (it becomes the folder runs/<name>, sweeps/<name>, <name>.svg), or None."""
+    if not NAME_RULE.match(name) or name in (".", "..") or name.startswith(".."):
+        return (f"name {name[:100]!r} must be one file name (letters, digits, _ . + -, at most 100 "
+                "characters, not starting with '.' or '-'): it names the run folder runs/<name>")
+    return None
 
 
 @dataclass
@@ -86,6 +101,8 @@ class SpecReader:
     def __init__(self, text: str, file: str, path: Path | None, overrides: dict, safe: bool = False):
         self.text, self.file, self.path, self.overrides, self.safe = text, file, path, overrides, safe
         self.errors = Collector(file)
+        self.used: dict = {}  # resolved path of a `use:`d file -> its blocks (each file is read once)
+        self.used_bytes = 0
 
     def err(self, msg, loc=None, node=None, hint=None, file=None):
         line, col = loc or (None, None)
@@ -115,6 +132,9 @@ class SpecReader:
         for key in self.overrides:
             if not isinstance(key, str):
                 raise SpecError(Diagnostic(f"--set {key!r}: a param name must be a string", self.file))
+            if key.count(".") >= MAX_SET_DEPTH or len(key) > 1000:
+                raise SpecError(Diagnostic(f"--set {key[:60]}...: key nested deeper than {MAX_SET_DEPTH} levels",
+                                           self.file))
             head = key.split(".")[0]
             if head == "data" and key.split(".", 1)[1] in DATA_SIZES:  # given by `build train` (data/sizes.py)
                 params[key] = self.overrides[key]
@@ -187,6 +207,12 @@ class SpecReader:
             if not exists:
                 self.err(f"use: no such file '{rel}' (looked in {base})", loc, file=file)
                 continue
+            if target in self.used:  # a diamond (or a fan-out): read once
+                self._merge(blocks, self.used[target], loc, file)
+                continue
+            if len(self.used) >= MAX_USE_FILES:
+                self.err(f"use: more than {MAX_USE_FILES} files in all", loc, file=file)
+                continue
             sub_file = _display(target)
             try:
                 sub_text = read_spec_text(target)
@@ -195,15 +221,18 @@ class SpecReader:
                        if isinstance(e, _TooLarge) else e.strerror or str(e))
                 self.err(f"use: cannot read '{rel}': {why}", loc, file=file)
                 continue
+            self.used_bytes += len(sub_text)
+            if self.used_bytes > MAX_USE_BYTES:
+                self.err(f"use: the used files hold more than {MAX_USE_BYTES // 1_000_000} MB in all", loc, file=file)
+                self.used[target] = {}
+                continue
+            self.used[target] = {}
             sub = load_yaml(sub_text, sub_file)
             if not isinstance(sub, dict):
                 self.err(f"use: '{rel}' is not a spec mapping", loc, file=file)
                 continue
-            for name, block in self.load_blocks(sub, sub_file, target, seen + (target,)).items():
-                if name in blocks:
-                    self.err(f"use: block '{name}' is defined in both {blocks[name].file} and {block.file}",
-                             loc, file=file)
-                blocks[name] = block
+            self.used[target] = self.load_blocks(sub, sub_file, target, seen + (target,))
+            self._merge(blocks, self.used[target], loc, file)
         own = doc.get("blocks") or LocDict()
         if not isinstance(own, dict):
             self.err("blocks must be a mapping of name: block", doc.loc_of("blocks"), file=file)
@@ -218,6 +247,13 @@ class SpecReader:
                 continue
             blocks[name] = BlockDef(name, body, file, own.loc_of(name))
         return blocks
+
+    def _merge(self, blocks: dict, new: dict, loc, file) -> None:
+        for name, block in new.items():
+            if name in blocks and blocks[name] is not block:
+                self.err(f"use: block '{name}' is defined in both {blocks[name].file} and {block.file}",
+                         loc, file=file)
+            blocks[name] = block
 
     # -- the whole document -------------------------------------------------------------------------
     def read(self) -> Spec:
@@ -237,6 +273,11 @@ class SpecReader:
         if not isinstance(name, str):
             self.err("name must be a string", doc.loc_of("name"))
             name = str(name)
+        elif "name" in doc and check_name(name):
+            self.err(check_name(name), doc.loc_of("name"))
+            name = "spec"
+        elif "name" not in doc and check_name(name):
+            name = "spec"  # a file stem that is no safe folder name
         params = self.resolve_params(doc)
         dims = read_dims(self, doc, params, evaluate)
         blocks = self.load_blocks(doc, self.file, self.path, (self.path.resolve(),) if self.path else ())
@@ -272,6 +313,12 @@ class SpecReader:
             networks[net_name] = build_network(body, loc, file=self.file, spec_name=name, net_name=net_name,
                                                params=params, blocks=blocks, diagnostics=self.errors.items,
                                                evaluate=evaluate, cache=cache, dims=dims)
+        self.errors.raise_if_any()
+        total = sum(net.total_params for net in networks.values())
+        if total > max_params():  # the per-node limit of shape inference does not stop many large nodes
+            self.err(f"the spec has {total:,} parameters in all, over the limit of {max_params():,} "
+                     f"({total * 4 / 1e9:.1f} GB of float32 weights)", doc.loc or (1, 1),
+                     hint="raise the limit with --max-params N if you mean it")
         self.errors.raise_if_any()
         check_used(self, doc, dims, {d for net in networks.values() for t in net.inputs for d in t.shape
                                      if isinstance(d, str)})
@@ -353,8 +400,7 @@ class _TooLarge(Exception):
 def read_spec_text(path: Path) -> str:
     """The text of a spec file, reading at most MAX_FILE_BYTES + 1 bytes: a huge file is refused in
     bounded time and memory, before it is decoded."""
-    with open(path, "rb") as f:
-        data = f.read(MAX_FILE_BYTES + 1)
+    data = read_at_most(path, MAX_FILE_BYTES)
     if len(data) > MAX_FILE_BYTES:
         raise _TooLarge(f"file is larger than {MAX_FILE_BYTES // 1000} kB")
     return data.decode("utf-8")

@@ -6,7 +6,7 @@ arguments and flag unknown keys. The builder's own checks stay the authority (sh
 from __future__ import annotations
 
 from builder import ops as ops_pkg
-from builder.spec.reader import TOP_KEYS
+from builder.spec.reader import NAME_RULE, TOP_KEYS
 from builder.sweep.space import sweep_schema
 from builder.core.types import BLOCK_KEYS, DTYPES, INPUT_KEYS, NODE_KEYS
 
@@ -95,7 +95,7 @@ def spec_schema() -> dict:
                             "nodes": nodes, "outputs": outputs, "description": {"type": "string"}}}
     assert set(BLOCK_KEYS) == set(block["properties"]) and "op" in NODE_KEYS
     props = {
-        "spec": {"const": 1}, "name": {"type": "string"}, "description": {"type": "string"},
+        "spec": {"const": 1}, "name": {"type": "string", "pattern": NAME_RULE.pattern, "not": {"enum": [".", ".."]}}, "description": {"type": "string"},
         "params": {"type": "object"}, "inputs": inputs, "blocks": {"type": "object", "additionalProperties": block},
         "nodes": nodes, "outputs": outputs, "networks": {"type": "object", "additionalProperties": network},
         "use": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},

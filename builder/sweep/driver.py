@@ -26,8 +26,11 @@ from builder.sweep.study import (HEARTBEAT_S, counts, distributions, fail_trial,
 POLL_S = 1.0  # how often an idle driver looks again while other processes' trials run
 
 
+SWEEP_MARKERS = ("study.db", "sweep.log", "trials.csv", "trial-*")  # what makes a folder a sweep of ours
+
+
 def run_sweep(spec_path, *, trials=None, jobs=1, sweep_dir=None, storage=None, sets=None, safe=False,
-              mlflow=None, tensorboard=False, quiet=False, out=None):
+              mlflow=None, tensorboard=False, quiet=False, out=None, overwrite=False):
     """Run (or continue) the sweep of a spec; returns the study. See `build sweep --help`."""
     from builder.data.sizes import load_sized
 
@@ -40,6 +43,9 @@ def run_sweep(spec_path, *, trials=None, jobs=1, sweep_dir=None, storage=None, s
     if jobs < 1:
         raise UserError(f"--jobs must be 1 or more, got {jobs}")
     folder = Path(sweep_dir) if sweep_dir else Path("sweeps") / spec.name
+    if not overwrite:  # the user's own files in a folder that holds no sweep are never replaced
+        from builder.training.runlog import refuse_foreign
+        refuse_foreign(folder, SWEEP_MARKERS, "--sweep-dir")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -211,7 +217,11 @@ class Worker:
     alive: set = set()
 
     def __init__(self, ctx, folder):
-        self.log = open(folder / "sweep.log", "ab")
+        try:  # appended to: a symbolic link planted in its place is refused, never followed
+            self.log = os.fdopen(os.open(folder / "sweep.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT |
+                                         getattr(os, "O_NOFOLLOW", 0), 0o644), "ab")
+        except OSError as e:
+            raise UserError(f"cannot write {folder / 'sweep.log'}: {e.strerror or e}") from None
         env = dict(os.environ)
         root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")

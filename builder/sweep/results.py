@@ -9,7 +9,6 @@ and a summary table on the console.
 """
 from __future__ import annotations
 
-import csv
 import io
 import math
 import os
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import yaml
 
+from builder.core import csv_cells
 from builder.core.io_utils import atomic_write_bytes, atomic_write_text
 from builder.sweep.space import set_dotted
 from builder.sweep.study import is_lost, optuna
@@ -61,7 +61,7 @@ def duration_of(t):
 def write_csv(trials, cfg, path: Path):
     keys = [d.key for d in cfg.space]
     buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
+    w = csv_cells.writer(buf, lineterminator="\n")
     w.writerow(["trial", *keys, cfg.metric, "state", "duration", "reason"])
     for t in trials:
         value = t.value if t.state.name in ("COMPLETE", "PRUNED") and t.value is not None else (
@@ -75,10 +75,10 @@ def write_csv(trials, cfg, path: Path):
 def write_best(spec_path, values: dict, best, cfg, path: Path):
     """The spec file with the best trial's params and train keys (and the sweep's --set) written in, its
     sweep section removed and its `use:` paths made relative to the new file."""
-    from builder.text.yaml_loader import load_yaml, to_plain
+    from builder.text.readers import read_yaml_file
 
     source = Path(spec_path)
-    doc = to_plain(load_yaml(source.read_text(encoding="utf-8"), str(source)))
+    doc = read_yaml_file(source, "spec")
     doc.pop("sweep", None)
     for key, value in values.items():
         if "." not in key:

@@ -32,7 +32,9 @@ def metric_value(metric: str, direction: str, history: list, run_dir: Path):
     weights), or the test split's value for a `test.*` metric."""
     if metric.startswith("test."):
         test = run_dir / "test.json"
-        value = json.loads(test.read_text()).get(metric[5:]) if test.exists() else None
+        from builder.text.readers import read_json_file
+        record = read_json_file(test, "run file") if test.exists() else None
+        value = record.get(metric[5:]) if isinstance(record, dict) else None
         return value if isinstance(value, (int, float)) and math.isfinite(value) else None
     values = [row[metric] for row in history if isinstance(row.get(metric), (int, float))
               and math.isfinite(row[metric])]

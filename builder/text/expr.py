@@ -70,10 +70,20 @@ def _bounded(v):
 
 
 def _pow(a, b):
+    """a ** b, refused before Python computes a huge (or infinite, or complex) result."""
     if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+        if a == 0 and b < 0:
+            raise ExprError("division by zero (0 to a negative power)")
+        if a != 0 and abs(math.log2(abs(a)) * b) > 1024 and (abs(a) > 1) == (b > 0):
+            raise ExprError("value too large (over 2**63)")
         if abs(a) > 1 and b > 0 and b * math.log2(abs(a)) > 64:
             raise ExprError("value too large (over 2**63)")
-    return a ** b
+        if a < 0 and isinstance(b, float) and not b.is_integer():
+            raise ExprError("a negative number to a fractional power is not a real number")
+    try:
+        return a ** b
+    except (OverflowError, ZeroDivisionError) as e:
+        raise ExprError(f"cannot compute the power ({e})") from None
 
 
 @functools.lru_cache(maxsize=4096)
@@ -122,12 +132,16 @@ def evaluate(expr: str, names: dict):
                 return _bounded(_pow(a, b))
             if isinstance(n.op, ast.Mult) and (isinstance(a, str) or isinstance(b, str)):
                 raise ExprError("cannot multiply strings")
+            if isinstance(n.op, ast.Mod) and isinstance(a, str):  # '%2147483000d' % 1 would allocate 2 GB
+                raise ExprError("cannot format strings with % (use + to join text)")
             if isinstance(n.op, ast.Mult) and (isinstance(a, (list, tuple, dict)) or isinstance(b, (list, tuple, dict))):
                 raise ExprError("cannot multiply lists")
             try:
                 return _bounded(_BIN[type(n.op)](a, b))
             except ZeroDivisionError:
                 raise ExprError(f"division by zero in ${{{expr.strip()}}}") from None
+            except OverflowError:
+                raise ExprError(f"value too large in ${{{expr.strip()}}}") from None
             except TypeError:
                 raise ExprError(f"cannot apply {type(n.op).__name__} to {type(a).__name__} and "
                                 f"{type(b).__name__} in ${{{expr.strip()}}}") from None

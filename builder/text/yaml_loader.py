@@ -95,11 +95,39 @@ _Loader.yaml_implicit_resolvers = {k: list(v) for k, v in _Loader.yaml_implicit_
 for _first in "-+.0123456789":
     _Loader.yaml_implicit_resolvers.setdefault(_first, []).insert(0, ("tag:yaml.org,2002:float", FLOAT_12))
 
+MAX_INT_DIGITS = 100  # an integer literal longer than this is refused (Python itself stops at 4300 digits)
+_LEADING_ZERO = re.compile(r"^[-+]?0[0-9_]+$")
+
+
+def _construct_int(loader, node):
+    """YAML 1.1 reads `010` as 8 (octal); YAML 1.2 and Python refuse the leading zero, and so do we. An
+    integer of absurd length is refused before Python converts it (bounded time)."""
+    text = str(node.value)
+    if _LEADING_ZERO.match(text):
+        raise SpecError(Diagnostic(f"integer {text!r} has a leading zero (YAML 1.1 would read it as octal): "
+                                   f"write {text.lstrip('+-0_') or '0'}, or quote it for text", loader.name,
+                                   *_pos(node)))
+    if len(text) > MAX_INT_DIGITS:
+        raise SpecError(Diagnostic(f"integer of {len(text)} digits: too long (over {MAX_INT_DIGITS})",
+                                   loader.name, *_pos(node)))
+    return yaml.constructor.SafeConstructor.construct_yaml_int(loader, node)
+
+
+def _construct_float(loader, node):
+    text = str(node.value)
+    if len(text) > MAX_INT_DIGITS:
+        raise SpecError(Diagnostic(f"number of {len(text)} characters: too long (over {MAX_INT_DIGITS})",
+                                   loader.name, *_pos(node)))
+    return yaml.constructor.SafeConstructor.construct_yaml_float(loader, node)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+_Loader.add_constructor("tag:yaml.org,2002:float", _construct_float)
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
 
 
-def _check_size(node, name):
+def _check_size(node, name, max_nodes=MAX_EXPANDED_NODES):
     """Reject alias bombs and absurd nesting before anything is constructed (bounded time and memory)."""
     memo: dict[int, int] = {}
 
@@ -116,9 +144,9 @@ def _check_size(node, name):
             total = 1 + sum(size(c, depth + 1) for c in n.value)
         else:
             total = 1
-        if total > MAX_EXPANDED_NODES:
+        if total > max_nodes:
             raise SpecError(Diagnostic(
-                f"the document expands to more than {MAX_EXPANDED_NODES} YAML nodes (alias bomb?)",
+                f"the document expands to more than {max_nodes} YAML nodes (alias bomb?)",
                 name, *_pos(n)))
         memo[key] = total
         return total
@@ -180,14 +208,24 @@ def load_scalar(text: str):
         return ""
     try:
         return to_plain(load_yaml(text, "--set"))
-    except SpecError:
+    except SpecError as e:
+        if "leading zero" in str(e) or "too long" in str(e):
+            raise
         return text
 
 
-def load_yaml(text: str, name: str = "<spec>"):
-    """Parse YAML text safely; returns LocDict/LocList/scalars or raises SpecError with a position."""
-    if len(text.encode("utf-8", "replace")) > MAX_FILE_BYTES:
-        raise SpecError(Diagnostic(f"file is larger than {MAX_FILE_BYTES // 1000} kB", name, 1, 1))
+def load_yaml(text: str, name: str = "<spec>", max_bytes: int = MAX_FILE_BYTES,
+              max_nodes: int = MAX_EXPANDED_NODES):
+    """Parse YAML text safely; returns LocDict/LocList/scalars or raises SpecError with a position.
+    The limits (size, expanded nodes; depth is MAX_DEPTH) are the spec's unless a caller reading a
+    bigger kind of file (a run's resolved.yaml) raises them."""
+    if len(text) > max_bytes or len(text.encode("utf-8", "replace")) > max_bytes:
+        raise SpecError(Diagnostic(f"file is larger than {max_bytes // 1000} kB", name, 1, 1))
+    if _OPEN in text:  # the placeholder mark of _protect_expressions: a literal one would restore wrongly
+        at = text.index(_OPEN)
+        line = text.count("\n", 0, at)
+        raise SpecError(Diagnostic("the character U+2983 is reserved (it marks ${...} while parsing)", name,
+                                   line + 1, at - (text.rfind("\n", 0, at) + 1) + 1))
     text, originals = _protect_expressions(text, name)
     loader = _Loader(text)
     loader.name = name
@@ -195,7 +233,7 @@ def load_yaml(text: str, name: str = "<spec>"):
         node = loader.get_single_node()
         if node is None:
             return None
-        _check_size(node, name)
+        _check_size(node, name, max_nodes)
         return _restore(loader.construct_document(node), originals)
     except SpecError:
         raise

@@ -14,6 +14,7 @@ from builder.data import tokenizer
 from builder.data import load_data
 from builder.training.distributed import join, leave
 from builder.core.errors import UserError
+from builder.text.readers import read_bounded, read_text_file
 from builder.ops.initializers import apply_init
 from builder.core.types import node_inits
 from builder.training.runlog import Console, RunFolder, read_resolved
@@ -52,7 +53,7 @@ def train(spec=None, *, resume=None, run_dir=None, device="auto", quiet=False, l
         from_plain(apply_overrides(raw, overrides), spec.networks)
     torch.manual_seed(config.seed)  # the networks' default initial weights follow the seed
     networks = compile_all(spec)
-    spec_text = Path(spec.path).read_text(encoding="utf-8") if spec.path else None
+    spec_text = read_text_file(spec.path, "spec") if spec.path else None
     resolved = {**spec.resolved, "spec_path": str(spec.path) if spec.path else None, "train": dict(config.raw)}
     return fit(networks, config, name=spec.name, run_dir=run_dir, resume=resume is not None, device=device,
                quiet=quiet, log_json=log_json, compile=compile, tensorboard=tensorboard, callback=callback,
@@ -64,7 +65,8 @@ def _spec_source(run_dir, resolved):
     there), else the copy in the run folder."""
     saved = Path(run_dir) / "spec.yaml"
     original = Path(resolved["spec_path"]) if resolved.get("spec_path") else None
-    if original and original.is_file() and (not saved.exists() or original.read_text() == saved.read_text()):
+    if original and original.is_file() and (not saved.exists() or
+                                            read_bounded(original, "spec") == read_bounded(saved, "run file")):
         return original
     if saved.exists():
         return saved

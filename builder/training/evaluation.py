@@ -6,13 +6,13 @@ classes), and the confusion matrix (rows: true class, columns: predicted; `confu
 """
 from __future__ import annotations
 
-import csv
 import io
 import json
 from pathlib import Path
 
 import numpy as np
 
+from builder.core import csv_cells
 from builder.core.io_utils import atomic_write_bytes, atomic_write_text
 
 
@@ -78,7 +78,7 @@ def write_report(out_dir, metrics: dict, matrix=None, labels=None) -> list[Path]
     atomic_write_text(written[0], json.dumps(metrics, indent=2) + "\n")
     if matrix is not None:
         text = io.StringIO()
-        writer = csv.writer(text, lineterminator="\n")
+        writer = csv_cells.writer(text, lineterminator="\n")
         writer.writerow(["true \\ predicted"] + list(labels))
         for name, row in zip(labels, matrix):
             writer.writerow([name] + [int(v) for v in row])

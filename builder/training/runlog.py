@@ -32,6 +32,7 @@ import yaml
 from builder.core.errors import UserError
 from builder.core.io_utils import atomic_write_bytes, atomic_write_text
 
+NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 RUN_FILES = ("spec.yaml", "resolved.yaml", "metrics.csv", "last.pt", "best.pt", "curves.png", "test.json",
              "vocab.json", "tokenizer.json", "preparation.json")
 
@@ -56,8 +57,11 @@ class RunLock:
     def acquire(self) -> None:
         while True:
             try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | NOFOLLOW, 0o644)  # a planted link is refused
             except OSError as e:
+                if e.errno == errno.ELOOP:
+                    raise UserError(f"run folder {self.path.parent}: {self.NAME} is a symbolic link; refusing to "
+                                    "open it (remove the link)") from None
                 raise UserError(f"cannot lock run folder {self.path.parent}: {_why(e)}") from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -100,6 +104,27 @@ def holds_run(folder) -> bool:
     return any((folder / name).exists() for name in ("last.pt", "best.pt", "metrics.csv"))
 
 
+def foreign_files(folder, markers) -> list[str]:
+    """The entries of an existing `folder` when it is not empty and not ours (none of the `markers` glob
+    patterns, such as a run's resolved.yaml, matches): a fresh training or sweep there would replace the
+    user's files. A lock and the temporaries of killed writes alone count as empty."""
+    folder = Path(folder)
+    markers = (markers,) if isinstance(markers, str) else markers
+    if not folder.is_dir() or any(next(iter(folder.glob(m)), None) is not None for m in markers):
+        return []
+    return sorted(p.name for p in folder.iterdir() if p.name != RunLock.NAME and not
+                  (p.name.startswith(".") and p.name.endswith(".tmp")))
+
+
+def refuse_foreign(folder, markers, flag: str) -> None:
+    """A one-line refusal for a non-empty folder that holds no run of ours (see foreign_files)."""
+    found = foreign_files(folder, markers)
+    if found:
+        shown = ", ".join(found[:5]) + (", ..." if len(found) > 5 else "")
+        raise UserError(f"{flag} {folder} is not empty and holds no run of ours ({shown}); choose an empty or "
+                        "new folder, or pass --overwrite to write there anyway")
+
+
 class RunFolder:
     """The folder of one training. Rank 0 (`enabled`) creates it, locks it (RunLock) and refuses to start a
     fresh run over one that finished an epoch, unless `overwrite` (its run files are deleted first) or
@@ -118,6 +143,8 @@ class RunFolder:
             raise UserError(f"cannot create run folder {self.path}: {_why(e)}") from None
         if not os.access(self.path, os.W_OK | os.X_OK):
             raise UserError(f"run folder {self.path} is not writable")
+        if not resume and not overwrite:
+            refuse_foreign(self.path, "resolved.yaml", "run folder")
         self.lock.acquire()
         try:
             if not resume and holds_run(self.path):
@@ -151,9 +178,10 @@ class RunFolder:
     def write_spec(self, spec_text, resolved: dict) -> None:
         if not self.enabled:
             return
+        # resolved.yaml first: it marks the folder as a run of ours (refuse_foreign) from the first file on
+        atomic_write_text(self.path / "resolved.yaml", yaml.safe_dump(resolved, sort_keys=False))
         if spec_text is not None:
             atomic_write_text(self.path / "spec.yaml", spec_text)
-        atomic_write_text(self.path / "resolved.yaml", yaml.safe_dump(resolved, sort_keys=False))
 
     def write_metrics(self, history: list[dict]) -> None:
         """Add the newest row to metrics.csv; the whole file is written when it is first opened (after a
@@ -174,8 +202,8 @@ class RunFolder:
             for row in history:
                 writer.writerow({k: _fmt(v) for k, v in row.items()})
             atomic_write_text(path, text.getvalue())  # after a resume: no rows of killed epochs remain
-            try:
-                f = open(path, "a", newline="")
+            try:  # the file just written; a link planted since is refused, never followed
+                f = os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND | NOFOLLOW), "a", newline="")
             except OSError as e:
                 raise UserError(f"cannot write {path}: {_why(e)}") from None
             self._csv = (f, csv.DictWriter(f, fieldnames=columns))
@@ -241,13 +269,13 @@ class RunFolder:
 
 
 def read_resolved(run_dir) -> dict:
+    """A run's resolved.yaml, read like every untrusted file (builder.text.readers: size, depth, aliases)."""
+    from builder.text.readers import MAX_RECORD_BYTES, MAX_RECORD_NODES, read_yaml_file
+
     path = Path(run_dir) / "resolved.yaml"
     if not path.exists():
         raise UserError(f"--resume {run_dir}: not a run folder (no resolved.yaml)")
-    try:
-        resolved = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-        raise UserError(f"--resume {run_dir}: cannot read resolved.yaml ({str(e).splitlines()[0]})") from None
+    resolved = read_yaml_file(path, "--resume", MAX_RECORD_BYTES, MAX_RECORD_NODES)
     if not isinstance(resolved, dict) or not isinstance(resolved.get("train"), dict):
         raise UserError(f"--resume {run_dir}: resolved.yaml is not a run's record (no train section)")
     return resolved
@@ -256,13 +284,13 @@ def read_resolved(run_dir) -> dict:
 def run_params(run_dir) -> dict:
     """The params a run was trained with (its resolved.yaml: the spec's values, the run's `--set`s and the
     sizes it took from the data), {} without a run folder or without that record."""
+    from builder.text.readers import MAX_RECORD_BYTES, MAX_RECORD_NODES, read_yaml_file
+
     path = Path(run_dir or "") / "resolved.yaml"
     if not run_dir or not path.is_file():
         return {}
-    try:
-        params = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("params") or {}
-    except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError):
-        raise UserError(f"--run {run_dir}: cannot read the params in resolved.yaml") from None
+    doc = read_yaml_file(path, f"--run {run_dir}", MAX_RECORD_BYTES, MAX_RECORD_NODES)  # bounded, untrusted
+    params = (doc.get("params") if isinstance(doc, dict) else None) or {}
     if not isinstance(params, dict):
         raise UserError(f"--run {run_dir}: resolved.yaml's params are not a mapping")
     return {k: v for k, v in params.items() if isinstance(k, str)}

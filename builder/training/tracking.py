@@ -11,7 +11,6 @@ the full `mlflow` package pinned to mlflow-skinny's version (pyproject): one sto
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -112,8 +111,11 @@ class MlflowRun:
         run_dir = Path(run_dir)
         test = run_dir / "test.json"
         if test.is_file():  # the test split's metrics, once, as `test.<name>`
-            values = json.loads(test.read_text())
-            self.epoch_done({"epoch": 0, **{f"test.{k}": v for k, v in values.items()}})
+            from builder.text.readers import read_json_file
+            values = read_json_file(test, "run file")
+            if isinstance(values, dict):
+                self.epoch_done({"epoch": 0, **{f"test.{k}": v for k, v in values.items()
+                                               if isinstance(v, (int, float)) and not isinstance(v, bool)}})
         for name in ARTIFACTS:
             if (run_dir / name).is_file():
                 self.client.log_artifact(self.run_id, str(run_dir / name))

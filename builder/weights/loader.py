@@ -35,8 +35,8 @@ from pathlib import Path
 import torch
 
 from builder.core.errors import UserError
+from builder.weights.patterns import Pattern
 
-_PLACEHOLDER = re.compile(r"\{(\w+)(\*?)\}")
 _TARGET = re.compile(r"\{(\w+)\*?((?:(?:[-+*%]|//)\d+)*)\}")
 _STEP = re.compile(r"([-+*%]|//)(\d+)")
 _ARITH = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b, "//": lambda a, b: a // b,
@@ -67,7 +67,7 @@ class WeightsError(UserError):
 @dataclass
 class Rule:
     source: str
-    regex: re.Pattern
+    pattern: Pattern
     to: str | None = None
     split_to: list = field(default_factory=list)
     split_dim: int = 0
@@ -77,20 +77,6 @@ class Rule:
     reshape: list | None = None
 
 
-def _compile(pattern: str) -> re.Pattern:
-    out, pos, seen = [], 0, set()
-    for m in _PLACEHOLDER.finditer(pattern):
-        out.append(re.escape(pattern[pos:m.start()]))
-        name, star = m.group(1), m.group(2)
-        if name in seen:
-            raise UserError(f"weight map: pattern '{pattern}' uses {{{name}}} twice")
-        seen.add(name)
-        out.append(f"(?P<{name}>.*?)" if star else f"(?P<{name}>[^.]+?)")
-        pos = m.end()
-    out.append(re.escape(pattern[pos:]))
-    return re.compile("".join(out) + r"\Z")
-
-
 def _fill(template: str, groups: dict, rule_source: str) -> str:
     def sub(m):
         name, shift = m.group(1), m.group(2)
@@ -98,7 +84,7 @@ def _fill(template: str, groups: dict, rule_source: str) -> str:
             raise UserError(f"weight map: '{template}' uses {{{name}}}, which '{rule_source}' does not capture")
         value = groups[name]
         if shift:
-            if not value.isdigit():
+            if not value.isdigit() or len(value) > 18:
                 raise UserError(f"weight map: {{{name}{shift}}} needs an integer, '{rule_source}' captured '{value}'")
             number = int(value)
             for op, operand in _STEP.findall(shift):  # left to right: {k//2}, {i*3+1}, {s-1}
@@ -110,7 +96,7 @@ def _fill(template: str, groups: dict, rule_source: str) -> str:
     return _TARGET.sub(sub, template)
 
 
-def parse_map(mapping) -> tuple[list[Rule], list[re.Pattern]]:
+def parse_map(mapping) -> tuple[list[Rule], list[Pattern]]:
     """A weight map (dict, YAML path or None for 'same names') -> (rules, ignore patterns)."""
     if mapping is None:
         mapping = {"rules": [{"from": "{key*}", "to": "{key}"}]}
@@ -121,6 +107,8 @@ def parse_map(mapping) -> tuple[list[Rule], list[re.Pattern]]:
     unknown = set(mapping) - {"rules", "ignore", "description"}
     if unknown:
         raise UserError(f"weight map: unknown key(s) {sorted(unknown)}; known: rules, ignore, description")
+    if not isinstance(mapping.get("rules") or [], list):
+        raise UserError("weight map: rules must be a list of {from, to} rules")
     rules = []
     for i, raw in enumerate(mapping.get("rules") or []):
         where = f"weight map: rules[{i}]"
@@ -132,7 +120,7 @@ def parse_map(mapping) -> tuple[list[Rule], list[re.Pattern]]:
                             "permute, reshape")
         if ("to" in raw) == ("split" in raw):
             raise UserError(f"{where}: give exactly one of `to:` or `split:`")
-        rule = Rule(str(raw["from"]), _compile(str(raw["from"])))
+        rule = Rule(str(raw["from"]), Pattern(str(raw["from"])))
         if "to" in raw:
             rule.to = str(raw["to"])
         else:
@@ -140,15 +128,18 @@ def parse_map(mapping) -> tuple[list[Rule], list[re.Pattern]]:
             if not isinstance(split, dict) or not isinstance(split.get("to"), list) or not split["to"]:
                 raise UserError(f"{where}: split needs `to: [target, ...]` (and optionally dim, sizes)")
             rule.split_to = [str(t) for t in split["to"]]
-            rule.split_dim = int(split.get("dim", 0))
-            rule.split_sizes = [int(s) for s in split["sizes"]] if split.get("sizes") is not None else None
+            rule.split_dim = _int(split.get("dim", 0), f"{where}: split.dim")
+            sizes = split.get("sizes")
+            if sizes is not None and not isinstance(sizes, list):
+                raise UserError(f"{where}: split.sizes must be a list of integers, got {sizes!r}")
+            rule.split_sizes = [_int(s, f"{where}: split.sizes") for s in sizes] if sizes is not None else None
             if rule.split_sizes is not None and len(rule.split_sizes) != len(rule.split_to):
                 raise UserError(f"{where}: split has {len(rule.split_to)} targets but {len(rule.split_sizes)} sizes")
         t = raw.get("transpose", False)
         if t is True:
             rule.transpose = (0, 1)
         elif isinstance(t, list) and len(t) == 2:
-            rule.transpose = (int(t[0]), int(t[1]))
+            rule.transpose = (_int(t[0], f"{where}: transpose"), _int(t[1], f"{where}: transpose"))
         elif t not in (False, None):
             raise UserError(f"{where}: transpose must be true or a pair of dims, got {t!r}")
         rule.permute = _int_list(raw, "permute", where)
@@ -157,15 +148,23 @@ def parse_map(mapping) -> tuple[list[Rule], list[re.Pattern]]:
             raise UserError(f"{where}: reshape entries must be positive sizes and at most one -1, got {rule.reshape}")
         if rule.permute is not None and sorted(rule.permute) != list(range(len(rule.permute))):
             raise UserError(f"{where}: permute must list every dim once, got {rule.permute}")
-        captured = set(rule.regex.groupindex)
+        captured = set(rule.pattern.names)
         for template in ([rule.to] if rule.to is not None else rule.split_to):
             for m in _TARGET.finditer(template):
                 if m.group(1) not in captured:
                     raise UserError(f"{where}: '{template}' uses {{{m.group(1)}}}, which '{rule.source}' "
                                     "does not capture")
         rules.append(rule)
-    ignore = [_compile(str(p)) for p in (mapping.get("ignore") or [])]
-    return rules, ignore
+    ignore = mapping.get("ignore") or []
+    if not isinstance(ignore, list):
+        raise UserError(f"weight map: ignore must be a list of patterns, got {type(ignore).__name__}")
+    return rules, [Pattern(str(p)) for p in ignore]
+
+
+def _int(value, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or abs(value) > 64:
+        raise UserError(f"{where} must be a (small) integer, got {value!r}")
+    return value
 
 
 def _int_list(raw: dict, key: str, where: str) -> list | None:
@@ -179,15 +178,9 @@ def _int_list(raw: dict, key: str, where: str) -> list | None:
 
 
 def read_map(path) -> dict:
-    import yaml
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise UserError(f"weight map {path}: {e.strerror or e}") from None
-    except yaml.YAMLError as e:
-        raise UserError(f"weight map {path}: not valid YAML: {str(e).splitlines()[0]}") from None
-    return data or {}
+    """A weight map file, read like every untrusted file (builder.text.readers: size, depth, aliases)."""
+    from builder.text.readers import read_yaml_file
+    return read_yaml_file(Path(path), "weight map") or {}
 
 
 def _apply(rule: Rule, key: str, tensor: torch.Tensor, groups: dict) -> list[tuple[str, torch.Tensor]]:
@@ -251,15 +244,15 @@ def convert_state_dict(source: dict, mapping, module: torch.nn.Module) -> dict:
             other.append(f"{key}: not a tensor ({type(tensor).__name__})")
             continue
         for rule in rules:
-            m = rule.regex.match(key)
-            if m:
+            m = rule.pattern.match(key)
+            if m is not None:
                 break
         else:
-            if not any(p.match(key) for p in ignore):
+            if not any(p.match(key) is not None for p in ignore):
                 unexpected.append(key)
             continue
         try:
-            produced = _apply(rule, key, tensor, m.groupdict())
+            produced = _apply(rule, key, tensor, m)
         except ValueError as e:
             other.append(f"{key}: {e}")
             continue
