@@ -33,18 +33,14 @@ def run(args):
 
     runner, engine = model_runner(args)
     data = Path(args.data)
-    if data.suffix.lower() == ".csv":
-        if not runner.layout:
-            raise UserError(f"{args.model}: not trained on a CSV file (no column layout saved); give --data an "
-                            ".npz with the inputs by name and the labels as y")
-        arrays, truth = inputs.read_table(data, runner.layout, runner.inputs)
-    elif data.suffix.lower() == ".npz":
-        arrays, truth = inputs.read_labelled_npz(data, runner.inputs)
-    else:
-        raise UserError(f"--data {data}: expected a .csv or .npz file")
+    if data.suffix.lower() == ".csv" and not runner.layout:
+        raise UserError(f"{args.model}: not trained on a CSV file (no column layout saved); give --data an "
+                        ".npz with the inputs by name and the labels as y")
+    arrays, truth = inputs.read_inputs(data, runner.inputs, runner.layout)
     if truth is None:
-        raise UserError(f"--data {data}: no labels in it (column {', '.join(runner.layout.get('target') or ['?'])})"
-                        if runner.layout else f"--data {data}: no array y with the labels")
+        target = (runner.layout or {}).get("target") or ["y"]
+        raise UserError(f"--data {data}: no labels in it ({'column' if data.suffix.lower() == '.csv' else 'array'} "
+                        f"{', '.join(target)})")
     arrays = inputs.conform(arrays, runner.inputs, str(data))
     first = next(iter(predict.predict(runner, arrays, batch_size=args.batch_size).values()))
     truth = np.asarray(truth)

@@ -57,11 +57,7 @@ def model_runner(args):
 def run(args):
     from export import inputs, predict
     runner, engine = model_runner(args)
-    truth = None
-    if runner.layout and args.input.lower().endswith(".csv"):
-        arrays, truth = inputs.read_table(args.input, runner.layout, runner.inputs)
-    else:
-        arrays = inputs.read_arrays(args.input, runner.inputs)
+    arrays, truth = inputs.read_inputs(args.input, runner.inputs, runner.layout)
     arrays = inputs.conform(arrays, runner.inputs, args.input)
     note = ""
     if args.provider == "auto" and "CUDA" not in str(runner.device).upper():

@@ -57,11 +57,14 @@ def check_data(cfg: dict):
     return reader, args
 
 
-def load_data(cfg: dict) -> Data:
-    """Build the splits that `cfg` (the spec's `train.data` section) describes."""
+def load_data(cfg: dict, input_names=None) -> Data:
+    """Build the splits that `cfg` (the spec's `train.data` section) describes; `input_names` (the
+    network's) let a source pick its arrays by name (builder.data.naming)."""
     cfg = dict(cfg or {})
     name = cfg.get("source")
     reader, args = check_data(cfg)
+    if input_names and "input_names" in inspect.signature(reader).parameters:
+        args["input_names"] = list(input_names)
     if name in sources.BUILTIN:
         args.setdefault("seed", cfg.get("seed", 0))
     if name == "text" and args.get("tokenizer"):  # trained on the training part only
@@ -86,6 +89,7 @@ def load_data(cfg: dict) -> Data:
     prep = Preparation(cfg)
     prep.fit(raws[0], stream)
     splits = [None if r is None else prep.dataset(r, stream) for r in raws]
+    info.setdefault("inputs", [None] * raws[0][1])
     info["input_statistics"] = {i: stats for i, stats in prep.stats.items() if i < raws[0][1]
                                 and not prep.resize}  # a resize changes the sample shape: not foldable
     target_stats = prep.stats.get(raws[0][1])
@@ -129,7 +133,7 @@ def check_fields(fields, n_inputs, where, chunk=1 << 16) -> None:
 
 
 def _check_args(name, reader, args):
-    known = set(inspect.signature(reader).parameters) - {"seed", "layout"}
+    known = set(inspect.signature(reader).parameters) - {"seed", "layout", "input_names"}
     for key in args:
         if key not in known:
             hint = did_you_mean(key, known | COMMON_KEYS)
