@@ -50,7 +50,7 @@ def read_inputs(path, inputs: list[ModelInput], layout: dict | None = None):
     series, text), else as plain arrays."""
     from builder.data.model_files import read_for_model
 
-    if not Path(path).exists():
+    if not Path(path).exists() and not any(c in str(path) for c in "*?["):  # a glob: images
         raise UserError(f"{path}: no such input file")
     found = read_for_model(path, layout, [i.name for i in inputs])
     if found is not None:

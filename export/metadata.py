@@ -72,6 +72,13 @@ def input_preparation(spec, inside: bool = False) -> str:
     takes raw inputs; otherwise whoever feeds the model must prepare inputs the same way."""
     data = ((getattr(spec, "train", None) or {}).get("data") or {}) if spec is not None else {}
     steps = []
+    if data.get("source") == "images":
+        steps.append(f"images decoded as {data.get('mode', 'RGB')}, resized to {data.get('resize')}"
+                     + (f", centre-cropped to {data['crop']}" if data.get("crop") else "")
+                     + ", scaled to [0, 1] (build predict does this from builder.data's layout)")
+        if data.get("normalize"):
+            steps.append(f"normalize {data['normalize']}")
+        return ("inside the model: " if inside and data.get("normalize") else "") + "; ".join(steps)
     if data.get("standardize"):
         steps.append("standardize (mean/std of the training split)")
     transform = data.get("transform") or {}

@@ -65,7 +65,7 @@ def run(args):
     n = len(next(iter(arrays.values())))
     print(f"{engine} on {runner.device}{note}: {n} samples", file=sys.stderr)
     preparation = (getattr(runner, "meta", None) or {}).get("input_preparation")
-    if preparation and not preparation.startswith("inside the model"):
+    if preparation and not preparation.startswith(("inside the model", "images")):
         print(f"note: in training this model's inputs were prepared by: {preparation}; "
               "feed inputs prepared the same way", file=sys.stderr)
     outputs = predict.predict(runner, arrays, batch_size=args.batch_size)

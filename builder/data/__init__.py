@@ -28,6 +28,9 @@ READERS = {
     "npy": files.read_npy,
     "idx": files.read_idx_pair,
 }
+SOURCES = {  # sources that build their own splits (a module with check(cfg) and load(cfg, input_names))
+    "images": "builder.data.images",
+}
 COMMON_KEYS = {
     "source", "split", "files", "batch_size", "eval_batch_size", "shuffle", "seed", "drop_last",
     "standardize", "standardize_target", "transform", "stream", "split_shuffle",
@@ -47,7 +50,9 @@ class Data:
 def check_data(cfg: dict):
     """The reader and its arguments for `cfg`, or a one-line error (nothing is read)."""
     name = cfg.get("source")
-    reader = pick(READERS, name, "train.data.source", "source")
+    if name in SOURCES:
+        return _module(name).check(cfg), None
+    reader = pick({**READERS, **SOURCES}, name, "train.data.source", "source")
     args = {k: v for k, v in cfg.items() if k not in COMMON_KEYS}
     _check_args(name, reader, args)
     if args.get("tokenizer") is not None:
@@ -62,6 +67,8 @@ def load_data(cfg: dict, input_names=None) -> Data:
     network's) let a source pick its arrays by name (builder.data.naming)."""
     cfg = dict(cfg or {})
     name = cfg.get("source")
+    if name in SOURCES:
+        return _module(name).load(cfg, input_names)
     reader, args = check_data(cfg)
     if input_names and "input_names" in inspect.signature(reader).parameters:
         args["input_names"] = list(input_names)
@@ -99,6 +106,11 @@ def load_data(cfg: dict, input_names=None) -> Data:
         info["unigram_perplexity"] = sources.unigram_perplexity(
             _rows(raws[0][0][1], raws[0][2]), info["vocab_size"])
     return Data(*splits, info=info)
+
+
+def _module(name):
+    import importlib
+    return importlib.import_module(SOURCES[name])
 
 
 def check_fields(fields, n_inputs, where, chunk=1 << 16) -> None:

@@ -15,6 +15,7 @@ from builder.core.errors import UserError
 from builder.data.naming import match_inputs, npz_names
 
 READERS = {}  # layout["source"] -> reader(path, layout, input_names) -> (fields, names, truth)
+MODULES = {"images": "builder.data.images"}  # sources whose module has for_model(path, layout, input_names)
 
 
 def reader(source):
@@ -35,6 +36,9 @@ def read_for_model(path, layout: dict | None, input_names: list[str]):
     elif source in ("csv", "npz") and suffix != "." + source:
         return None  # another kind of file: the plain array readers
     fn = READERS.get(source)
+    if source in MODULES:
+        import importlib
+        fn = importlib.import_module(MODULES[source]).for_model
     if fn is None:
         return None
     fields, names, truth = fn(path, layout, input_names)
