@@ -46,6 +46,10 @@ def run(args):
     truth = np.asarray(truth)
     if len(truth) != len(first):
         raise UserError(f"--data {data}: {len(first)} samples but {len(truth)} labels")
+    if truth.dtype.kind == "f" and not np.isfinite(truth).all():  # a series' last windows forecast past its end
+        known = np.isfinite(truth.reshape(len(truth), -1)).all(axis=1)
+        print(f"{data}: {int((~known).sum())} forecast(s) past the end of the series are not scored", file=sys.stderr)
+        first, truth = first[known], truth[known]
     if evaluation.is_classifier(first, truth):
         labels = [predict.class_name(runner.labels, i) for i in range(first.shape[1])]
         metrics, matrix = evaluation.classification_metrics(first, truth, labels)

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from builder.core.choices import pick
 from builder.core.errors import UserError, did_you_mean
-from builder.data import files, sources
+from builder.data import files, sources, windows
 from builder.data.dataset import Dataset, split_rows
 
 READERS = {
@@ -33,7 +33,7 @@ SOURCES = {  # sources that build their own splits (a module with check(cfg) and
 }
 COMMON_KEYS = {
     "source", "split", "files", "batch_size", "eval_batch_size", "shuffle", "seed", "drop_last",
-    "standardize", "standardize_target", "transform", "stream", "split_shuffle",
+    "standardize", "standardize_target", "transform", "stream", "split_shuffle", "window",
 }
 STREAM_BYTES = 512 * 2**20  # memmapped data larger than this is streamed by default
 
@@ -59,6 +59,7 @@ def check_data(cfg: dict):
         from builder.data.tokenizer import check_config
         check_config(args["tokenizer"])
     Preparation(cfg)  # checks the transform keys
+    _window(cfg, name)
     return reader, args
 
 
@@ -80,8 +81,19 @@ def load_data(cfg: dict, input_names=None) -> Data:
                             "would train its own tokenizer")
         args.setdefault("train_fraction", float(cfg.get("split", [0.8])[0]))
 
+    window = _window(cfg, name)
     if "files" in cfg:
         raws, info = _read_per_split(name, reader, args, cfg["files"])
+        if window:
+            had_target = len(raws[0][0]) > raws[0][1]
+            raws = [None if r is None else ([*windows.cut(*windows.series(r[0], r[1], window), window,
+                                                          f"train.data.files.{s}")], 1, None)
+                    for r, s in zip(raws, ("train", "val", "test"))]
+    elif window:
+        fields, n_inputs, info = reader(**args)
+        check_fields(fields, n_inputs, f"train.data ({name})")
+        had_target = len(fields) > n_inputs
+        raws = windows.split(fields, n_inputs, window, cfg.get("split", [0.8, 0.1, 0.1]))
     else:
         fields, n_inputs, info = reader(**args)
         check_fields(fields, n_inputs, f"train.data ({name})")
@@ -96,6 +108,10 @@ def load_data(cfg: dict, input_names=None) -> Data:
     prep = Preparation(cfg)
     prep.fit(raws[0], stream)
     splits = [None if r is None else prep.dataset(r, stream) for r in raws]
+    if window:
+        info["layout"] = {**(info.get("layout") or {"source": name}), "window": window,
+                          "had_target": had_target}
+        info["inputs"] = [None]
     info.setdefault("inputs", [None] * raws[0][1])
     info["input_statistics"] = {i: stats for i, stats in prep.stats.items() if i < raws[0][1]
                                 and not prep.resize}  # a resize changes the sample shape: not foldable
@@ -106,6 +122,15 @@ def load_data(cfg: dict, input_names=None) -> Data:
         info["unigram_perplexity"] = sources.unigram_perplexity(
             _rows(raws[0][0][1], raws[0][2]), info["vocab_size"])
     return Data(*splits, info=info)
+
+
+def _window(cfg, name):
+    """`window:` checked (CSV and NPY sources only), or None."""
+    if cfg.get("window") is None:
+        return None
+    if name not in ("csv", "npy"):
+        raise UserError(f"train.data.window: windows are cut from csv or npy series, not from source {name!r}")
+    return windows.check(cfg["window"])
 
 
 def _module(name):

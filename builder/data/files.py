@@ -275,7 +275,7 @@ def read_npy(x, y=None):
     fields = [_npy(x)]
     if y:
         fields.append(_npy(y))
-    return fields, 1, {}
+    return fields, 1, {"layout": {"source": "npy"}}
 
 
 def _npy(path):

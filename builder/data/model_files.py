@@ -33,6 +33,8 @@ def read_for_model(path, layout: dict | None, input_names: list[str]):
     suffix = Path(path).suffix.lower()
     if suffix == ".npz" and source in (None, "csv", "npz", "npy"):
         source = "npz"  # arrays by name, whatever the training file was
+    elif layout.get("window") and source in ("csv", "npy"):
+        return _series(path, layout, source, suffix, input_names)
     elif source in ("csv", "npz") and suffix != "." + source:
         return None  # another kind of file: the plain array readers
     fn = READERS.get(source)
@@ -70,3 +72,20 @@ def _npz(path, layout, input_names):
     except Exception as e:  # BadZipFile, zlib.error, EOFError, ValueError
         raise UserError(f"{path}: not a readable .npz archive ({str(e).splitlines()[0] if str(e) else 'empty'})") from None
     return fields, names if len(names) > 1 else [None], truth
+
+
+def _series(path, layout, source, suffix, input_names):
+    """A raw series (the training source's kind of file) cut into one window per time step."""
+    from builder.data import windows
+
+    if suffix != "." + source:
+        raise UserError(f"{path}: the model forecasts from a .{source} series like its training data")
+    if source == "csv":
+        fields, names, truth = _csv(path, layout, input_names)
+        fields = fields + ([truth] if truth is not None else [])
+    else:
+        from builder.data.files import _npy
+        fields = [np.asarray(_npy(path))]
+    x, truth = windows.for_model(fields, len(fields) - (1 if source == "csv" and truth is not None else 0),
+                                 layout["window"], layout.get("had_target", False))
+    return {input_names[0]: x}, truth
