@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from builder.core.choices import pick
 from builder.core.errors import UserError, did_you_mean
-from builder.data import files, sources, windows
+from builder.data import files, sources, text_columns, windows
 from builder.data.dataset import Dataset, split_rows
 
 READERS = {
@@ -54,6 +54,9 @@ def check_data(cfg: dict):
         return _module(name).check(cfg), None
     reader = pick({**READERS, **SOURCES}, name, "train.data.source", "source")
     args = {k: v for k, v in cfg.items() if k not in COMMON_KEYS}
+    if name == "csv" and (cfg.get("text") or any(k in args for k in text_columns.KEYS)):
+        text_columns.check(cfg)
+        args = {k: v for k, v in args.items() if k not in text_columns.KEYS}
     _check_args(name, reader, args)
     if args.get("tokenizer") is not None:
         from builder.data.tokenizer import check_config
@@ -83,7 +86,7 @@ def load_data(cfg: dict, input_names=None) -> Data:
 
     window = _window(cfg, name)
     if "files" in cfg:
-        raws, info = _read_per_split(name, reader, args, cfg["files"])
+        raws, info = _read_per_split(name, reader, args, cfg["files"], cfg)
         if window:
             had_target = len(raws[0][0]) > raws[0][1]
             raws = [None if r is None else ([*windows.cut(*windows.series(r[0], r[1], window), window,
@@ -96,9 +99,11 @@ def load_data(cfg: dict, input_names=None) -> Data:
         raws = windows.split(fields, n_inputs, window, cfg.get("split", [0.8, 0.1, 0.1]))
     else:
         fields, n_inputs, info = reader(**args)
-        check_fields(fields, n_inputs, f"train.data ({name})")
         fractions = cfg.get("split", [0.8, 0.1, 0.1])
-        rows = split_rows(len(fields[0]), fractions, cfg.get("seed", 0), cfg.get("split_shuffle", True))
+        rows = split_rows(len(fields[-1]), fractions, cfg.get("seed", 0), cfg.get("split_shuffle", True))
+        fields, n_inputs = text_columns.add_fields(fields, n_inputs, info, rows[0], text_columns.check(cfg)
+                                                   if info.get("text") else None)
+        check_fields(fields, n_inputs, f"train.data ({name})")
         raws = [(fields, n_inputs, r) for r in rows] + [None] * (3 - len(rows))
 
     stream = cfg.get("stream", "auto")
@@ -178,7 +183,7 @@ def _check_args(name, reader, args):
                             + (f" ({hint})" if hint else f"; it takes {', '.join(sorted(known)) or 'none'}"))
 
 
-def _read_per_split(name, reader, args, per_split):
+def _read_per_split(name, reader, args, per_split, cfg):
     """`files: {train: a.csv, test: b.csv}`: one reader call per split; CSV kinds, categories, classes and fills come from train."""
     if not isinstance(per_split, dict) or "train" not in per_split:
         raise UserError("train.data.files must map train (and optionally val, test) to a file or reader args")
@@ -195,6 +200,8 @@ def _read_per_split(name, reader, args, per_split):
         if name == "csv" and split != "train":
             call["layout"] = info.get("layout")
         fields, n_inputs, got = reader(**call)
+        if got.get("text"):
+            fields, n_inputs = text_columns.add_fields(fields, n_inputs, got, None, text_columns.check(cfg))
         check_fields(fields, n_inputs, f"train.data.files.{split} ({name})")
         info = info or got
         raws.append((fields, n_inputs, None))

@@ -31,7 +31,8 @@ MISSING_POLICIES = ("error", "drop", "mean")
 OTHER_DELIMITERS = {";": "';'", "\t": "'\\t' (tab)", "|": "'|'"}
 
 
-def read_csv(path, target=None, categorical=(), drop=(), delimiter=",", missing="error", inputs=None, layout=None):
+def read_csv(path, target=None, categorical=(), drop=(), delimiter=",", missing="error", inputs=None, text=(),
+             layout=None):
     """Target column(s) by name, all other columns as features; text columns one-hot encoded.
 
     A column is categorical when declared (`categorical: [a, b]`) or when none of its values is a number;
@@ -40,7 +41,9 @@ def read_csv(path, target=None, categorical=(), drop=(), delimiter=",", missing=
     `missing: mean` take the training mean of the column. `layout` (the training file's, from `info`)
     fixes kinds, categories, class ids and fill values, so every split and `build predict` encode alike.
     `inputs: {x: [a, b], adj: ["adj_*"]}` makes each group of columns (names or shell patterns) its own
-    input, named for the network's input of that name (builder.data.naming); columns in no group are unused."""
+    input, named for the network's input of that name (builder.data.naming); columns in no group are unused.
+    `text: [review]` columns are not features: their raw strings come back in `info["text"]` for
+    builder.data.text_columns to tokenise."""
     p = _path(path, "csv")
     if missing not in MISSING_POLICIES:
         raise UserError(f"csv data: missing must be one of {', '.join(MISSING_POLICIES)}, not {missing!r}")
@@ -51,6 +54,12 @@ def read_csv(path, target=None, categorical=(), drop=(), delimiter=",", missing=
     if "target" in layout and target is None:
         target = [t for t in layout["target"] if t in header] or None
     targets = [target] if isinstance(target, str) else list(target or [])
+    carried_text = dict(layout.get("text") or {})
+    texts = list(carried_text or ([text] if isinstance(text, str) else list(text or ())))
+    for name in texts:
+        if name not in header:
+            raise UserError(f"csv data: text: {p} has no column '{name}' (columns: {', '.join(header)})")
+    drop = list(drop) + [t for t in texts if t not in drop]
     for name in targets + list(drop):
         if name not in header:
             raise UserError(f"csv data: {p} has no column '{name}' (columns: {', '.join(header)})"
@@ -101,13 +110,19 @@ def read_csv(path, target=None, categorical=(), drop=(), delimiter=",", missing=
                 encoded.append(np.eye(len(cats), dtype=np.float32)[_codes(p, name, values, rows, keep, cats)])
         return np.concatenate(encoded, axis=1)[keep] if encoded else np.zeros((int(keep.sum()), 0), np.float32)
 
-    xs = [encode(cols) for cols in groups.values()] if groups else [encode(features)]
-    x = xs[0]
+    xs = [encode(cols) for cols in groups.values()] if groups else [encode(features)] if features or not texts else []
+    x = xs[0] if xs else np.zeros((int(keep.sum()), 0), np.float32)
     info = {"feature_columns": features, "columns": columns, "inputs": list(groups) if groups else [None]}
     layout = {"delimiter": delimiter, "missing": missing, "features": features, "kinds": kinds,
               "categories": columns, "fill": fill, "target": targets, "num_features": int(x.shape[1])}
     if groups:
         layout["inputs"] = groups
+    if texts:
+        index = {n: i for i, n in enumerate(header)}
+        info["text"] = {t: [r[index[t]] for r, k in zip(body, keep) if k] for t in texts}
+        layout["text"] = carried_text
+        if not xs:
+            info["inputs"] = []
     info["layout"] = layout
     if not targets:
         return xs, len(xs), info

@@ -54,6 +54,9 @@ def _csv(path, layout, input_names):
 
     missing = "mean" if layout.get("missing") == "mean" else "error"  # never drop: one output per row
     fields, n_inputs, info = read_csv(path, layout=layout, delimiter=layout.get("delimiter", ","), missing=missing)
+    if info.get("text"):  # raw text, tokenised with the model's own tokenizer
+        from builder.data.text_columns import add_fields
+        fields, n_inputs = add_fields(fields, n_inputs, info, None)
     return fields[:n_inputs], info["inputs"], (fields[n_inputs] if len(fields) > n_inputs else None)
 
 

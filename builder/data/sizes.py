@@ -12,7 +12,7 @@ import re
 
 from builder.core.errors import UserError
 
-USES_DATA = re.compile(r"\$\{[^}]*\bdata\.num_(classes|features)\b|\[[^\]]*\bauto\b")
+USES_DATA = re.compile(r"\$\{[^}]*\bdata\.(num_classes|num_features|vocab_size)\b|\[[^\]]*\bauto\b")
 
 
 def needs_data(text: str) -> bool:
@@ -35,6 +35,8 @@ def data_sizes(train_data: dict) -> dict:
             classes = int(target.max()) + 1
     if classes is not None:
         out["data.num_classes"] = int(classes)
+    if data.info.get("vocab_size"):
+        out["data.vocab_size"] = int(data.info["vocab_size"])  # a text column's (or a language model's) tokens
     return out
 
 
