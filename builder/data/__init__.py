@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from builder.core.choices import pick
 from builder.core.errors import UserError, did_you_mean
-from builder.data import files, sources, text_columns, windows
+from builder.data import files, hf_files, sources, text_columns, windows
 from builder.data.dataset import Dataset, split_rows
 
 READERS = {
@@ -27,6 +27,7 @@ READERS = {
     "npz": files.read_npz,
     "npy": files.read_npy,
     "idx": files.read_idx_pair,
+    "datasets": hf_files.read_datasets,
 }
 SOURCES = {  # sources that build their own splits (a module with check(cfg) and load(cfg, input_names))
     "images": "builder.data.images",
@@ -74,6 +75,8 @@ def load_data(cfg: dict, input_names=None) -> Data:
     if name in SOURCES:
         return _module(name).load(cfg, input_names)
     reader, args = check_data(cfg)
+    if name == "datasets" and cfg.get("streaming"):
+        return hf_files.load_streaming(cfg, input_names)
     if input_names and "input_names" in inspect.signature(reader).parameters:
         args["input_names"] = list(input_names)
     if name in sources.BUILTIN:
@@ -197,7 +200,7 @@ def _read_per_split(name, reader, args, per_split, cfg):
             raws.append(None)
             continue
         call = dict(args, **(spec if isinstance(spec, dict) else {_first_path_arg(reader): spec}))
-        if name == "csv" and split != "train":
+        if "layout" in inspect.signature(reader).parameters and split != "train":
             call["layout"] = info.get("layout")
         fields, n_inputs, got = reader(**call)
         if got.get("text"):

@@ -15,7 +15,7 @@ from builder.core.errors import UserError
 from builder.data.naming import match_inputs, npz_names
 
 READERS = {}  # layout["source"] -> reader(path, layout, input_names) -> (fields, names, truth)
-MODULES = {"images": "builder.data.images"}  # sources whose module has for_model(path, layout, input_names)
+MODULES = {"images": "builder.data.images", "datasets": "builder.data.hf_files"}  # sources whose module has for_model(path, layout, input_names)
 
 
 def reader(source):
