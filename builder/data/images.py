@@ -193,11 +193,12 @@ def augment(x: torch.Tensor, cfg: dict, g: torch.Generator) -> torch.Tensor:
 
 
 class _Batches(torch.utils.data.Dataset):
-    """Decodes a whole batch per call (in a DataLoader worker when `workers` > 0): indices -> uint8 stack,
-    augmented in float when the split trains with augmentation. A bad file comes back as its message."""
+    """Decodes a whole batch per call (in a DataLoader worker when `workers` > 0): indices -> float [0, 1]
+    images, augmented when the split trains with augmentation, normalised. A bad file comes back as its
+    message (the main process raises it as one line, not a worker's traceback)."""
 
-    def __init__(self, files, layout, aug):
-        self.files, self.layout, self.aug = files, layout, aug
+    def __init__(self, files, layout, aug, mean_std=None):
+        self.files, self.layout, self.aug, self.mean_std = files, layout, aug, mean_std
 
     def __len__(self):
         return len(self.files)
@@ -208,14 +209,14 @@ class _Batches(torch.utils.data.Dataset):
             arrays = [decode(self.files[i], self.layout) for i in idx]
         except UserError as e:
             return str(e)
-        x = torch.from_numpy(np.stack(arrays))
-        if not self.aug:
-            return x
-        out = torch.empty(x.shape, dtype=torch.float32)
-        for k, i in enumerate(idx):
-            g = torch.Generator().manual_seed(key * 1_000_003 + int(i))
-            out[k] = augment(x[k].float() / 255, self.aug, g)
-        return out
+        x = torch.from_numpy(np.stack(arrays)).float().div_(255)
+        if self.aug:
+            for k, i in enumerate(idx):
+                g = torch.Generator().manual_seed(key * 1_000_003 + int(i))
+                x[k] = augment(x[k], self.aug, g)
+        if self.mean_std is not None:
+            x = x.sub_(self.mean_std[0]).div_(self.mean_std[1])
+        return x
 
 
 class _Plan:
@@ -251,7 +252,7 @@ class ImageFiles(Dataset):
         if drop_last and chunks and len(chunks[-1]) < batch_size:
             chunks.pop()
         if self.loader is None:
-            source = _Batches(list(self.fields[0]), self.layout, self.aug)
+            source = _Batches(list(self.fields[0]), self.layout, self.aug, self.mean_std)
             self.loader = torch.utils.data.DataLoader(
                 source, sampler=self.plan, batch_size=None, num_workers=self.workers,
                 persistent_workers=self.workers > 0, prefetch_factor=4 if self.workers else None)
@@ -261,14 +262,11 @@ class ImageFiles(Dataset):
 
     def _gather(self, idx):
         idx = idx.tolist()
-        return self._finish(idx, _Batches(list(self.fields[0]), self.layout, None)[(0, idx)])
+        return self._finish(idx, _Batches(list(self.fields[0]), self.layout, None, self.mean_std)[(0, idx)])
 
     def _finish(self, idx, x):
         if isinstance(x, str):
             raise UserError(x)
-        x = x.float() / 255 if x.dtype == torch.uint8 else x
-        if self.mean_std is not None:
-            x = (x - self.mean_std[0]) / self.mean_std[1]
         if self.sample_shapes[0] is not None:
             x = x.reshape(len(x), *self.sample_shapes[0])
         out = [x.to(self.device, non_blocking=True)]
