@@ -13,9 +13,11 @@ builder.data.tokenizer      a language model's tokenizers JSON (byte-level BPE)
 builder.generation.loop     JSON manifest of a `--generate` export (token input, cache tensors, context)
 builder.input_preparation  what the training data pipeline did to the inputs before the network saw them
                        (standardize, normalize, resize), when anything: it is not part of the exported graph
-builder.data           JSON: the training data's layout (a CSV's feature columns, kinds, category
-                       vocabularies, fill values, target, class names) and `outputs_in_data_units`, true when
-                       the target's de-standardisation is the graph's last op; `build predict` reads CSVs by it
+builder.data           JSON: the training data's layout (`source`; a CSV's feature columns, kinds, category
+                       vocabularies, fill values, target, class names, input groups, text columns' tokenizers;
+                       an npz's array names; images' mode, resize, crop, classes; a series' window) and
+                       `outputs_in_data_units`, true when the target's de-standardisation is the graph's last
+                       op; `build predict`/`evaluate` read files by it (builder.data.model_files)
 """
 from __future__ import annotations
 

@@ -139,3 +139,22 @@ def test_bad_keys_are_one_line(tmp_path, key, value, words):
     make_images(tmp_path / "d", per_class=1)
     with pytest.raises(UserError, match=words.replace("(", r"\(").replace(")", r"\)")):
         load_data({"source": "images", "path": str(tmp_path / "d"), "resize": 8, key: value})
+
+
+def test_a_csv_of_paths_and_labels_and_files_per_split(tmp_path):
+    make_images(tmp_path / "d", per_class=2)
+    files = sorted((tmp_path / "d").rglob("*.png"))
+    (tmp_path / "list.csv").write_text("path,label\n" + "".join(f"{f.relative_to(tmp_path)},{f.parent.name}\n" for f in files))
+    data = load_data({"source": "images", "path": str(tmp_path / "list.csv"), "resize": 8, "split": [1.0], "mode": "L"})
+    assert data.info["classes"] == ["blue", "green", "red"] and len(data.train) == 6
+    x, y = data.train.sample(6)
+    assert x.shape == (6, 1, 8, 8) and sorted(y.tolist()) == [0, 0, 1, 1, 2, 2]
+    make_images(tmp_path / "v", per_class=1, seed=2)
+    (tmp_path / "v" / "purple").mkdir()
+    (tmp_path / "v" / "purple" / "p.png").write_bytes((tmp_path / "v" / "red" / "0.png").read_bytes())
+    with pytest.raises(UserError, match="class\\(es\\) purple not among the model's classes"):
+        load_data({"source": "images", "files": {"train": str(tmp_path / "d"), "val": str(tmp_path / "v")}, "resize": 8})
+    (tmp_path / "v" / "purple" / "p.png").unlink()
+    (tmp_path / "v" / "purple").rmdir()
+    data = load_data({"source": "images", "files": {"train": str(tmp_path / "d"), "val": str(tmp_path / "v")}, "resize": 8})
+    assert len(data.train) == 6 and len(data.val) == 3 and data.test is None

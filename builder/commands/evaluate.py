@@ -13,7 +13,8 @@ def register(sub):
     p = sub.add_parser("evaluate", help="metrics (and a confusion matrix) of a trained model on a labelled file")
     p.add_argument("model", metavar="MODEL", help="an .onnx file, or a spec YAML (then --run or --weights)")
     p.add_argument("--data", required=True, metavar="FILE",
-                   help="a labelled .csv in the training file's layout, or an .npz (inputs by name, labels as y)")
+                   help="a labelled .csv in the training file's layout, an .npz (inputs by name, labels as y), a "
+                   "folder of class folders (images), a raw series, or a Parquet/JSON Lines file")
     p.add_argument("-o", "--output", metavar="OUT_DIR", help="folder for metrics.json and the confusion matrix "
                    "(default: evaluation/<data file name>)")
     p.add_argument("--provider", default="auto", choices=["cpu", "cuda", "auto"], help="where the model runs")

@@ -14,7 +14,8 @@ from builder.commands.common import add_weight_args
 def register(sub):
     p = sub.add_parser("predict", help="run an exported ONNX file (or a spec, in torch) on an input file")
     p.add_argument("model", metavar="MODEL", help="an .onnx file, or a spec YAML (then --run or --weights)")
-    p.add_argument("--input", required=True, metavar="FILE", help=".npy, .npz (arrays named like the inputs) or .csv")
+    p.add_argument("--input", required=True, metavar="FILE", help=".npy, .npz (arrays named like the inputs), .csv; for a model trained on images: an image, "
+                   "a folder or a quoted glob; on a series: the raw series; on Parquet/JSON Lines: such a file")
     p.add_argument("-o", "--output", metavar="OUT",
                    help="write the outputs: .csv (header; prediction, prob_<class>), .npy (first, raw) or .npz (all)")
     p.add_argument("--provider", default="auto", choices=["cpu", "cuda", "auto"],

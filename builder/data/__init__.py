@@ -10,7 +10,6 @@ arguments, per split). Any other key is an argument of the source (`n`, `noise`,
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -18,8 +17,8 @@ import torch.nn.functional as F
 
 from builder.core.choices import pick
 from builder.core.errors import UserError, did_you_mean
-from builder.data import files, hf_files, sources, text_columns, windows
-from builder.data.dataset import Dataset, split_rows
+from builder.data import files, hf_files, images, sources, text_columns, windows
+from builder.data.dataset import COMMON_KEYS, Data, Dataset, split_rows
 
 READERS = {
     **sources.BUILTIN,
@@ -29,30 +28,15 @@ READERS = {
     "idx": files.read_idx_pair,
     "datasets": hf_files.read_datasets,
 }
-SOURCES = {  # sources that build their own splits (a module with check(cfg) and load(cfg, input_names))
-    "images": "builder.data.images",
-}
-COMMON_KEYS = {
-    "source", "split", "files", "batch_size", "eval_batch_size", "shuffle", "seed", "drop_last",
-    "standardize", "standardize_target", "transform", "stream", "split_shuffle", "window",
-}
+SOURCES = {"images": images}  # sources that build their own splits: check(cfg), load(cfg, input_names)
 STREAM_BYTES = 512 * 2**20  # memmapped data larger than this is streamed by default
-
-
-@dataclass
-class Data:
-    """The three splits (val and test may be None) and what the source reported about itself."""
-    train: Dataset
-    val: Dataset | None
-    test: Dataset | None
-    info: dict = field(default_factory=dict)
 
 
 def check_data(cfg: dict):
     """The reader and its arguments for `cfg`, or a one-line error (nothing is read)."""
     name = cfg.get("source")
     if name in SOURCES:
-        return _module(name).check(cfg), None
+        return SOURCES[name].check(cfg), None
     reader = pick({**READERS, **SOURCES}, name, "train.data.source", "source")
     args = {k: v for k, v in cfg.items() if k not in COMMON_KEYS}
     if name == "csv" and (cfg.get("text") or any(k in args for k in text_columns.KEYS)):
@@ -73,7 +57,7 @@ def load_data(cfg: dict, input_names=None) -> Data:
     cfg = dict(cfg or {})
     name = cfg.get("source")
     if name in SOURCES:
-        return _module(name).load(cfg, input_names)
+        return SOURCES[name].load(cfg, input_names)
     reader, args = check_data(cfg)
     if name == "datasets" and cfg.get("streaming"):
         return hf_files.load_streaming(cfg, input_names)
@@ -139,11 +123,6 @@ def _window(cfg, name):
     if name not in ("csv", "npy"):
         raise UserError(f"train.data.window: windows are cut from csv or npy series, not from source {name!r}")
     return windows.check(cfg["window"])
-
-
-def _module(name):
-    import importlib
-    return importlib.import_module(SOURCES[name])
 
 
 def check_fields(fields, n_inputs, where, chunk=1 << 16) -> None:

@@ -6,8 +6,24 @@ that belong to the split; a batch reads only its rows from disk and runs `prepar
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 import torch
+
+COMMON_KEYS = {
+    "source", "split", "files", "batch_size", "eval_batch_size", "shuffle", "seed", "drop_last",
+    "standardize", "standardize_target", "transform", "stream", "split_shuffle", "window",
+}
+
+
+@dataclass
+class Data:
+    """The three splits (val and test may be None) and what the source reported about itself."""
+    train: "Dataset"
+    val: "Dataset | None"
+    test: "Dataset | None"
+    info: dict = field(default_factory=dict)
 
 
 class Dataset:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from builder.core.errors import UserError
-from builder.data.dataset import Dataset
+from builder.data.dataset import Data, Dataset
 
 FORMATS = {".parquet": "parquet", ".jsonl": "json", ".json": "json", ".arrow": "arrow", ".csv": "csv"}
 
@@ -161,20 +161,17 @@ class StreamedRows(Dataset):
         return self._tensors(self.convert(batch, self.files[0]))
 
     def _tensors(self, arrays):
+        if self.pick is not None:  # the network's inputs by name, then the target
+            arrays = [arrays[i] for i in self.pick]
         out = []
-        for k, a in enumerate(arrays):
+        for a, shape in zip(arrays, self.sample_shapes):
             t = torch.from_numpy(a)
-            shape = self.sample_shapes[k] if k < len(self.sample_shapes) else None
             out.append((t if shape is None else t.reshape(len(t), *shape)).to(self.device))
-        if self.pick is not None:
-            out = [out[i] for i in self.pick]
         return tuple(out)
 
 
 def load_streaming(cfg, input_names=None):
     """The splits of a `streaming: true` source: `files: {train: ..., val: ..., test: ...}`."""
-    from builder.data import Data
-
     per = cfg.get("files")
     if not isinstance(per, dict) or "train" not in per:
         raise UserError("train.data.streaming: give the splits as files: {train: ..., val: ...} (a stream is not split by fractions)")

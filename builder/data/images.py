@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from builder.core.errors import UserError
-from builder.data.dataset import Dataset, split_rows
+from builder.data.dataset import COMMON_KEYS, Data, Dataset, split_rows
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 KEYS = ("path", "resize", "crop", "mode", "normalize", "augment", "workers")
@@ -31,7 +31,6 @@ MAX_FILES = 10_000_000
 
 def check(cfg: dict) -> dict:
     """The source's own keys, checked; a one-line error naming the key."""
-    from builder.data import COMMON_KEYS
     from builder.core.errors import did_you_mean
 
     for key in cfg:
@@ -277,8 +276,6 @@ class ImageFiles(Dataset):
 
 def load(cfg: dict, input_names=None):
     """The splits of `cfg` (train.data with source: images) as a builder.data.Data."""
-    from builder.data import Data
-
     layout = check(cfg)
     norm = cfg.get("normalize")
     mean_std = None

@@ -12,10 +12,11 @@ from pathlib import Path
 import numpy as np
 
 from builder.core.errors import UserError
+from builder.data import hf_files, images
 from builder.data.naming import match_inputs, npz_names
 
-READERS = {}  # layout["source"] -> reader(path, layout, input_names) -> (fields, names, truth)
-MODULES = {"images": "builder.data.images", "datasets": "builder.data.hf_files"}  # sources whose module has for_model(path, layout, input_names)
+READERS = {"images": images.for_model, "datasets": hf_files.for_model}  # layout["source"] -> reader(path,
+# layout, input_names) -> (fields, names, truth); csv and npz below
 
 
 def reader(source):
@@ -38,9 +39,6 @@ def read_for_model(path, layout: dict | None, input_names: list[str]):
     elif source in ("csv", "npz") and suffix != "." + source:
         return None  # another kind of file: the plain array readers
     fn = READERS.get(source)
-    if source in MODULES:
-        import importlib
-        fn = importlib.import_module(MODULES[source]).for_model
     if fn is None:
         return None
     fields, names, truth = fn(path, layout, input_names)
