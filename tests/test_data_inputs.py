@@ -171,3 +171,11 @@ def test_evaluate_finds_the_array_training_read(tmp_path, capsys):
 def test_naming_rule(data, spec, expected):
     from builder.data.naming import match_inputs
     assert match_inputs(data, spec) == expected
+
+
+@pytest.mark.parametrize("data, spec", [(["x", "adj"], ["feat"]), (["x", "adj"], ["x", "edges"]), ([None], ["a", "b"])])
+def test_naming_rule_refuses_a_guess(data, spec):
+    from builder.core.errors import UserError
+    from builder.data.naming import match_inputs
+    with pytest.raises(UserError, match="the network takes inputs"):
+        match_inputs(data, spec)

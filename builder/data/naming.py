@@ -3,7 +3,8 @@
 
 Names first: a source that names its inputs (npz arrays, CSV column groups `inputs: {x: [...], adj: [...]}`,
 text columns, images) feeds each spec input the field of the same name. A network with one input takes a
-source's only (or first) input whatever its name (an npz array `x` feeds an input `tokens`). A field holding
+source's only input whatever its name (an npz array `x` feeds an input `tokens`), or a text column's ids
+without their mask. A field holding
 as many values per sample as the input declares is viewed in the input's shape (24 lag columns as [24, 1]).
 """
 from __future__ import annotations
@@ -23,8 +24,9 @@ def match_inputs(data_names, spec_names, where="data") -> list[int]:
     index = {n: i for i, n in enumerate(data_names) if n is not None}
     if spec_names and all(n in index for n in spec_names):
         return [index[n] for n in spec_names]
-    if len(spec_names) == 1 and data_names:
-        return [0]  # one input: the source's first field, whatever its name
+    first = data_names[0] if data_names else None
+    if len(spec_names) == 1 and data_names and all(n == f"{first}_mask" for n in data_names[1:]):
+        return [0]  # one input: the source's first field (a text column's ids), whatever its name
     if len(spec_names) == len(data_names) and not index:
         return list(range(len(spec_names)))  # unnamed fields, by position
     missing = [n for n in spec_names if n not in index]
