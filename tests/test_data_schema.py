@@ -10,7 +10,12 @@ import pytest
 from builder.commands.cli import main
 from builder.data import COMMON_KEYS, READERS, hf_files, images, text_columns, windows
 from builder.spec.data_schema import COMMON, SOURCE_KEYS
+from builder.spec.data_schema import data_schema
 from builder.spec.schema import spec_schema
+
+
+def test_the_spec_schema_holds_the_data_schema():
+    assert spec_schema()["properties"]["train"]["properties"]["data"] == data_schema()
 
 
 def test_every_source_key_is_in_the_schema_with_a_description():
@@ -36,13 +41,11 @@ def test_every_source_key_is_in_the_schema_with_a_description():
     ({"source": "csv", "pth": "a.csv"}, False),
 ])
 def test_schema_accepts_the_new_keys_and_rejects_misspellings(data, ok):
-    doc = {"spec": 1, "inputs": {"x": {"shape": ["B", 4]}}, "nodes": {"o": {"op": "Linear", "out_features": 1}},
-           "train": {"data": data}}
     if ok:
-        jsonschema.validate(doc, spec_schema())
+        jsonschema.validate(data, data_schema())
     else:
         with pytest.raises(jsonschema.ValidationError):
-            jsonschema.validate(doc, spec_schema())
+            jsonschema.validate(data, data_schema())
 
 
 @pytest.mark.parametrize("data, line, words", [
