@@ -134,6 +134,7 @@ def test_resume_continues_exactly(tmp_path):
     ("normalize", {"mean": [0.5], "std": [0.2]}, "one positive std per channel (3 for mode RGB)"),
     ("workers", -1, "train.data.workers"),
     ("sizee", 3, "source 'images' takes no key 'sizee'"),
+    ("standardize", True, "train.data.standardize: not for source 'images'"),
 ])
 def test_bad_keys_are_one_line(tmp_path, key, value, words):
     make_images(tmp_path / "d", per_class=1)

@@ -116,3 +116,11 @@ def test_bad_windows_are_one_line(tmp_path, window, words):
     with pytest.raises(UserError) as e:
         load_data({"source": "csv", "path": str(tmp_path / "s.csv"), "target": "temp", "window": window})
     assert words in str(e.value)
+
+
+def test_files_per_split_are_each_windowed(tmp_path):
+    write_series(tmp_path / "a.csv", n=60)
+    write_series(tmp_path / "b.csv", n=30, seed=1)
+    data = load_data({"source": "csv", "target": "temp", "drop": ["step"], "window": {"lookback": 6, "horizon": 2},
+                      "files": {"train": str(tmp_path / "a.csv"), "val": str(tmp_path / "b.csv")}})
+    assert tuple(data.train.fields[0].shape) == (60 - 6 - 2 + 1, 6, 2) and tuple(data.val.fields[1].shape) == (30 - 7, 2)

@@ -48,6 +48,9 @@ def check_data(cfg: dict):
         check_config(args["tokenizer"])
     Preparation(cfg)  # checks the transform keys
     _window(cfg, name)
+    if name == "datasets" and cfg.get("streaming") and not cfg.get("files"):
+        raise UserError("train.data.streaming: give the splits as files: {train: ..., val: ...} (a stream is not "
+                        "split by fractions)")
     return reader, args
 
 

@@ -38,6 +38,9 @@ def check(cfg: dict) -> dict:
             hint = did_you_mean(key, set(KEYS) | COMMON_KEYS)
             raise UserError(f"train.data: source 'images' takes no key {key!r}"
                             + (f" ({hint})" if hint else f"; it takes {', '.join(KEYS)}"))
+    for key in ("standardize", "standardize_target", "transform", "stream", "window"):
+        if cfg.get(key):
+            raise UserError(f"train.data.{key}: not for source 'images' (use resize, crop, normalize)")
     if not cfg.get("path") and not cfg.get("files"):
         raise UserError("train.data.path: source 'images' needs a folder of class folders or a CSV of path,label")
     layout = {"source": "images", "mode": cfg.get("mode", "RGB"),
