@@ -70,13 +70,15 @@ def test_csv_column_groups_feed_inputs_by_name(tmp_path, capsys):
     text = header + "\n" + "\n".join(",".join(f"{v:.6f}" for v in r) for r in rows) + "\n"
     (tmp_path / "d.csv").write_text(text)
     data = {"source": "csv", "path": str(tmp_path / "d.csv"), "target": "target",
-            "inputs": {"x": ["f*"], "adj": ["a0", "a1"]}, "batch_size": 32}
+            "inputs": {"adj": ["a0", "a1"], "x": ["f*"]}, "batch_size": 32, "standardize": True}
     spec = write_spec(tmp_path, data)
     _, history, run = builder.train(spec, run_dir=tmp_path / "run", quiet=True)
     assert history[-1]["val.loss"] < 0.1 * float(y.var())
     assert main(["export", str(spec), "--run", str(run), "-o", str(tmp_path / "m.onnx")]) == 0
     assert main(["evaluate", str(tmp_path / "m.onnx"), "--data", str(tmp_path / "d.csv"), "-o", str(tmp_path / "ev")]) == 0
     assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["r2"] > 0.9
+    props = {p.key: p.value for p in __import__("onnx").load(str(tmp_path / "m.onnx")).metadata_props}
+    assert props["builder.input_preparation"].startswith("inside the model: standardize")  # both inputs' own stats
     data["inputs"] = {"x": ["f*"], "adj": ["nope"]}
     bad = write_spec(tmp_path, data)
     capsys.readouterr()
