@@ -28,16 +28,16 @@ READERS = {
     "idx": files.read_idx_pair,
     "datasets": hf_files.read_datasets,
 }
-SOURCES = {"images": images}  # sources that build their own splits: check(cfg), load(cfg, input_names)
+SOURCES = {s.name: s for s in (images.SOURCE, hf_files.SOURCE)}  # builder.data.source.Source objects
 STREAM_BYTES = 512 * 2**20  # memmapped data larger than this is streamed by default
 
 
 def check_data(cfg: dict):
     """The reader and its arguments for `cfg`, or a one-line error (nothing is read)."""
     name = cfg.get("source")
-    if name in SOURCES:
+    if name in SOURCES and SOURCES[name].builds_splits(cfg) and name not in READERS:
         return SOURCES[name].check(cfg), None
-    reader = pick({**READERS, **SOURCES}, name, "train.data.source", "source")
+    reader = pick({**SOURCES, **READERS}, name, "train.data.source", "source")
     args = {k: v for k, v in cfg.items() if k not in COMMON_KEYS}
     if name == "csv" and (cfg.get("text") or any(k in args for k in text_columns.KEYS)):
         text_columns.check(cfg)
@@ -48,9 +48,8 @@ def check_data(cfg: dict):
         check_config(args["tokenizer"])
     Preparation(cfg)  # checks the transform keys
     _window(cfg, name)
-    if name == "datasets" and cfg.get("streaming") and not cfg.get("files"):
-        raise UserError("train.data.streaming: give the splits as files: {train: ..., val: ...} (a stream is not "
-                        "split by fractions)")
+    if name in SOURCES:
+        SOURCES[name].check(cfg)  # its own rules beside the reader's arguments (datasets' streaming)
     return reader, args
 
 
@@ -59,11 +58,10 @@ def load_data(cfg: dict, input_names=None) -> Data:
     network's) let a source pick its arrays by name (builder.data.naming)."""
     cfg = dict(cfg or {})
     name = cfg.get("source")
-    if name in SOURCES:
+    if name in SOURCES and SOURCES[name].builds_splits(cfg):
+        check_data(cfg)
         return SOURCES[name].load(cfg, input_names)
     reader, args = check_data(cfg)
-    if name == "datasets" and cfg.get("streaming"):
-        return hf_files.load_streaming(cfg, input_names)
     if input_names and "input_names" in inspect.signature(reader).parameters:
         args["input_names"] = list(input_names)
     if name in sources.BUILTIN:

@@ -20,6 +20,7 @@ import torch
 
 from builder.core.errors import UserError
 from builder.data.dataset import Data, Dataset
+from builder.data.source import Source
 
 FORMATS = {".parquet": "parquet", ".jsonl": "json", ".json": "json", ".arrow": "arrow", ".csv": "csv"}
 
@@ -170,17 +171,26 @@ class StreamedRows(Dataset):
         return tuple(out)
 
 
-def load_streaming(cfg, input_names=None):
-    """The splits of a `streaming: true` source: `files: {train: ..., val: ..., test: ...}`."""
+def check_streaming(cfg) -> dict:
+    """A `streaming: true` section's own rules (nothing read), or a one-line error naming the key."""
     per = cfg.get("files")
     if not isinstance(per, dict) or "train" not in per:
-        raise UserError("train.data.streaming: give the splits as files: {train: ..., val: ...} (a stream is not split by fractions)")
+        raise UserError("train.data.streaming: give the splits as files: {train: ..., val: ...} (a stream is not "
+                        "split by fractions)")
     for key in ("standardize", "standardize_target", "transform", "window"):
         if cfg.get(key):
             raise UserError(f"train.data.{key}: not with streaming: true (it would need a pass over the data first)")
     buffer = cfg.get("buffer", 1000)
     if isinstance(buffer, bool) or not isinstance(buffer, int) or buffer < 1:
         raise UserError(f"train.data.buffer: shuffle buffer in rows, a whole number >= 1, got {buffer!r}")
+    return {"source": "datasets"}
+
+
+def load_streaming(cfg, input_names=None):
+    """The splits of a `streaming: true` source: `files: {train: ..., val: ..., test: ...}`."""
+    check_streaming(cfg)
+    per = cfg["files"]
+    buffer = cfg.get("buffer", 1000)
     target = cfg.get("target")
     train_files, fmt = _files(per["train"])
     fmt = cfg.get("format") or fmt
@@ -212,3 +222,26 @@ def for_model(path, layout, input_names):
     """Files in the training files' columns (predict, evaluate)."""
     fields, n_inputs, info = read_datasets(path, layout=layout)
     return fields[:n_inputs], info["inputs"], (fields[n_inputs] if len(fields) > n_inputs else None)
+
+
+class DatasetsSource(Source):
+    """`source: datasets`: with `streaming: true` it builds its own splits (StreamedRows); without, its rows
+    go through builder.data.load_data like any reader's (read_datasets)."""
+
+    name, keys = "datasets", ("path", "format", "inputs", "target", "streaming", "buffer")
+
+    @staticmethod
+    def builds_splits(cfg) -> bool:
+        return bool(cfg.get("streaming"))
+
+    def check(self, cfg):
+        return check_streaming(cfg) if cfg.get("streaming") else {"source": "datasets"}
+
+    def load(self, cfg, input_names=None):
+        return load_streaming(cfg, input_names)
+
+    def for_model(self, path, layout, input_names):
+        return for_model(path, layout, input_names)
+
+
+SOURCE = DatasetsSource()

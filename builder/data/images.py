@@ -21,6 +21,7 @@ import torch
 
 from builder.core.errors import UserError
 from builder.data.dataset import COMMON_KEYS, Data, Dataset, split_rows
+from builder.data.source import Source
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 KEYS = ("path", "resize", "crop", "mode", "normalize", "augment", "workers")
@@ -318,4 +319,21 @@ def for_model(path, layout, input_names):
     return [x], [None], labels
 
 
-__all__ = ["ImageFiles", "check", "decode", "for_model", "list_images", "load"]
+class ImageSource(Source):
+    """`source: images` (this module's docstring): the folder's files, decoded batch by batch."""
+
+    name, keys = "images", KEYS
+
+    def check(self, cfg):
+        return check(cfg)
+
+    def load(self, cfg, input_names=None):
+        return load(cfg, input_names)
+
+    def for_model(self, path, layout, input_names):
+        return for_model(path, layout, input_names)
+
+
+SOURCE = ImageSource()
+
+__all__ = ["SOURCE", "ImageFiles", "ImageSource", "check", "decode", "for_model", "list_images", "load"]

@@ -15,7 +15,7 @@ from builder.core.errors import UserError
 from builder.data import hf_files, images
 from builder.data.naming import match_inputs, npz_names
 
-READERS = {"images": images.for_model, "datasets": hf_files.for_model}  # layout["source"] -> reader(path,
+READERS = {s.name: s.for_model for s in (images.SOURCE, hf_files.SOURCE)}  # layout["source"] -> reader(path,
 # layout, input_names) -> (fields, names, truth); csv and npz below
 
 
