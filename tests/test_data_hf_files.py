@@ -102,3 +102,16 @@ def test_bad_keys_are_one_line(tmp_path, extra, words):
         cfg["files"] = {"train": str(tmp_path / "t.jsonl")}
     with pytest.raises(UserError, match=words.replace("(", r"\(").replace("*", r"\*")):
         load_data(cfg)
+
+
+def test_arrow_and_csv_files_read_alike(tmp_path):
+    import pyarrow as pa
+    table = pa.table({"a": np.arange(20, dtype=np.float32), "b": np.ones(20, np.float32), "y": np.arange(20) % 3})
+    with pa.OSFile(str(tmp_path / "t.arrow"), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    (tmp_path / "t.csv").write_text("a,b,y\n" + "".join(f"{i}.0,1.0,{i % 3}\n" for i in range(20)))
+    got = [load_data({"source": "datasets", "path": str(tmp_path / f"t.{k}"), "target": "y", "split": [1.0],
+                      "split_shuffle": False}).train.fields for k in ("arrow", "csv")]
+    for x, y in got:
+        assert torch.equal(x, got[0][0]) and torch.equal(y, got[0][1]) and y.dtype == torch.int64
+    assert got[0][0][:, 0].tolist() == list(range(20))
