@@ -44,15 +44,18 @@ def read_arrays(path, inputs: list[ModelInput]) -> dict[str, np.ndarray]:
     raise UserError(f"{path}: expected a .npy, .npz or .csv file, got '{suffix or 'no suffix'}'")
 
 
-def read_table(path, layout: dict, inputs: list[ModelInput]):
-    """({input: features}, labels or None) of a CSV in the training file's layout (builder.data.files)."""
-    from builder.data.files import read_csv
+def read_inputs(path, inputs: list[ModelInput], layout: dict | None = None):
+    """({input: array}, labels or None) of `path` for `build predict` and `build evaluate` alike: read as the
+    model's training source read its data (builder.data.model_files: CSV layout, npz names, images,
+    series, text), else as plain arrays."""
+    from builder.data.model_files import read_for_model
 
-    if len(inputs) != 1:
-        raise UserError(f"{path}: a .csv file holds one input, the model takes {len(inputs)}")
-    missing = "mean" if layout.get("missing") == "mean" else "error"  # never drop: one output per row
-    fields, _, _ = read_csv(path, layout=layout, delimiter=layout.get("delimiter", ","), missing=missing)
-    return {inputs[0].name: fields[0]}, (fields[1] if len(fields) > 1 else None)
+    if not Path(path).exists() and not any(c in str(path) for c in "*?["):  # a glob: images
+        raise UserError(f"{path}: no such input file")
+    found = read_for_model(path, layout, [i.name for i in inputs])
+    if found is not None:
+        return found
+    return read_arrays(path, inputs), None
 
 
 def read_rows(rows, layout: dict, inputs: list[ModelInput], source: str = "request"):
@@ -72,24 +75,6 @@ def read_rows(rows, layout: dict, inputs: list[ModelInput], source: str = "reque
     return {inputs[0].name: fields[0]}, (fields[1] if len(fields) > 1 else None)
 
 
-def read_labelled_npz(path, inputs: list[ModelInput]):
-    """({input: array}, labels or None) of an .npz holding the inputs by name and the labels as `y`."""
-    arrays = _from_npz(path, inputs) if len(inputs) > 1 else None
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            truth = data["y"] if "y" in data.files else None
-            if arrays is None:
-                names = [k for k in data.files if k != "y"]
-                if len(names) != 1 and inputs[0].name not in names:
-                    raise UserError(f"{path}: no array '{inputs[0].name}' (the file has: {', '.join(data.files)})")
-                arrays = {inputs[0].name: data[inputs[0].name if inputs[0].name in names else names[0]]}
-    except UserError:
-        raise
-    except Exception as e:  # BadZipFile, zlib.error, EOFError, ValueError
-        raise UserError(f"{path}: not a readable .npz archive ({str(e).splitlines()[0] if str(e) else 'empty'})") from None
-    return arrays, truth
-
-
 def _load_npy(path) -> np.ndarray:
     try:
         return np.load(path, allow_pickle=False)
@@ -98,19 +83,9 @@ def _load_npy(path) -> np.ndarray:
 
 
 def _from_npz(path, inputs) -> dict:
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-    except Exception as e:  # BadZipFile, zlib.error, EOFError, ValueError, SyntaxError (a damaged header)
-        raise UserError(f"{path}: not a readable .npz archive ({str(e).splitlines()[0] if str(e) else 'empty'})") from None
-    names = [i.name for i in inputs]
-    if len(inputs) == 1 and len(arrays) == 1:
-        return {names[0]: next(iter(arrays.values()))}
-    missing = [n for n in names if n not in arrays]
-    if missing:
-        raise UserError(f"{path}: no array for input(s) {', '.join(missing)} (the file has: "
-                        f"{', '.join(arrays) or 'nothing'})")
-    return {n: arrays[n] for n in names}
+    from builder.data.model_files import read_for_model
+
+    return read_for_model(path, None, [i.name for i in inputs])[0]
 
 
 def _read_csv(path, inp: ModelInput) -> np.ndarray:
@@ -195,6 +170,9 @@ def conform(arrays: dict[str, np.ndarray], inputs: list[ModelInput], source: str
                                 + (" (scale images to float first)" if a.dtype.kind in "ui" else ""))
         if a.ndim == len(inp.shape) - 1 and _fits(a.shape, inp.shape[1:]):
             a = a[None]  # one sample
+        elif a.ndim >= 1 and not _fits(a.shape[1:], inp.shape[1:]) and all(isinstance(d, int) for d in inp.shape[1:]) \
+                and a[:1].size == int(np.prod(inp.shape[1:])) and len(a):
+            a = a.reshape(len(a), *inp.shape[1:])  # the view training takes (24 lag columns as [24, 1])
         if a.ndim != len(inp.shape) or not _fits(a.shape, inp.shape):
             raise UserError(f"{source}: input {inp.describe()} got an array of shape {list(a.shape)}")
         if inp.value_range and a.size and a.dtype.kind in "iu":

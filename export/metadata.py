@@ -19,9 +19,11 @@ builder.input_columns  JSON {input name: [{column, kind, at, width, categories |
 builder.output_kinds   JSON {output name: kind}: logits (softmax over the class dim gives probabilities),
                        sigmoid_logits, probabilities, log_probabilities, values (data units when
                        builder.data says outputs_in_data_units), or unknown (no train section to say)
-builder.data           JSON: the training data's layout (a CSV's feature columns, kinds, category
-                       vocabularies, fill values, target, class names) and `outputs_in_data_units`, true when
-                       the target's de-standardisation is the graph's last op; `build predict` reads CSVs by it
+builder.data           JSON: the training data's layout (`source`; a CSV's feature columns, kinds, category
+                       vocabularies, fill values, target, class names, input groups, text columns' tokenizers;
+                       an npz's array names; images' mode, resize, crop, classes; a series' window) and
+                       `outputs_in_data_units`, true when the target's de-standardisation is the graph's last
+                       op; `build predict`/`evaluate` read files by it (builder.data.model_files)
 """
 from __future__ import annotations
 
@@ -127,6 +129,13 @@ def input_preparation(spec, inside: bool = False) -> str:
     takes raw inputs; otherwise whoever feeds the model must prepare inputs the same way."""
     data = ((getattr(spec, "train", None) or {}).get("data") or {}) if spec is not None else {}
     steps = []
+    if data.get("source") == "images":
+        steps.append(f"images decoded as {data.get('mode', 'RGB')}, resized to {data.get('resize')}"
+                     + (f", centre-cropped to {data['crop']}" if data.get("crop") else "")
+                     + ", scaled to [0, 1] (build predict does this from builder.data's layout)")
+        if data.get("normalize"):
+            steps.append(f"normalize {data['normalize']}")
+        return ("inside the model: " if inside and data.get("normalize") else "") + "; ".join(steps)
     if data.get("standardize"):
         steps.append("standardize (mean/std of the training split)")
     transform = data.get("transform") or {}

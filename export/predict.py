@@ -153,7 +153,11 @@ def is_classifier(first: np.ndarray) -> bool:
 
 def score(first: np.ndarray, truth: np.ndarray) -> str:
     """Accuracy of a classifier's top class, or R2 and MAE of a regression, against a file's labels."""
-    if is_classifier(first):
+    truth = np.asarray(truth)
+    if truth.dtype.kind == "f":  # a series' last windows forecast past its end: not scored
+        known = np.isfinite(truth.reshape(len(truth), -1)).all(axis=1)
+        first, truth = first[known], truth[known]
+    if is_classifier(first) and truth.dtype.kind in "iub":
         hits = first.argmax(axis=1) == truth.reshape(-1)
         return f"accuracy {hits.mean():.4f} ({int(hits.sum())} of {len(hits)} rows)"
     pred, truth = first.reshape(len(first), -1).astype(np.float64), truth.reshape(len(first), -1)

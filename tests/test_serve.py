@@ -193,7 +193,7 @@ def test_plain_json_rows_in_the_csv_layout_give_class_names(server):
     with open(server["folder"] / "same.csv", "w", newline="") as f:  # the same rows as `build predict` reads them
         csv.writer(f).writerows([["size", "weight", "color", "fruit"]] + rows)
     runner = OnnxRunner(server["model"], "cpu")
-    arrays, _ = inputs.read_table(server["folder"] / "same.csv", runner.layout, runner.inputs)
+    arrays, _ = inputs.read_inputs(server["folder"] / "same.csv", runner.inputs, runner.layout)
     scores = runner.run(arrays)[0]
     idx, probs = top_k(scores, 3)
     for got, i, p in zip(answer["predictions"], idx, probs):

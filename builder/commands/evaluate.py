@@ -13,7 +13,8 @@ def register(sub):
     p = sub.add_parser("evaluate", help="metrics (and a confusion matrix) of a trained model on a labelled file")
     p.add_argument("model", metavar="MODEL", help="an .onnx file, or a spec YAML (then --run or --weights)")
     p.add_argument("--data", required=True, metavar="FILE",
-                   help="a labelled .csv in the training file's layout, or an .npz (inputs by name, labels as y)")
+                   help="a labelled .csv in the training file's layout, an .npz (inputs by name, labels as y), a "
+                   "folder of class folders (images), a raw series, or a Parquet/JSON Lines file")
     p.add_argument("-o", "--output", metavar="OUT_DIR", help="folder for metrics.json and the confusion matrix "
                    "(default: evaluation/<data file name>)")
     p.add_argument("--provider", default="auto", choices=["cpu", "cuda", "auto"], help="where the model runs")
@@ -33,23 +34,23 @@ def run(args):
 
     runner, engine = model_runner(args)
     data = Path(args.data)
-    if data.suffix.lower() == ".csv":
-        if not runner.layout:
-            raise UserError(f"{args.model}: not trained on a CSV file (no column layout saved); give --data an "
-                            ".npz with the inputs by name and the labels as y")
-        arrays, truth = inputs.read_table(data, runner.layout, runner.inputs)
-    elif data.suffix.lower() == ".npz":
-        arrays, truth = inputs.read_labelled_npz(data, runner.inputs)
-    else:
-        raise UserError(f"--data {data}: expected a .csv or .npz file")
+    if data.suffix.lower() == ".csv" and not runner.layout:
+        raise UserError(f"{args.model}: not trained on a CSV file (no column layout saved); give --data an "
+                        ".npz with the inputs by name and the labels as y")
+    arrays, truth = inputs.read_inputs(data, runner.inputs, runner.layout)
     if truth is None:
-        raise UserError(f"--data {data}: no labels in it (column {', '.join(runner.layout.get('target') or ['?'])})"
-                        if runner.layout else f"--data {data}: no array y with the labels")
+        target = (runner.layout or {}).get("target") or ["y"]
+        raise UserError(f"--data {data}: no labels in it ({'column' if data.suffix.lower() == '.csv' else 'array'} "
+                        f"{', '.join(target)})")
     arrays = inputs.conform(arrays, runner.inputs, str(data))
     first = next(iter(predict.predict(runner, arrays, batch_size=args.batch_size).values()))
     truth = np.asarray(truth)
     if len(truth) != len(first):
         raise UserError(f"--data {data}: {len(first)} samples but {len(truth)} labels")
+    if truth.dtype.kind == "f" and not np.isfinite(truth).all():  # a series' last windows forecast past its end
+        known = np.isfinite(truth.reshape(len(truth), -1)).all(axis=1)
+        print(f"{data}: {int((~known).sum())} forecast(s) past the end of the series are not scored", file=sys.stderr)
+        first, truth = first[known], truth[known]
     if evaluation.is_classifier(first, truth):
         evaluation.check_class_ids(truth, first.shape[1], f"--data {data}")
         labels = [predict.class_name(runner.labels, i) for i in range(first.shape[1])]

@@ -14,7 +14,8 @@ from builder.commands.common import add_weight_args
 def register(sub):
     p = sub.add_parser("predict", help="run an exported ONNX file (or a spec, in torch) on an input file")
     p.add_argument("model", metavar="MODEL", help="an .onnx file, or a spec YAML (then --run or --weights)")
-    p.add_argument("--input", required=True, metavar="FILE", help=".npy, .npz (arrays named like the inputs) or .csv")
+    p.add_argument("--input", required=True, metavar="FILE", help=".npy, .npz (arrays named like the inputs), .csv; for a model trained on images: an image, "
+                   "a folder or a quoted glob; on a series: the raw series; on Parquet/JSON Lines: such a file")
     p.add_argument("-o", "--output", metavar="OUT",
                    help="write the outputs: .csv (header; prediction, prob_<class>), .npy (first, raw) or .npz (all)")
     p.add_argument("--provider", default="auto", choices=["cpu", "cuda", "auto"],
@@ -57,11 +58,7 @@ def model_runner(args):
 def run(args):
     from export import inputs, predict
     runner, engine = model_runner(args)
-    truth = None
-    if runner.layout and args.input.lower().endswith(".csv"):
-        arrays, truth = inputs.read_table(args.input, runner.layout, runner.inputs)
-    else:
-        arrays = inputs.read_arrays(args.input, runner.inputs)
+    arrays, truth = inputs.read_inputs(args.input, runner.inputs, runner.layout)
     arrays = inputs.conform(arrays, runner.inputs, args.input)
     note = ""
     if args.provider == "auto" and "CUDA" not in str(runner.device).upper():
@@ -69,7 +66,7 @@ def run(args):
     n = len(next(iter(arrays.values())))
     print(f"{engine} on {runner.device}{note}: {n} samples", file=sys.stderr)
     preparation = (getattr(runner, "meta", None) or {}).get("input_preparation")
-    if preparation and not preparation.startswith("inside the model"):
+    if preparation and not preparation.startswith(("inside the model", "images")):
         print(f"note: in training this model's inputs were prepared by: {preparation}; "
               "feed inputs prepared the same way", file=sys.stderr)
     outputs = predict.predict(runner, arrays, batch_size=args.batch_size)

@@ -10,7 +10,6 @@ arguments, per split). Any other key is an argument of the source (`n`, `noise`,
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -18,8 +17,8 @@ import torch.nn.functional as F
 
 from builder.core.choices import pick
 from builder.core.errors import UserError, did_you_mean
-from builder.data import files, sources
-from builder.data.dataset import Dataset, split_rows
+from builder.data import files, hf_files, images, sources, text_columns, windows
+from builder.data.dataset import COMMON_KEYS, Data, Dataset, split_rows
 
 READERS = {
     **sources.BUILTIN,
@@ -27,41 +26,44 @@ READERS = {
     "npz": files.read_npz,
     "npy": files.read_npy,
     "idx": files.read_idx_pair,
+    "datasets": hf_files.read_datasets,
 }
-COMMON_KEYS = {
-    "source", "split", "files", "batch_size", "eval_batch_size", "shuffle", "seed", "drop_last",
-    "standardize", "standardize_target", "transform", "stream", "split_shuffle",
-}
+SOURCES = {s.name: s for s in (images.SOURCE, hf_files.SOURCE)}  # builder.data.source.Source objects
 STREAM_BYTES = 512 * 2**20  # memmapped data larger than this is streamed by default
-
-
-@dataclass
-class Data:
-    """The three splits (val and test may be None) and what the source reported about itself."""
-    train: Dataset
-    val: Dataset | None
-    test: Dataset | None
-    info: dict = field(default_factory=dict)
 
 
 def check_data(cfg: dict):
     """The reader and its arguments for `cfg`, or a one-line error (nothing is read)."""
     name = cfg.get("source")
-    reader = pick(READERS, name, "train.data.source", "source")
+    if name in SOURCES and SOURCES[name].builds_splits(cfg) and name not in READERS:
+        return SOURCES[name].check(cfg), None
+    reader = pick({**SOURCES, **READERS}, name, "train.data.source", "source")
     args = {k: v for k, v in cfg.items() if k not in COMMON_KEYS}
+    if name == "csv" and (cfg.get("text") or any(k in args for k in text_columns.KEYS)):
+        text_columns.check(cfg)
+        args = {k: v for k, v in args.items() if k not in text_columns.KEYS}
     _check_args(name, reader, args)
     if args.get("tokenizer") is not None:
         from builder.data.tokenizer import check_config
         check_config(args["tokenizer"])
     Preparation(cfg)  # checks the transform keys
+    _window(cfg, name)
+    if name in SOURCES:
+        SOURCES[name].check(cfg)  # its own rules beside the reader's arguments (datasets' streaming)
     return reader, args
 
 
-def load_data(cfg: dict) -> Data:
-    """Build the splits that `cfg` (the spec's `train.data` section) describes."""
+def load_data(cfg: dict, input_names=None) -> Data:
+    """Build the splits that `cfg` (the spec's `train.data` section) describes; `input_names` (the
+    network's) let a source pick its arrays by name (builder.data.naming)."""
     cfg = dict(cfg or {})
     name = cfg.get("source")
+    if name in SOURCES and SOURCES[name].builds_splits(cfg):
+        check_data(cfg)
+        return SOURCES[name].load(cfg, input_names)
     reader, args = check_data(cfg)
+    if input_names and "input_names" in inspect.signature(reader).parameters:
+        args["input_names"] = list(input_names)
     if name in sources.BUILTIN:
         args.setdefault("seed", cfg.get("seed", 0))
     if name == "text" and args.get("tokenizer") and "files" in cfg:
@@ -70,15 +72,28 @@ def load_data(cfg: dict) -> Data:
     if name == "text" and "files" not in cfg:  # cut by position before windowing (windows overlap)
         args["split"] = cfg.get("split", [0.8, 0.1, 0.1])
 
+    window = _window(cfg, name)
     if "files" in cfg:
-        raws, info = _read_per_split(name, reader, args, cfg["files"])
-    else:
+        raws, info = _read_per_split(name, reader, args, cfg["files"], cfg)
+        if window:
+            had_target = len(raws[0][0]) > raws[0][1]
+            raws = [None if r is None else ([*windows.cut(*windows.series(r[0], r[1], window), window,
+                                                          f"train.data.files.{s}")], 1, None)
+                    for r, s in zip(raws, ("train", "val", "test"))]
+    elif window:
         fields, n_inputs, info = reader(**args)
         check_fields(fields, n_inputs, f"train.data ({name})")
+        had_target = len(fields) > n_inputs
+        raws = windows.split(fields, n_inputs, window, cfg.get("split", [0.8, 0.1, 0.1]))
+    else:
+        fields, n_inputs, info = reader(**args)
         fractions = cfg.get("split", [0.8, 0.1, 0.1])
         rows = info.pop("split_rows", None)  # a source of overlapping windows splits itself by position
         if rows is None:
-            rows = split_rows(len(fields[0]), fractions, cfg.get("seed", 0), cfg.get("split_shuffle", True))
+            rows = split_rows(len(fields[-1]), fractions, cfg.get("seed", 0), cfg.get("split_shuffle", True))
+        fields, n_inputs = text_columns.add_fields(fields, n_inputs, info, rows[0], text_columns.check(cfg)
+                                                   if info.get("text") else None)
+        check_fields(fields, n_inputs, f"train.data ({name})")
         raws = [(fields, n_inputs, r) for r in rows] + [None] * (3 - len(rows))
 
     stream = cfg.get("stream", "auto")
@@ -88,6 +103,11 @@ def load_data(cfg: dict) -> Data:
     prep = Preparation(cfg)
     prep.fit(raws[0], stream)
     splits = [None if r is None else prep.dataset(r, stream) for r in raws]
+    if window:
+        info["layout"] = {**(info.get("layout") or {"source": name}), "window": window,
+                          "had_target": had_target}
+        info["inputs"] = [None]
+    info.setdefault("inputs", [None] * raws[0][1])
     info["input_statistics"] = {i: stats for i, stats in prep.stats.items() if i < raws[0][1]
                                 and not prep.resize}  # a resize changes the sample shape: not foldable
     target_stats = prep.stats.get(raws[0][1])
@@ -97,6 +117,15 @@ def load_data(cfg: dict) -> Data:
         info["unigram_perplexity"] = sources.unigram_perplexity(
             _rows(raws[0][0][1], raws[0][2]), info["vocab_size"])
     return Data(*splits, info=info)
+
+
+def _window(cfg, name):
+    """`window:` checked (CSV and NPY sources only), or None."""
+    if cfg.get("window") is None:
+        return None
+    if name not in ("csv", "npy"):
+        raise UserError(f"train.data.window: windows are cut from csv or npy series, not from source {name!r}")
+    return windows.check(cfg["window"])
 
 
 def check_fields(fields, n_inputs, where, chunk=1 << 16) -> None:
@@ -131,7 +160,7 @@ def check_fields(fields, n_inputs, where, chunk=1 << 16) -> None:
 
 
 def _check_args(name, reader, args):
-    known = set(inspect.signature(reader).parameters) - {"seed", "layout", "rows"}  # rows: build serve's tables, not a key
+    known = set(inspect.signature(reader).parameters) - {"seed", "layout", "rows", "input_names"}  # rows: build serve's tables
     for key in args:
         if key not in known:
             hint = did_you_mean(key, known | COMMON_KEYS)
@@ -139,7 +168,7 @@ def _check_args(name, reader, args):
                             + (f" ({hint})" if hint else f"; it takes {', '.join(sorted(known)) or 'none'}"))
 
 
-def _read_per_split(name, reader, args, per_split):
+def _read_per_split(name, reader, args, per_split, cfg):
     """`files: {train: a.csv, test: b.csv}`: one reader call per split; CSV kinds, categories, classes and fills come from train."""
     if not isinstance(per_split, dict) or "train" not in per_split:
         raise UserError("train.data.files must map train (and optionally val, test) to a file or reader args")
@@ -153,9 +182,11 @@ def _read_per_split(name, reader, args, per_split):
             raws.append(None)
             continue
         call = dict(args, **(spec if isinstance(spec, dict) else {_first_path_arg(reader): spec}))
-        if name == "csv" and split != "train":
+        if "layout" in inspect.signature(reader).parameters and split != "train":
             call["layout"] = info.get("layout")
         fields, n_inputs, got = reader(**call)
+        if got.get("text"):
+            fields, n_inputs = text_columns.add_fields(fields, n_inputs, got, None, text_columns.check(cfg))
         check_fields(fields, n_inputs, f"train.data.files.{split} ({name})")
         info = info or got
         raws.append((fields, n_inputs, None))

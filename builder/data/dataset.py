@@ -6,8 +6,24 @@ that belong to the split; a batch reads only its rows from disk and runs `prepar
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 import torch
+
+COMMON_KEYS = {
+    "source", "split", "files", "batch_size", "eval_batch_size", "shuffle", "seed", "drop_last",
+    "standardize", "standardize_target", "transform", "stream", "split_shuffle", "window",
+}
+
+
+@dataclass
+class Data:
+    """The three splits (val and test may be None) and what the source reported about itself."""
+    train: "Dataset"
+    val: "Dataset | None"
+    test: "Dataset | None"
+    info: dict = field(default_factory=dict)
 
 
 class Dataset:
@@ -20,6 +36,7 @@ class Dataset:
         self.prepare = prepare      # streamed only: numpy rows -> list of tensors, run per batch
         self.sample_shapes = [None] * len(self.fields)
         self.device = torch.device("cpu")
+        self.pick = None            # streamed only: which prepared fields are the inputs, in the network's order
 
     @property
     def streamed(self) -> bool:
@@ -31,6 +48,16 @@ class Dataset:
     @property
     def has_target(self) -> bool:
         return len(self.fields) > self.n_inputs
+
+    def select_inputs(self, pick) -> None:
+        """Keep the input fields `pick` (indices), in that order, then the target: the network's inputs by name."""
+        keep = list(pick) + list(range(self.n_inputs, len(self.fields)))
+        if self.streamed:
+            self.pick = [keep[i] if self.pick is None else self.pick[keep[i]] for i in range(len(keep))]
+        else:
+            self.fields = [self.fields[i] for i in keep]
+        self.sample_shapes = [self.sample_shapes[i] for i in keep]
+        self.n_inputs = len(pick)
 
     def reshape_inputs(self, shapes) -> None:
         """View input i as per-sample shape `shapes[i]` (same element count), e.g. 64 pixels as 1x8x8."""
@@ -83,6 +110,8 @@ class Dataset:
         back = np.empty_like(ahead)
         back[ahead] = np.arange(len(ahead))
         tensors = self.prepare([np.asarray(f[rows[ahead]])[back] for f in self.fields])
+        if self.pick is not None:
+            tensors = [tensors[i] for i in self.pick]
         return tuple((t if s is None else t.reshape(len(t), *s)).to(self.device, non_blocking=True)
                      for t, s in zip(tensors, self.sample_shapes))
 

@@ -31,7 +31,8 @@ MISSING_POLICIES = ("error", "drop", "mean")
 OTHER_DELIMITERS = {";": "';'", "\t": "'\\t' (tab)", "|": "'|'"}
 
 
-def read_csv(path, target=None, categorical=(), drop=(), delimiter=",", missing="error", layout=None, rows=None):
+def read_csv(path, target=None, categorical=(), drop=(), delimiter=",", missing="error", inputs=None, text=(),
+             layout=None, rows=None):
     """Target column(s) by name, all other columns as features; text columns one-hot encoded.
 
     A column is categorical when declared (`categorical: [a, b]`) or when none of its values is a number;
@@ -39,8 +40,12 @@ def read_csv(path, target=None, categorical=(), drop=(), delimiter=",", missing=
     (empty, NA, n/a, nan, null, none, ?) are an error, or with `missing: drop` drop the row, or with
     `missing: mean` take the training mean of the column. `layout` (the training file's, from `info`)
     fixes kinds, categories, class ids and fill values, so every split and `build predict` encode alike.
-    `rows` (header, file line of each row, rows of cells) are read instead of the file: a table that came
-    another way (`build serve`'s JSON rows), `path` then only names it in messages."""
+    `inputs: {x: [a, b], adj: ["adj_*"]}` makes each group of columns (names or shell patterns) its own
+    input, named for the network's input of that name (builder.data.naming); columns in no group are unused.
+    `text: [review]` columns are not features: their raw strings come back in `info["text"]` for
+    builder.data.text_columns to tokenise. `rows` (header, file line of each row, rows of cells) are read
+    instead of the file: a table that came another way (`build serve`'s JSON rows), `path` then only names
+    it in messages."""
     p = Path(path) if rows is not None else _path(path, "csv")
     if missing not in MISSING_POLICIES:
         raise UserError(f"csv data: missing must be one of {', '.join(MISSING_POLICIES)}, not {missing!r}")
@@ -51,11 +56,19 @@ def read_csv(path, target=None, categorical=(), drop=(), delimiter=",", missing=
     if "target" in layout and target is None:
         target = [t for t in layout["target"] if t in header] or None
     targets = [target] if isinstance(target, str) else list(target or [])
+    carried_text = dict(layout.get("text") or {})
+    texts = list(carried_text or ([text] if isinstance(text, str) else list(text or ())))
+    for name in texts:
+        if name not in header:
+            raise UserError(f"csv data: text: {p} has no column '{name}' (columns: {', '.join(header)})")
+    drop = list(drop) + [t for t in texts if t not in drop]
     for name in targets + list(drop):
         if name not in header:
             raise UserError(f"csv data: {p} has no column '{name}' (columns: {', '.join(header)})"
                             + _delimiter_hint(header, delimiter))
-    features = layout.get("features") or [n for n in header if n not in targets and n not in drop]
+    groups = layout.get("inputs") or _groups(p, header, inputs, targets, drop)
+    features = layout.get("features") or ([c for cols in groups.values() for c in cols] if groups else
+                                          [n for n in header if n not in targets and n not in drop])
     for name in features:
         if name not in header:
             raise UserError(f"csv data: {p} has no column '{name}' (the model was trained on: {', '.join(features)})")
@@ -82,29 +95,41 @@ def read_csv(path, target=None, categorical=(), drop=(), delimiter=",", missing=
             keep &= ~gaps
     fill = dict(layout.get("fill") or {})
     columns = {k: list(v) for k, v in (layout.get("categories") or {}).items()}
-    encoded = []
-    for name in features:
-        values, rows = table[name], lines
-        if kinds[name] == "number":
-            numbers = _numbers(p, name, values, rows, keep, missing == "mean")
-            if missing == "mean":
-                gaps = np.isnan(numbers)
-                if name not in fill:
-                    fill[name] = float(np.nanmean(numbers[keep])) if (~gaps & keep).any() else 0.0
-                numbers[gaps] = fill[name]
-            encoded.append(numbers.reshape(-1, 1))
-        else:
-            cats = columns.setdefault(name, sorted({v for v, k in zip(values, keep) if k}))
-            if "categories" not in layout:  # training data: is this a category, or free text / ids?
-                _check_vocabulary(p, name, len(cats), int(keep.sum()))
-            encoded.append(_one_hot(_codes(p, name, values, rows, keep, cats), len(cats)))
-    x = np.concatenate(encoded, axis=1)[keep] if encoded else np.zeros((int(keep.sum()), 0), np.float32)
-    info = {"feature_columns": features, "columns": columns}
+    def encode(names):
+        encoded = []
+        for name in names:
+            values, rows = table[name], lines
+            if kinds[name] == "number":
+                numbers = _numbers(p, name, values, rows, keep, missing == "mean")
+                if missing == "mean":
+                    gaps = np.isnan(numbers)
+                    if name not in fill:
+                        fill[name] = float(np.nanmean(numbers[keep])) if (~gaps & keep).any() else 0.0
+                    numbers[gaps] = fill[name]
+                encoded.append(numbers.reshape(-1, 1))
+            else:
+                cats = columns.setdefault(name, sorted({v for v, k in zip(values, keep) if k}))
+                if "categories" not in layout:  # training data: is this a category, or free text / ids?
+                    _check_vocabulary(p, name, len(cats), int(keep.sum()))
+                encoded.append(_one_hot(_codes(p, name, values, rows, keep, cats), len(cats)))
+        return np.concatenate(encoded, axis=1)[keep] if encoded else np.zeros((int(keep.sum()), 0), np.float32)
+
+    xs = [encode(cols) for cols in groups.values()] if groups else [encode(features)] if features or not texts else []
+    x = xs[0] if xs else np.zeros((int(keep.sum()), 0), np.float32)
+    info = {"feature_columns": features, "columns": columns, "inputs": list(groups) if groups else [None]}
     layout = {"delimiter": delimiter, "missing": missing, "features": features, "kinds": kinds,
               "categories": columns, "fill": fill, "target": targets, "num_features": int(x.shape[1])}
+    if groups:
+        layout["inputs"] = groups
+    if texts:
+        index = {n: i for i, n in enumerate(header)}
+        info["text"] = {t: [r[index[t]] for r, k in zip(body, keep) if k] for t in texts}
+        layout["text"] = carried_text
+        if not xs:
+            info["inputs"] = []
     info["layout"] = layout
     if not targets:
-        return [x], 1, info
+        return xs, len(xs), info
     if len(targets) == 1 and kinds[targets[0]] == "category":
         name = targets[0]
         values = table[name]
@@ -115,7 +140,27 @@ def read_csv(path, target=None, categorical=(), drop=(), delimiter=",", missing=
     else:
         y = np.concatenate([_numbers(p, t, table[t], lines, keep, False).reshape(-1, 1) for t in targets],
                            axis=1)[keep]
-    return [x, y], 1, info
+    return [*xs, y], len(xs), info
+
+
+def _groups(p, header, inputs, targets, drop) -> dict:
+    """`inputs: {name: [column or pattern, ...]}` as {name: [columns]} in the file's order, or {}."""
+    import fnmatch
+
+    if not inputs:
+        return {}
+    if not isinstance(inputs, dict) or not all(isinstance(v, (list, str)) for v in inputs.values()):
+        raise UserError("csv data: inputs must map each input name to a list of columns, e.g. {x: [a, b], adj: [adj_*]}")
+    out = {}
+    for name, wanted in inputs.items():
+        cols = []
+        for pattern in [wanted] if isinstance(wanted, str) else wanted:
+            hits = [c for c in header if fnmatch.fnmatchcase(c, str(pattern)) and c not in targets and c not in drop]
+            if not hits:
+                raise UserError(f"csv data: inputs.{name}: {p} has no column {pattern!r} (columns: {', '.join(header)})")
+            cols += [c for c in hits if c not in cols]
+        out[str(name)] = cols
+    return out
 
 
 def column_positions(layout: dict) -> list[dict]:
@@ -293,21 +338,27 @@ def _first_line(e: Exception) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
-def read_npz(path, x="x", y="y", classes="classes"):
-    """Arrays `x` (and `y`, if present) from a .npz archive (read whole: zip members cannot be mapped);
-    a `classes` array (if present) names the class ids of `y` in order. Never unpickles."""
+def read_npz(path, x="x", y="y", classes="classes", input_names=None):
+    """Input arrays (named like the network's inputs, else `x`) and `y`, if present, from a .npz archive
+    (read whole: zip members cannot be mapped); a `classes` array (if present) names the class ids of `y`
+    in order. Never unpickles. The array names are kept in the layout, so predict and evaluate read the
+    same arrays (builder.data.naming)."""
+    from builder.data.naming import npz_names
+
     p = _path(path, "npz")
     try:
         with np.load(p, allow_pickle=False) as z:
-            if x not in z:
-                raise UserError(f"npz data: {p} has no array '{x}' (arrays: {', '.join(z.files) or 'none'})")
-            fields = [z[x]] + ([z[y]] if y and y in z else [])
-            names = [str(c) for c in z[classes].tolist()] if classes and classes in z else None
+            names = npz_names(z.files, input_names, x, y, f"npz data: {p}")
+            fields = [z[n] for n in names] + ([z[y]] if y and y in z else [])
+            labels = [str(c) for c in z[classes].tolist()] if classes and classes in z else None
     except UserError:
         raise
     except Exception as e:  # BadZipFile, zlib.error, EOFError, ValueError, a SyntaxError from a damaged header
         raise UserError(f"npz data: {p} is not a readable .npz archive ({_first_line(e)})") from None
-    return fields, 1, ({"classes": names, "num_classes": len(names)} if names else {})
+    info = {"classes": labels, "num_classes": len(labels)} if labels else {}
+    info["inputs"] = names if len(names) > 1 or (input_names and names[0] in input_names) else [None]
+    info["layout"] = {"source": "npz", "arrays": names, "target": [y] if y else []}
+    return fields, len(names), info
 
 
 def read_npy(x, y=None):
@@ -315,7 +366,7 @@ def read_npy(x, y=None):
     fields = [_npy(x)]
     if y:
         fields.append(_npy(y))
-    return fields, 1, {}
+    return fields, 1, {"layout": {"source": "npy"}}
 
 
 def _npy(path):

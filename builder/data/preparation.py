@@ -78,6 +78,8 @@ def statistics_for(spec_inputs, stats: dict, n_inputs: int) -> dict:
             out[spec.name] = {"mean": mean.reshape(()), "std": std.reshape(())}
         elif all(isinstance(d, int) for d in sample) and mean.numel() == math.prod(sample):
             out[spec.name] = {"mean": mean.reshape(sample), "std": std.reshape(sample)}
+        elif mean.dim() == len(sample) and all(m in (1, s) for m, s in zip(mean.shape, sample)):
+            out[spec.name] = {"mean": mean, "std": std}  # per channel ([C, 1, 1]): broadcast over the image
     return out
 
 

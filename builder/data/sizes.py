@@ -13,7 +13,7 @@ import re
 from builder.core.errors import UserError
 
 # Each scan stops at the next brace (bracket), so the search is linear even in text of 100,000 `${`.
-USES_DATA = re.compile(r"\$\{[^{}]*\bdata\.num_(classes|features)\b|\[[^\[\]]*\bauto\b")
+USES_DATA = re.compile(r"\$\{[^{}]*\bdata\.(num_classes|num_features|vocab_size)\b|\[[^\[\]]*\bauto\b")
 
 
 def needs_data(text: str) -> bool:
@@ -36,6 +36,8 @@ def data_sizes(train_data: dict) -> dict:
             classes = int(target.max()) + 1
     if classes is not None:
         out["data.num_classes"] = int(classes)
+    if data.info.get("vocab_size"):
+        out["data.vocab_size"] = int(data.info["vocab_size"])  # a text column's (or a language model's) tokens
     return out
 
 

@@ -6,6 +6,7 @@ arguments and flag unknown keys. The builder's own checks stay the authority (sh
 from __future__ import annotations
 
 from builder import ops as ops_pkg
+from builder.spec.data_schema import data_schema
 from builder.spec.reader import NAME_RULE, TOP_KEYS
 from builder.sweep.space import sweep_schema
 from builder.core.types import BLOCK_KEYS, DTYPES, INPUT_KEYS, NODE_KEYS
@@ -99,7 +100,7 @@ def spec_schema() -> dict:
         "params": {"type": "object"}, "inputs": inputs, "blocks": {"type": "object", "additionalProperties": block},
         "nodes": nodes, "outputs": outputs, "networks": {"type": "object", "additionalProperties": network},
         "use": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
-        "train": {"type": "object", "properties": {"loss": _LOSS}}, "export": _EXPORT, "dims": _DIMS,
+        "train": {"type": "object", "properties": {"loss": _LOSS, "data": data_schema()}}, "export": _EXPORT, "dims": _DIMS,
         "labels": {"type": "array", "description": "class names in class-id order; must equal the data's classes when it names them"},
         "sweep": sweep_schema(),
     }

@@ -53,7 +53,7 @@ _CMP = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.Lt
 _FUNCS = {"min": min, "max": max, "abs": abs, "int": int, "float": float, "round": round}
 
 
-DATA_SIZES = ("num_classes", "num_features")  # `${data.NAME}`: sizes the training data gives (data/sizes.py)
+DATA_SIZES = ("num_classes", "num_features", "vocab_size")  # `${data.NAME}`: sizes the training data gives (data/sizes.py)
 MAX_LEN = 10_000  # strings and lists built by an expression (`${l + l}` doubling through params)
 
 

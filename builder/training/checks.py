@@ -4,6 +4,7 @@ schedule and initializers, checked by the modules that use them (no data is read
 Each key is checked on its own, so every mistake is reported, at the key's position."""
 from __future__ import annotations
 
+import re
 import types
 
 from builder.data import check_data
@@ -46,10 +47,26 @@ def option_errors(cfg: TrainConfig, skip=()) -> list:
         try:
             check()
         except (UserError, TypeError, ValueError) as e:
-            line, col, node = cfg.locate(key)
             message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            line, col, node = cfg.locate(*_key_path(key, message))
             if message.startswith("train.") and ": " in message:  # "train.data.source: unknown source ..."
                 named, message = message.split(": ", 1)
                 node = node if node.startswith("--set") else named
             out.append(Diagnostic(message, cfg.file, line, col, node))
     return out
+
+
+_NAMED = re.compile(r"^train\.([A-Za-z_][\w.]*)(?:\s*\(|:)")
+_NO_KEY = re.compile(r"takes no key '([^']+)'")
+
+
+def _key_path(key, message) -> tuple:
+    """The written key an error is about, as deep as the message names it ("train.data.window.lookback: ...",
+    "source 'images' takes no key 'sizee'"), so the line points at that key."""
+    unknown = _NO_KEY.search(message)
+    if unknown and key == "data":
+        return ("data", unknown.group(1))
+    named = _NAMED.match(message)
+    if named and named.group(1).split(".")[0] == key:
+        return tuple(p for p in named.group(1).split(".") if p)
+    return (key,)

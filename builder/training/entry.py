@@ -16,7 +16,7 @@ from builder.training.distributed import join, leave
 from builder.core.errors import UserError
 from builder.text.readers import read_bounded, read_text_file
 from builder.ops.initializers import apply_init
-from builder.core.types import node_inits
+from builder.core.types import node_inits, spec_inputs
 from builder.training.runlog import Console, RunFolder, read_resolved
 from builder.training.book import Book, RunFinished, TrainingInterrupted, stop_on_signals
 from builder.spec.train_section import TrainConfig, from_plain
@@ -86,7 +86,7 @@ def fit(networks, cfg, *, name="model", run_dir=None, resume=False, device="auto
     world = join(device)
     run = None
     try:
-        data = load_data(cfg.data.options)  # first: a data mistake leaves no run folder behind
+        data = load_data(cfg.data.options, input_names=_input_names(cfg, networks))  # first: a data mistake leaves no run folder behind
         name_classes(data.info, labels)
         # locked against a second training; a finished run is not silently overwritten
         run = RunFolder(run_dir or Path("runs") / name, enabled=world.is_main, resume=resume, overwrite=overwrite)
@@ -128,6 +128,13 @@ def fit(networks, cfg, *, name="model", run_dir=None, resume=False, device="auto
         if run is not None:
             run.release()
         leave(world, finished=sys.exc_info()[0] is None)
+
+
+def _input_names(cfg, networks):
+    """The network's input names, for a source that picks its arrays by name (a GAN's data has none)."""
+    if cfg.mode == "gan":
+        return None
+    return [s.name for s in spec_inputs(next(iter(networks.values()))) or []] or None
 
 
 def apply_overrides(cfg, overrides):

@@ -3,13 +3,13 @@ wrapping, and fitting the data's inputs to the shapes the network declares."""
 from __future__ import annotations
 
 import contextlib
-import math
 
 import torch
 
 from builder.training.distributed import all_sum
 from builder.core.errors import UserError
 from builder.core.types import spec_inputs
+from builder.data.naming import match_inputs, sample_view
 
 
 def pick_device(device):
@@ -61,31 +61,25 @@ def static_shape(model, i):
 
 
 def adapt_inputs(model, data):
-    """View the data's inputs in the shapes the network declares when only the layout differs (digits'
-    1x8x8 pixels for an MLP taking 64 features, a window of tau values as tau x 1 for an RNN)."""
+    """Feed each spec input its field of the data (by name: builder.data.naming) and view it in the shape the
+    network declares when only the layout differs (digits' 1x8x8 pixels for an MLP taking 64 features, a
+    window of tau values as tau x 1 for an RNN)."""
     specs = spec_inputs(model)
     if not specs:
         return
+    names = data.info.get("inputs") or [None] * data.train.n_inputs
+    if len(specs) > 1 or len(names) > 1:
+        pick = match_inputs(names, [s.name for s in specs], "train.data")
+        if pick != list(range(data.train.n_inputs)):
+            stats = data.info.get("input_statistics") or {}
+            data.info["input_statistics"] = {new: stats[old] for new, old in enumerate(pick) if old in stats}
+            data.info["inputs"] = [names[i] for i in pick]
+            for ds in (data.train, data.val, data.test):
+                if ds is not None:
+                    ds.select_inputs(pick)
     sample = data.train.sample(1)
-    shapes = []
-    for i in range(data.train.n_inputs):
-        if i >= len(specs):
-            shapes.append(None)
-            continue
-        want = tuple(specs[i].shape[1:])
-        have = tuple(sample[i].shape[1:])
-        if want == have:
-            shapes.append(None)
-        elif not all(isinstance(d, int) for d in want):  # symbolic sizes: rank and static sizes must agree
-            if len(want) != len(have) or any(isinstance(w, int) and w != h for w, h in zip(want, have)):
-                raise UserError(f"data gives input {specs[i].name} samples of shape {list(have)}, "
-                                f"the network wants {list(want)}")
-            shapes.append(None)
-        elif math.prod(want) == math.prod(have):
-            shapes.append(want)
-        else:
-            raise UserError(f"data gives input {specs[i].name} samples of shape {list(have)}, "
-                            f"the network wants {list(want)}")
+    shapes = [sample_view(sample[i].shape[1:], specs[i].shape[1:], specs[i].name) if i < len(specs) else None
+              for i in range(data.train.n_inputs)]
     for ds in (data.train, data.val, data.test):
         if ds is not None:
             ds.reshape_inputs(shapes)
