@@ -171,6 +171,18 @@ def _attention(ctx):
     return (q[0], q[1], out_dim)
 
 
+def _attention_macs(ctx, out) -> int:
+    """Scores (t x s, over d) and weighted values (t x dv, over s; dv the output's features, every query
+    head's share of the grouped values): causal masks are applied to the full product, so they do not
+    change the count."""
+    slots = list(ctx.args.get("slots") or ["q", "k", "v"])
+    named = dict(zip(slots, (S.concrete(s) for s in ctx.shapes)))
+    b, t, d = named["q"]
+    s = named.get("k", named["q"])[1]
+    dv = S.concrete(next(iter(out.values())))[-1]
+    return b * t * s * (d + dv)
+
+
 register(OpDef("attention", _attention, build=lambda a: M.Attention(**public_args(a), paired=a.get("_paired", False)),
                arg_names=("heads", "causal", "dropout", "scale", "kv_heads", "rope", "head_dim"),
                slots=("q", "k", "v", "mask", "bias"), inferred=("head_dim",),
@@ -183,18 +195,6 @@ register(OpDef("attention", _attention, build=lambda a: M.Attention(**public_arg
                    "`bias`, grouped-query `kv_heads`, rotary `rope: {theta, fraction, interleaved}`",
                shape_doc="q [B, T, D], k and v [B, S, D_kv] (D divisible by `heads`, D_kv = D / heads * kv_heads), "
                          "mask [B, S], bias broadcasting to [B, heads, T, S] -> [B, T, D]"))
-
-
-def _attention_macs(ctx, out) -> int:
-    """Scores (t x s, over d) and weighted values (t x dv, over s; dv the output's features, every query
-    head's share of the grouped values): causal masks are applied to the full product, so they do not
-    change the count."""
-    slots = list(ctx.args.get("slots") or ["q", "k", "v"])
-    named = dict(zip(slots, (S.concrete(s) for s in ctx.shapes)))
-    b, t, d = named["q"]
-    s = named.get("k", named["q"])[1]
-    dv = S.concrete(next(iter(out.values())))[-1]
-    return b * t * s * (d + dv)
 
 
 def _pe(ctx):

@@ -171,6 +171,8 @@ METRICS = {"accuracy": Accuracy, "top_k": Accuracy, "mse": MSE, "mae": MAE, "r2"
 
 def make_metric(cfg):
     """`accuracy`, `top5` (top-5 accuracy), or `{type: top_k, k: 3}`; returns (name, metric)."""
+    if not isinstance(cfg, (str, dict)):
+        raise UserError(f"train.metrics: a metric is a name or {{type: NAME, ...}}, got {cfg!r}")
     cfg = {"type": cfg} if isinstance(cfg, str) else dict(cfg)
     name = cfg.pop("type", None)
     if isinstance(name, str) and name.startswith("top") and name[3:].isdigit():
