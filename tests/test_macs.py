@@ -137,6 +137,12 @@ SMALL = {  # the zoo at small sizes (every spec in specs/ must be listed)
     "vgg11": {"size": 64, "width": 4, "hidden": 32, "num_classes": 10},
     "densenet121": {"size": 64, "growth_rate": 4, "num_init_features": 8, "block1": 1, "block2": 1,
                     "block3": 1, "block4": 1, "num_classes": 10},
+    "llama": {"vocab": 64, "d_model": 32, "layers": 1, "heads": 4, "kv_heads": 2, "ffn": 48},
+    "convnext_tiny": {"c1": 8, "c2": 16, "c3": 16, "c4": 32, "d1": 1, "d2": 1, "d3": 1, "d4": 1, "size": 32,
+                      "num_classes": 10},
+    "efficientnet_b0": {"width_mult": 0.25, "depth_mult": 0.1, "num_classes": 10, "size": 32},
+    "swin_t": {"image_size": 32, "patch_size": 2, "window": 2, "embed_dim": 8, "h1": 1, "h2": 2, "h3": 2, "h4": 4,
+               "d3": 2, "num_classes": 10},
 }
 
 

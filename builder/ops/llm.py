@@ -17,10 +17,6 @@ from builder.shapes import rules as S
 from builder.shapes.rules import ShapeError
 
 
-def _numel(out: dict) -> int:
-    return S.numel(next(iter(out.values())))
-
-
 # ---- RMSNorm ------------------------------------------------------------------------------------
 
 def _rmsnorm(ctx):
@@ -55,7 +51,7 @@ class RMSNorm(nn.RMSNorm):
 
 
 register(OpDef("RMSNorm", _rmsnorm, build=lambda a: RMSNorm(**_public(a)), torch_class=nn.RMSNorm,
-               inferred=("normalized_shape",), macs=lambda ctx, out: 2 * _numel(out),
+               inferred=("normalized_shape",),
                doc="torch.nn.RMSNorm: x / sqrt(mean(x^2) + eps) * weight over the last dim(s) (LLaMA, T5)"))
 
 
@@ -84,7 +80,7 @@ def _rope(ctx):
 
 register(OpDef("rope", _rope, build=lambda a: RotaryEmbedding(**_public(a)),
                arg_names=("heads", "theta", "fraction", "interleaved", "head_dim"), inferred=("head_dim",),
-               category="position", macs=lambda ctx, out: 3 * _numel(out),
+               category="position",
                doc="rotary position embedding per head of x [B, T, heads*d] or [B, T, heads, d]: theta, "
                    "fraction rotated, half-split (default) or interleaved pairs",
                shape_doc='the shape of x: [B, T, heads * head_dim] or [B, T, heads, head_dim]'))
@@ -101,7 +97,7 @@ def _halves(ctx, what):
 
 
 register(OpDef("GLU", lambda ctx: _halves(ctx, "GLU"), build=lambda a: nn.GLU(**_public(a)), torch_class=nn.GLU,
-               category="activation", macs=lambda ctx, out: 2 * _numel(out),
+               category="activation",
                doc="torch.nn.GLU: a * sigmoid(b), a and b the two halves of `dim` (default -1)"))
 
 
@@ -125,7 +121,7 @@ def _swiglu(ctx):
 
 
 register(OpDef("swiglu", _swiglu, build=lambda a: SwiGLU(), arg_names=(), arity=(1, 2), slots=("gate", "up"),
-               required_slots=("gate", "up"), category="activation", macs=lambda ctx, out: 2 * _numel(out),
+               required_slots=("gate", "up"), category="activation",
                doc="silu(gate) * up (LLaMA's MLP): in: {gate, up}, or one input whose last dim's halves are "
                    "gate and up",
                shape_doc='gate and up [..., D] -> [..., D]; one input [..., 2D] -> [..., D]'))
@@ -139,7 +135,7 @@ class QuickGELU(nn.Module):
 
 
 register(OpDef("QuickGELU", lambda ctx: ctx.shapes[0], build=lambda a: QuickGELU(), arg_names=(),
-               category="activation", macs=lambda ctx, out: 2 * _numel(out),
+               category="activation",
                doc="x * sigmoid(1.702 x), CLIP's GELU (GELU's `approximate: tanh` is the other variant)",
                shape_doc='the shape of x'))
 
