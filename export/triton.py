@@ -9,7 +9,6 @@ turns on dynamic batching; otherwise `max_batch_size: 0` and the full dims. Othe
 """
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -49,9 +48,10 @@ def config_text(model: onnx.ModelProto, name: str, max_batch: int = 64) -> str:
                             "Triton's onnxruntime backend does not take")
     batched = all(_dims(v) and _dims(v)[0] is None for v in values)
     if batched:
-        props = {p.key: p.value for p in model.metadata_props}
-        ranges = json.loads(props.get("builder.dim_ranges", "{}") or "{}")
-        spec_inputs = json.loads(props.get("builder.inputs", "[]") or "[]")
+        from export.metadata import read_metadata
+        meta = read_metadata({p.key: p.value for p in model.metadata_props}, "--triton")  # bounded, checked
+        ranges = meta.get("dim_ranges") or {}
+        spec_inputs = meta.get("inputs") or []
         batch_sym = spec_inputs[0]["shape"][0] if spec_inputs and spec_inputs[0].get("shape") else None
         high = (ranges.get(batch_sym) or [1, None])[1] if isinstance(batch_sym, str) else None
         if high is not None:

@@ -48,8 +48,12 @@ def load_sized(path, overrides: dict, safe: bool = False):
     from builder.spec.reader import load
     from builder.text.readers import parse_yaml_text, read_text_file
 
-    # bounded like every spec read: a 300 MB file is refused after reading 2 MB + 1 byte
-    text = read_text_file(path, "spec") if Path(path).is_file() else ""
+    # bounded like every spec read: a 300 MB file is refused after reading 2 MB + 1 byte; a file that cannot
+    # be read (too large, not UTF-8) is left to the spec reader, whose error names file:line as always
+    try:
+        text = read_text_file(path, "spec") if Path(path).is_file() else ""
+    except UserError:
+        return load(path, overrides=overrides, safe=safe)
     if not needs_data(text) or any(k.startswith("data.") for k in overrides):
         return load(path, overrides=overrides, safe=safe)
     doc = parse_yaml_text(text, str(path)) or {}

@@ -155,7 +155,8 @@ def _next_token(logits: np.ndarray, labels, k: int) -> dict:
 def make_app(cfg: ServeConfig | None = None):
     """The FastAPI app serving `cfg` (or the config in $BUILDER_SERVE_CONFIG: uvicorn's workers)."""
     if cfg is None:
-        cfg = ServeConfig(**json.loads(os.environ[CONFIG_ENV]))
+        from builder.text.readers import parse_json_text
+        cfg = ServeConfig(**parse_json_text(os.environ[CONFIG_ENV], CONFIG_ENV))
     model = ServedModel(cfg)
 
     @contextlib.asynccontextmanager

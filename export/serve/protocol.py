@@ -42,12 +42,18 @@ def split_body(body: bytes, header_length: str | None) -> tuple[dict, bytes]:
     return load_json(head), rest
 
 
+MAX_REQUEST_VALUES = 50_000_000  # JSON values in one request (its body is capped in bytes by the app)
+
+
 def load_json(text: bytes) -> dict:
-    """A JSON object; too deep a nesting is a RecursionError of json.loads, answered like bad JSON."""
+    """A JSON object, read like every untrusted JSON the tool reads (builder.text.readers: depth checked
+    before parsing, values counted); any refusal is answered as bad JSON."""
+    from builder.text.readers import parse_json_text
+
     try:
-        value = json.loads(text)
-    except (ValueError, RecursionError) as e:
-        raise ProtocolError(f"the request is not JSON ({str(e).splitlines()[0][:120]})") from None
+        value = parse_json_text(text, "the request", max(len(text), 1), MAX_REQUEST_VALUES)
+    except UserError as e:
+        raise ProtocolError(f"the request is not JSON we read ({str(e).splitlines()[0][:160]})") from None
     if not isinstance(value, dict):
         raise ProtocolError("the request must be a JSON object")
     return value
