@@ -145,7 +145,7 @@ def backward_dot(trace: BackwardTrace, graph: nx.MultiDiGraph | None = None, ful
     dot.add_node("loss", [], label=f"loss (root)\n{trace.loss_name} = {trace.loss:.4g}",
                  shape="doubleoctagon", style="filled", fillcolor=COLORS["root"])
 
-    scale, nodes = param_scale(trace), node_norms(trace)
+    scale, nodes = param_scale(trace, graph), node_norms(trace)
     for op_id, op in trace.ops.items():
         if op_id not in drawn:
             continue
@@ -295,7 +295,7 @@ def _color_clusters(dot: DotGraph, trace: BackwardTrace, graph) -> None:
     """Each cluster is tinted by the norm of the gradients of all parameters inside it."""
     sq: dict[str, float] = {}
     bad: dict[str, str] = {}
-    scale = param_scale(trace)
+    scale = param_scale(trace, graph)
     for leaf in trace.leaves.values():
         if leaf.kind != "param" or not leaf.requires_grad:  # frozen parameters do not count
             continue
@@ -323,7 +323,7 @@ def _color_clusters(dot: DotGraph, trace: BackwardTrace, graph) -> None:
             c.label += "\nno gradient"
             continue
         norm = math.sqrt(sq.get(c.name, 0.0))
-        flag = judge(norm, scale)
+        flag = judge(norm, scale, c.name)
         color = FLAG_STYLE[flag]["fillcolor"] if flag in ("vanishing", "exploding") else heat_color(norm)
         c.attrs.update(style="rounded,filled", fillcolor=color + "40", color=color, penwidth="2")
         c.label += f"\n|grad| {format_norm(norm)}" + (f"  {FLAG_TEXT[flag]}" if flag else "")

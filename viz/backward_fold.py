@@ -63,7 +63,7 @@ def folds_for(trace: BackwardTrace, graph, depth: int, shown_ops, grads: bool = 
     levels = block_levels(blocks)
     inside = _inside(graph, blocks)
     sums = _Sums(trace, shown_ops)
-    scale = param_scale(trace)
+    scale = param_scale(trace, graph)
     folds = {}
     for b in blocks:
         fold = fold_of(blocks, levels, block_chain(blocks, b), depth)
@@ -95,7 +95,7 @@ def folds_for(trace: BackwardTrace, graph, depth: int, shown_ops, grads: bool = 
             continue
         attrs = {"shape": "box3d", "style": "filled", "fillcolor": "#fff7cc"}
         if grads and n_params:  # coloured like a parameter: by the norm of the gradients inside
-            flag = judge(norm, scale)
+            flag = judge(norm, scale, b)
             attrs.update(heat_style(norm, flag))
             if flag:
                 lines.append(FLAG_TEXT[flag])

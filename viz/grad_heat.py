@@ -69,13 +69,30 @@ def bucket_range(i: int) -> str:
 
 @dataclass(frozen=True)
 class Scale:
-    """The typical gradient sizes of one network, what its flags are judged against."""
+    """The typical gradient sizes of one network, what its flags are judged against, and (given the nodes
+    in forward order) the vanished prefix: the layers from the input up to the first one whose gradient
+    is not vanishingly small. Vanishing means the gradient died on its way back to the input (the notes:
+    a product of many small Jacobians), so a small norm is flagged only inside that prefix: a branch damped
+    on purpose deeper in (ConvNeXt's layer scale of 1e-6, whose residual stream still carries the gradient
+    to the stem) is not a vanishing layer."""
     high: float = 0.0  # the 90th percentile of the finite, nonzero parameter gradient norms
+    vanished: frozenset | None = None  # spec paths in the vanished prefix (None: no order known)
+    alive: frozenset = frozenset()  # spec paths after it
 
     @classmethod
     def of(cls, norms) -> "Scale":
-        finite = sorted(n for n in norms if n is not None and math.isfinite(n) and n > 0)
-        return cls(high=finite[round(0.9 * (len(finite) - 1))]) if finite else cls()
+        """From node norms: a {spec path: norm} mapping in forward order (the prefix is found), or a plain
+        iterable of norms (every small norm counts)."""
+        values = list(norms.values()) if isinstance(norms, dict) else list(norms)
+        finite = sorted(n for n in values if n is not None and math.isfinite(n) and n > 0)
+        high = finite[round(0.9 * (len(finite) - 1))] if finite else 0.0
+        if not isinstance(norms, dict):
+            return cls(high=high)
+        paths = list(norms)
+        below = VANISHING_RATIO * high
+        cut = next((i for i, p in enumerate(paths) if norms[p] is None or not math.isfinite(norms[p])
+                    or norms[p] >= below), len(paths))
+        return cls(high=high, vanished=frozenset(paths[:cut]), alive=frozenset(paths[cut:]))
 
     @property
     def vanishing_below(self) -> float:
@@ -85,9 +102,19 @@ class Scale:
     def exploding_above(self) -> float:
         return min(EXPLODING, EXPLODING_RATIO * self.high) if self.high else EXPLODING
 
+    def in_vanished_prefix(self, path: str | None) -> bool:
+        """Whether a node (or a block: all the nodes inside it) lies in the vanished prefix."""
+        if self.vanished is None or path is None:
+            return True
+        if path in self.vanished or path in self.alive:
+            return path in self.vanished
+        inside = lambda p: p.startswith(path + ".")  # noqa: E731
+        return any(inside(p) for p in self.vanished) and not any(inside(p) for p in self.alive)
 
-def judge(norm: float | None, scale: Scale) -> str | None:
-    """The flag of one gradient norm, given its network's Scale (None: healthy)."""
+
+def judge(norm: float | None, scale: Scale, path: str | None = None) -> str | None:
+    """The flag of one gradient norm (of spec node or block `path`, when known), given its network's Scale
+    (None: healthy)."""
     if norm is None:
         return "none"
     if not math.isfinite(norm):
@@ -96,27 +123,34 @@ def judge(norm: float | None, scale: Scale) -> str | None:
         return "zero"
     if norm > scale.exploding_above:
         return "exploding"
-    if norm < scale.vanishing_below:
+    if norm < scale.vanishing_below and scale.in_vanished_prefix(path):
         return "vanishing"
     return None
 
 
-def node_norms(trace) -> dict:
-    """Spec path -> the gradient norm of all its trainable parameters together (what a layer receives);
-    a path with a parameter no gradient reached, or a non-finite one, is left out."""
+def node_norms(trace, graph=None) -> dict:
+    """Spec path -> the gradient norm of all its trainable parameters together (what a layer receives), in
+    the graph's forward order when `graph` is given; a path with a parameter no gradient reached, or a
+    non-finite one, is None."""
     squares: dict = {}
     for lf in trace.leaves.values():
         if lf.kind == "param" and lf.requires_grad:
             norm = lf.grad.norm if lf.grad is not None else None
             ok = norm is not None and math.isfinite(norm) and squares.get(lf.path, 0.0) is not None
             squares[lf.path] = squares.get(lf.path, 0.0) + norm * norm if ok else None
-    return {p: math.sqrt(v) for p, v in squares.items() if v is not None}
+    norms = {p: (math.sqrt(v) if v is not None else None) for p, v in squares.items()}
+    if graph is None:
+        return norms
+    order = [p for p in graph.nodes if p in norms]
+    return {**{p: norms[p] for p in order}, **{p: v for p, v in norms.items() if p not in order}}
 
 
-def param_scale(trace) -> Scale:
-    """The Scale of a recorded step (viz.autograd_walk): of its spec nodes' gradient norms, as the grads
-    chart measures them, so both views flag the same layers."""
-    return Scale.of(node_norms(trace).values())
+def param_scale(trace, graph=None) -> Scale:
+    """The Scale of a recorded step (viz.autograd_walk): of its spec nodes' gradient norms, in forward
+    order when `graph` is given (else every small norm counts), as the grads chart measures them, so both
+    views flag the same layers."""
+    norms = node_norms(trace, graph)
+    return Scale.of(norms if graph is not None else norms.values())
 
 
 def leaf_flag(leaf, scale: Scale, nodes: dict) -> str | None:
@@ -124,9 +158,10 @@ def leaf_flag(leaf, scale: Scale, nodes: dict) -> str | None:
     (a Transformer's key bias gets no gradient by design, since softmax ignores what it adds to every
     score: that is not a vanishing layer)."""
     norm = leaf.grad.norm if leaf.grad is not None else None
-    flag = judge(norm, scale)
+    flag = judge(norm, scale, leaf.path or None)
     if flag in ("vanishing", "exploding"):
-        return judge(nodes.get(leaf.path, norm), scale)
+        node = nodes.get(leaf.path)
+        return judge(node if node is not None else norm, scale, leaf.path or None)
     return flag
 
 

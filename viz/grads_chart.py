@@ -100,13 +100,13 @@ def _steps(s, paths, owned, norms, optimizer, steps) -> list:
 
 
 def scale_of(flow: GradFlow) -> Scale:
-    return Scale.of(flow.mean(p) for p in flow.paths)
+    return Scale.of({p: flow.mean(p) for p in flow.paths})  # paths are in forward order
 
 
 def flags(flow: GradFlow) -> dict:
     """path -> flag of its mean norm (None when healthy), judged as the backward view judges."""
     scale = scale_of(flow)
-    return {p: judge(flow.mean(p), scale) for p in flow.paths}
+    return {p: judge(flow.mean(p), scale, p) for p in flow.paths}
 
 
 def draw_chart(flow: GradFlow, out: Path, title: str, fmt: str = "png", dpi: int = 100) -> Path:
