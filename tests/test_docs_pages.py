@@ -64,3 +64,16 @@ def test_every_relative_link_of_the_readme_and_the_pages_resolves():
             if "://" not in target and not (page.parent / target).exists():
                 broken.append(f"{page.relative_to(D.ROOT)}: {target}")
     assert broken == []
+
+
+def test_the_data_page_lists_every_train_data_key_of_the_schema():
+    from builder.spec.data_schema import COMMON, SOURCE_KEYS
+
+    text = (D.DOCS / "data.md").read_text(encoding="utf-8").split("## Every `train.data` key", 1)[1]
+    first_cells = " ".join(line.split("|")[1] for line in text.splitlines() if line.startswith("| `"))
+    written = {**COMMON, **SOURCE_KEYS}
+    keys = set(written) | {f"{key}.{sub}" for key, value in written.items() for sub in value.get("properties", ())}
+    missing = sorted(k for k in keys if f"`{k}`" not in first_cells)
+    assert missing == [], f"docs/data.md's key table lacks {missing}"
+    listed = set(re.findall(r"`([a-z_.]+)`", first_cells))
+    assert listed <= keys, f"docs/data.md lists keys the schema lacks: {sorted(listed - keys)}"
