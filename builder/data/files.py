@@ -215,7 +215,8 @@ def check_layout(layout, where: str) -> dict:
         return isinstance(v, dict) and all(isinstance(k, str) and check(x) for k, x in v.items())
 
     checks = {"delimiter": lambda v: isinstance(v, str) and len(v) == 1,
-              "missing": lambda v: v in MISSING_POLICIES, "features": strings, "target": strings,
+              "missing": lambda v: v in MISSING_POLICIES, "features": strings,
+              "target": lambda v: isinstance(v, str) or strings(v),  # a datasets source names one column
               "classes": lambda v: v is None or strings(v),
               "kinds": lambda v: mapping(v, lambda k: k in ("number", "category")),
               "categories": lambda v: mapping(v, strings),
