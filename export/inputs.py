@@ -58,6 +58,33 @@ def read_inputs(path, inputs: list[ModelInput], layout: dict | None = None):
     return read_arrays(path, inputs), None
 
 
+def read_images(items, layout: dict | None, inputs: list[ModelInput], source: str = "request"):
+    """{input: images} of base64-encoded image files (PNG, JPEG, ...; `build serve`'s JSON), each decoded and
+    prepared as the model's training images were (builder.data.images.decode: mode, resize, crop; the
+    normalisation is inside the exported graph), as float32 [N, C, H, W] in [0, 1]."""
+    import base64
+    import binascii
+    import io
+
+    from builder.data.images import decode
+
+    if (layout or {}).get("source") != "images" or len(inputs) != 1:
+        raise UserError(f"{source}: this model was not trained on images (source: images): send 'inputs'")
+    if not isinstance(items, list) or not items or not all(isinstance(s, str) for s in items):
+        raise UserError(f"{source}: 'images' must be a non-empty list of base64-encoded image files")
+    out = []
+    for i, text in enumerate(items):
+        try:
+            raw = base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            raise UserError(f"{source}: images[{i}] is not base64") from None
+        try:
+            out.append(decode(io.BytesIO(raw), layout))
+        except UserError as e:  # the decoder names its file; here the file is the i-th image of the request
+            raise UserError(f"{source}: images[{i}]: {str(e).split(': ', 1)[-1]}") from None
+    return {inputs[0].name: np.stack(out).astype(np.float32) / 255}
+
+
 def read_rows(rows, layout: dict, inputs: list[ModelInput], source: str = "request"):
     """({input: features}, labels or None) of rows given as {column: value} objects (`build serve`'s JSON),
     encoded by the training file's layout exactly like a CSV of the same cells (builder.data.files)."""

@@ -106,6 +106,9 @@ async def plain_predict(model: ServedModel, body: dict) -> dict:
             raise UserError("this model was not trained on a CSV file (no column layout): send 'inputs'")
         arrays, _ = model_inputs.read_rows(body["rows"], runner.layout, runner.inputs)
         first = next(iter((await model.infer(arrays)).values()))
+    elif "images" in body:
+        arrays = model_inputs.read_images(body["images"], runner.layout, runner.inputs)
+        first = next(iter((await model.infer(arrays)).values()))
     elif "text" in body or "texts" in body:
         texts = [body["text"]] if "text" in body else body["texts"]
         if model.tokenizer is None or len(runner.inputs) != 1:
@@ -128,7 +131,8 @@ async def plain_predict(model: ServedModel, body: dict) -> dict:
                 raise UserError(f"input '{name}': not an array of numbers")
         first = next(iter((await model.infer(arrays)).values()))
     else:
-        raise UserError("send {'rows': [{column: value}]}, {'text': ...} or {'inputs': {name: array}}")
+        raise UserError("send {'rows': [{column: value}]}, {'images': [base64 file]}, {'text': ...} or "
+                        "{'inputs': {name: array}}")
     if predict.is_classifier(first):
         return {"model": model.name, "predictions": [_classes(r, runner.labels) for r in first]}
     if first.ndim == 3 and first.shape[2] > 1 and first.dtype.kind == "f":
