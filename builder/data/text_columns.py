@@ -55,15 +55,29 @@ def train(texts, cfg):
         tok.decoder = decoders.ByteLevel()
         trainer = trainers.BpeTrainer(vocab_size=size, min_frequency=freq, special_tokens=SPECIALS,
                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    else:
-        tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-        tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-        tok.decoder = decoders.WordPiece()
-        trainer = trainers.WordPieceTrainer(vocab_size=size, min_frequency=freq, special_tokens=SPECIALS,
-                                            show_progress=False)
-    tok.train_from_iterator(list(texts), trainer=trainer)
+        tok.train_from_iterator(list(texts), trainer=trainer)
+        return tok
+    normalizer, pre = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
+    tok = Tokenizer(models.WordPiece(wordpiece_vocab(texts, size, freq, normalizer, pre), unk_token="[UNK]"))
+    tok.normalizer, tok.pre_tokenizer, tok.decoder = normalizer, pre, decoders.WordPiece()
     return tok
+
+
+def wordpiece_vocab(texts, size: int, min_frequency: int, normalizer, pre_tokenizer) -> dict:
+    """A WordPiece vocabulary that the same texts always give the same ids: the special tokens, every
+    character (alone and as a `##` continuation, so no word is unknown), then the most frequent whole words
+    (ties in alphabetical order) up to `size`. Hugging Face's WordPieceTrainer numbers its tokens in the
+    order of a randomly seeded hash map: the same spec and seed trained a different vocabulary, so a
+    different model, in every process."""
+    from collections import Counter
+
+    counts = Counter(w for t in texts for w, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(t)))
+    chars = sorted({c for w in counts for c in w})
+    tokens = list(dict.fromkeys(SPECIALS + chars + ["##" + c for c in chars]))
+    words = [w for w, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if n >= min_frequency
+             and len(w) > 1 and w not in tokens]
+    tokens += words[:max(0, size - len(tokens))]
+    return {t: i for i, t in enumerate(tokens)}
 
 
 def from_json(text: str, where="tokenizer"):
