@@ -102,13 +102,8 @@ def test_build_serve_predict_takes_image_bytes_prepared_as_predict_does(trained,
     """/predict {"images": [base64 PNG, ...]}: decoded and prepared as `build predict` prepares files (issue 24),
     by a real `build serve` process on 127.0.0.1; a broken image is a 400 and the server carries on."""
     import base64
-    import os
-    import subprocess
-    import sys
-    import time
     import urllib.error
     import urllib.request
-    from pathlib import Path
 
     from export.inputs import read_images
     from export.predict import OnnxRunner
@@ -127,49 +122,24 @@ def test_build_serve_predict_takes_image_bytes_prepared_as_predict_does(trained,
     with pytest.raises(UserError, match="not base64"):
         read_images(["%%%"], runner.layout, runner.inputs)
 
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
-    log = open(tmp_path / "serve.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "builder.commands.cli", "serve", str(root / "m.onnx"),
-                             "--port", str(port), "--threads", "1"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    from serving import serving
 
-    def post(body: dict):
-        req = urllib.request.Request(f"http://127.0.0.1:{port}/predict", data=json.dumps(body).encode(),
-                                     method="POST", headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(req, timeout=30) as r:
-                return r.status, json.loads(r.read())
-        except urllib.error.HTTPError as e:
-            return e.code, json.loads(e.read())
-
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, (tmp_path / "serve.log").read_text()
+    with serving(root / "m.onnx", tmp_path / "serve.log", "--threads", "1") as (_, port):
+        def post(body: dict):
+            req = urllib.request.Request(f"http://127.0.0.1:{port}/predict", data=json.dumps(body).encode(),
+                                         method="POST", headers={"Content-Type": "application/json"})
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/ready", timeout=5) as r:
-                    if r.status == 200:
-                        break
-            except (urllib.error.URLError, ConnectionError, OSError):
-                pass
-            assert time.monotonic() < deadline, "build serve did not become ready in 120 s"
-            time.sleep(0.25)
+                with urllib.request.urlopen(req, timeout=30) as r:
+                    return r.status, json.loads(r.read())
+            except urllib.error.HTTPError as e:
+                return e.code, json.loads(e.read())
+
         code, answer = post({"images": encoded})
         assert code == 200, answer
         assert [p["label"] for p in answer["predictions"]] == [f.parent.name for f in files]
         code, answer = post({"images": [base64.b64encode(b"broken").decode()]})
         assert code == 400 and "images[0]" in json.dumps(answer)
         assert post({"images": encoded[:1]})[0] == 200  # still serving
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 def test_augmentation_is_exact_across_workers_and_training_only(tmp_path):

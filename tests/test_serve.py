@@ -5,14 +5,8 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -21,8 +15,8 @@ import tritonclient.http as httpclient  # the test extra: pip install -e .[test]
 from tritonclient.utils import InferenceServerException
 
 from builder.commands.cli import main
+from serving import serving
 
-ROOT = Path(__file__).resolve().parents[1]
 
 FRUIT = """spec: 1
 name: fruit
@@ -53,12 +47,6 @@ def fruit_rows(n, seed):
     return rows
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """The fruit classifier trained 3 epochs on a CSV, exported, and served by `build serve` (a subprocess)."""
@@ -71,35 +59,14 @@ def server(tmp_path_factory):
                  "--device", "cpu"]) == 0
     model = folder / "fruit.onnx"
     assert main(["export", str(folder / "fruit.yaml"), "--run", str(folder / "run"), "-o", str(model)]) == 0
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    log = open(folder / "serve.log", "w")  # a file, not a pipe nobody reads: the server never blocks on it
-    proc = subprocess.Popen([sys.executable, "-m", "builder.commands.cli", "serve", str(model), "--port", str(port),
-                             "--max-delay-ms", "100", "--max-batch", "64", "--threads", "1"],
-                            env=env, stdout=log, stderr=subprocess.STDOUT)
-    client = httpclient.InferenceServerClient(f"127.0.0.1:{port}", concurrency=16, network_timeout=30)
-    deadline = time.monotonic() + 120
-    try:
-        while True:
-            assert proc.poll() is None, (folder / "serve.log").read_text()
-            try:
-                if client.is_server_ready():
-                    break
-            except Exception:  # not listening yet
-                pass
-            assert time.monotonic() < deadline, "build serve did not become ready in 120 s"
-            time.sleep(0.25)
-        yield {"folder": folder, "model": model, "port": port, "client": client, "proc": proc,
-               "session": ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])}
-    finally:
-        client.close()
-        proc.terminate()
+    with serving(model, folder / "serve.log", "--max-delay-ms", "100", "--max-batch", "64",
+                 "--threads", "1") as (proc, port):
+        client = httpclient.InferenceServerClient(f"127.0.0.1:{port}", concurrency=16, network_timeout=30)
         try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
-        log.close()
+            yield {"folder": folder, "model": model, "port": port, "client": client, "proc": proc,
+                   "session": ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])}
+        finally:
+            client.close()
 
 
 def raw_post(port, path, body: bytes):
