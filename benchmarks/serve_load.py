@@ -18,9 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -31,6 +29,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
 
 # (label, spec, overrides, sizes for the example inputs)
 MODELS = [
@@ -111,12 +110,6 @@ def quantisation_rows(models, folder: Path, seconds: float) -> list[str]:
     return lines
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def percentile(values, q):
     return float(np.percentile(np.asarray(values) * 1e3, q))
 
@@ -151,29 +144,15 @@ def load(fn, clients: int, requests: int) -> tuple[float, list[float]]:
 def serving_rows(folder: Path, clients: int, requests: int, max_delay_ms: float) -> list[str]:
     import tritonclient.http as httpclient
 
+    from serving import serving
+
     from export import runtime
     module, spec, path = export_fp32("lenet5", {}, {}, folder)
     xs = example_feed(module, spec, {}, clients * requests, 5)["x"]
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    log = open(folder / "serve.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "builder.commands.cli", "serve", str(path), "--port", str(port),
-                             "--threads", "1", "--max-batch", "32", "--max-delay-ms", str(max_delay_ms)],
-                            env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
+    # started, waited for and stopped as the tests do (tests/serving.py)
+    with serving(path, folder / "serve.log", "--threads", "1", "--max-batch", "32", "--max-delay-ms",
+                 str(max_delay_ms)) as (_, port):
         probe = httpclient.InferenceServerClient(f"127.0.0.1:{port}", network_timeout=30)
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError("build serve exited: " + (folder / "serve.log").read_text()[-500:])
-            try:
-                if probe.is_server_ready():
-                    break
-            except Exception:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("build serve did not become ready in 120 s")
-            time.sleep(0.25)
         name = probe.get_model_metadata("lenet5")["name"]
         local = threading.local()  # tritonclient runs on gevent: one client per thread, made in that thread
 
@@ -188,14 +167,6 @@ def serving_rows(folder: Path, clients: int, requests: int, max_delay_ms: float)
         load(served, clients, 2)  # warm-up: every thread's connection
         wall_s, lat_s = load(served, clients, requests)
         stats = probe.get_inference_statistics(name)["model_stats"][0]
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=30)
-        log.close()
     session = runtime.session(path, "cpu", 1)
     wall_o, lat_o = load(lambda c, i: session.run(None, {"x": xs[c * requests + i:c * requests + i + 1]}),
                          clients, requests)
