@@ -87,7 +87,7 @@ def _steps(s, paths, owned, norms, optimizer, steps) -> list:
         try:
             loss = s.loss_fn(s.module(*inputs), target, inputs)
             loss.backward()
-        except (RuntimeError, ValueError, TypeError) as e:
+        except (RuntimeError, ValueError) as e:
             raise UserError(f"step {k + 1} on {s.note} failed: {str(e).splitlines()[0]}") from None
         losses.append(float(loss.detach()))
         for path in paths:

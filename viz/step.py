@@ -161,10 +161,6 @@ def training_batches(module, cfg, batch_size: int, seq_cap: int = 32, count: int
     adapt_inputs(module, data)
     n, rows = data.train.n_inputs, len(data.train)
     specs = spec_inputs(module) or []
-    if specs and n != len(specs):  # a GCN's x and adj from a source that gives x alone
-        from builder.core.errors import UserError
-        raise UserError(f"the data gives {n} input(s), the network takes {len(specs)} "
-                        f"({', '.join(t.name for t in specs)})")
     batches, cut = [], None
     for k in range(count):
         fields = data.train._gather(torch.arange(k * batch_size, (k + 1) * batch_size) % rows)
@@ -235,7 +231,7 @@ def one_step(spec, network: str | None = None, run: str | None = None, weights: 
                 trace = record_backward(s.module, named, lambda out: s.loss_fn(out, target, inputs),
                                         s.loss_name, spec_paths=set(s.net.graph.nodes),
                                         callers=shared_callers(s.net.graph))
-        except (RuntimeError, ValueError, TypeError) as e:  # BatchNorm on a batch of 1, nothing requiring grad
+        except (RuntimeError, ValueError) as e:  # e.g. BatchNorm on a batch of 1, nothing requiring grad
             from builder.core.errors import UserError
             raise UserError(f"the step on {s.note} failed: {str(e).splitlines()[0]}") from None
         return Step(trace, s.described(seen), s.warnings(seen))
